@@ -1,0 +1,18 @@
+//! Stateful NAT64 (RFC 6146) as a pure state machine.
+//!
+//! [`Nat64`] owns the translation prefix, the IPv4 pool, the binding table
+//! (BIB) and the session table. The daemon hands it packets with the current
+//! time and gets back a [`Verdict`]; expiry runs through
+//! [`Nat64::poll_timeout`] and [`Nat64::handle_timeout`]. No sockets, no clock
+//! reads, no threads.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod pool4;
+pub mod stateful;
+pub mod table;
+pub mod timeouts;
+
+pub use pool4::Pool4;
+pub use stateful::{Nat64, Nat64Config, NatDrop, Verdict};
+pub use table::{BibEntry, SessionEntry, TcpState};
+pub use timeouts::Timeouts;

@@ -1,0 +1,85 @@
+//! Why a packet was not translated. Every variant is a counter in `xlat64 stats`.
+
+/// The reason a packet was dropped by the parser or the translator.
+///
+/// Fieldless so that the daemon can keep one counter per variant in an array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than its IP header, or than the length its header claims.
+    Truncated,
+    /// The version nibble is neither 4 nor 6, or does not match the parser.
+    BadVersion,
+    /// IPv4 IHL below 5 or total length below the header length.
+    BadHeaderLength,
+    /// IPv4 header checksum is wrong.
+    BadIpv4Checksum,
+    /// Transport checksum (TCP, UDP, ICMP) is wrong.
+    BadTransportChecksum,
+    /// Transport header cut short.
+    TruncatedTransport,
+    /// Protocol / next header that the translator does not handle.
+    UnknownProtocol,
+    /// IPv6 extension headers are not translated yet.
+    ExtensionHeader,
+    /// IPv4 fragments / IPv6 Fragment header are not translated yet.
+    Fragment,
+    /// IPv4 packet with options (RFC 7915 §4.1: source route must be dropped; others not handled yet).
+    Ipv4Options,
+    /// Hop limit / TTL would reach zero (RFC 7915 §4.1, §5.1; ICMP Time Exceeded is a later step).
+    HopLimitExceeded,
+    /// ICMPv6 type other than echo request leaving the IPv6 side.
+    Icmpv6TypeUnsupported,
+    /// ICMPv4 type other than echo reply arriving from the IPv4 side.
+    Icmpv4TypeUnsupported,
+    /// Source or destination address unusable (multicast, unspecified, loopback...).
+    BadAddress,
+    /// UDP over IPv4 with a zero checksum (RFC 7915 §4.5: dropped by default).
+    UdpZeroChecksum,
+    /// The output buffer is smaller than the translated packet.
+    OutputTooSmall,
+}
+
+impl DropReason {
+    /// Every variant, in declaration order (index = `self as usize`).
+    pub const ALL: [DropReason; 16] = [
+        DropReason::Truncated,
+        DropReason::BadVersion,
+        DropReason::BadHeaderLength,
+        DropReason::BadIpv4Checksum,
+        DropReason::BadTransportChecksum,
+        DropReason::TruncatedTransport,
+        DropReason::UnknownProtocol,
+        DropReason::ExtensionHeader,
+        DropReason::Fragment,
+        DropReason::Ipv4Options,
+        DropReason::HopLimitExceeded,
+        DropReason::Icmpv6TypeUnsupported,
+        DropReason::Icmpv4TypeUnsupported,
+        DropReason::BadAddress,
+        DropReason::UdpZeroChecksum,
+        DropReason::OutputTooSmall,
+    ];
+
+    /// The counter name shown by `xlat64 stats` (snake case, prefixed `drop_`).
+    pub const fn counter_name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "drop_truncated",
+            DropReason::BadVersion => "drop_bad_version",
+            DropReason::BadHeaderLength => "drop_bad_header_length",
+            DropReason::BadIpv4Checksum => "drop_bad_ipv4_checksum",
+            DropReason::BadTransportChecksum => "drop_bad_transport_checksum",
+            DropReason::TruncatedTransport => "drop_truncated_transport",
+            DropReason::UnknownProtocol => "drop_unknown_protocol",
+            DropReason::ExtensionHeader => "drop_extension_header",
+            DropReason::Fragment => "drop_fragment",
+            DropReason::Ipv4Options => "drop_ipv4_options",
+            DropReason::HopLimitExceeded => "drop_hop_limit_exceeded",
+            DropReason::Icmpv6TypeUnsupported => "drop_icmpv6_type_unsupported",
+            DropReason::Icmpv4TypeUnsupported => "drop_icmpv4_type_unsupported",
+            DropReason::BadAddress => "drop_bad_address",
+            DropReason::UdpZeroChecksum => "drop_udp_zero_checksum",
+            DropReason::OutputTooSmall => "drop_output_too_small",
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Pure packet code for xlat64: RFC 6052 address mapping and the RFC 7915
+//! IP/ICMP translation algorithm.
+//!
+//! Nothing here touches sockets, clocks or threads, and nothing allocates per
+//! packet: every function takes the input bytes and a caller-supplied output
+//! buffer and returns a length or a [`DropReason`].
+//!
+//! Panic rule: no function in this crate panics on any input bytes. Lengths
+//! are validated once by the `parse_*` functions; translation works only on
+//! what they validated.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod checksum;
+pub mod drop;
+pub mod flow;
+pub mod prefix;
+pub mod special;
+pub mod translate;
+
+pub use drop::DropReason;
+pub use flow::{Flow4, Flow6, L4Proto, Parsed4, Parsed6};
+pub use prefix::{Prefix6052, PrefixError};
+pub use translate::{parse_v4, parse_v6, translate_4to6, translate_6to4};
