@@ -212,8 +212,8 @@ impl Config {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let message = inner.message().trim().to_string();
-            let key = unknown_key(&path, &message).unwrap_or(path);
-            let key = if key == "." { "config".to_string() } else { key };
+            // serde_path_to_error's path already ends with an unknown key's name.
+            let key = if path == "." { "config".to_string() } else { path };
             ConfigError::new(key, message)
         })?;
         config.fill_and_validate()?;
@@ -347,17 +347,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// serde reports an unknown field at its parent's path; name the field itself.
-fn unknown_key(path: &str, message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let field = &rest[..rest.find('`')?];
-    Some(if path == "." || path.is_empty() {
-        field.to_string()
-    } else {
-        format!("{path}.{field}")
-    })
 }
 
 /// The nameservers of /etc/resolv.conf, port 53, minus our own listen addresses.

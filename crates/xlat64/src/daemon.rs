@@ -1,1 +1,179 @@
-//! todo
+//! `xlat64 run`: sets up the TUN device, routes, DNS64 server and control
+//! socket, runs until SIGTERM/SIGINT, then removes what it set up.
+
+use crate::config::Config;
+use crate::control::{self, ControlState};
+use crate::dns64_server::Dns64Server;
+use crate::netlink::RouteSet;
+use crate::stats::PacketCounters;
+use crate::tun;
+use ipnet::IpNet;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tun_rs::InterruptEvent;
+use xlat64_nat::{Nat64, Nat64Config, Pool4};
+
+/// Runs the daemon; returns the process exit code (0 after a clean stop).
+pub fn run(config: Config) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("xlat64-io")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        let mut running = Running::default();
+        let started = running.start(&config).await;
+        let code = match started {
+            Ok(()) => {
+                tracing::info!("xlat64 running; SIGTERM or SIGINT stops it");
+                match wait_for_signal().await {
+                    Ok(name) => {
+                        tracing::info!(signal = name, "stopping");
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("error: cannot wait for signals: {e}");
+                        1
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        };
+        running.stop().await;
+        code
+    })
+}
+
+/// What `start` set up, so that `stop` removes exactly that, also after a
+/// failed start.
+#[derive(Default)]
+struct Running {
+    shutdown: CancellationToken,
+    routes: Option<RouteSet>,
+    packet_thread: Option<(std::thread::JoinHandle<io::Result<()>>, Arc<InterruptEvent>)>,
+    control_path: Option<PathBuf>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    async fn start(&mut self, config: &Config) -> Result<(), String> {
+        let mut state = ControlState::default();
+        if let Some(nat_section) = &config.nat64 {
+            let prefix = config.nat64_prefix().expect("validated with [nat64]");
+            let nets: Vec<_> = nat_section.pool4.iter().map(|p| p.0).collect();
+            let pool4 = Pool4::new(&nets).map_err(|e| format!("nat64.pool4: {e}"))?;
+            warn_if_not_forwarding();
+            let dev = tun::open(&nat_section.tun, nat_section.mtu)
+                .map_err(|e| format!("nat64.tun: cannot open TUN device `{}`: {e}", nat_section.tun))?;
+            let ifindex = dev
+                .if_index()
+                .map_err(|e| format!("nat64.tun: cannot read the index of `{}`: {e}", nat_section.tun))?;
+            let mut routes = RouteSet::new(ifindex)
+                .map_err(|e| format!("cannot open a netlink socket: {e}"))?;
+            let added = async {
+                routes.add(IpNet::V6(prefix.net())).await?;
+                for net in &nets {
+                    routes.add(IpNet::V4(*net)).await?;
+                }
+                Ok::<(), String>(())
+            }
+            .await;
+            self.routes = Some(routes);
+            added?;
+            let nat = Arc::new(Mutex::new(Nat64::new(Nat64Config {
+                prefix,
+                pool4,
+                timeouts: nat_section.timeouts.to_timeouts(),
+            })));
+            let counters = Arc::new(PacketCounters::default());
+            let thread = tun::spawn_packet_thread(Arc::new(dev), nat.clone(), counters.clone())
+                .map_err(|e| format!("cannot start the packet thread: {e}"))?;
+            self.packet_thread = Some(thread);
+            state.nat = Some(nat);
+            state.packets = Some(counters);
+            tracing::info!(
+                prefix = %prefix.net(),
+                pool4 = ?nets,
+                tun = %nat_section.tun,
+                "NAT64 translating"
+            );
+        }
+        if let Some(dns_section) = &config.dns64 {
+            let server = Dns64Server::bind(dns_section).await?;
+            state.dns = Some(server.counters());
+            let token = self.shutdown.clone();
+            self.tasks.push(tokio::spawn(server.run(token)));
+            tracing::info!(
+                listen = ?dns_section.listen,
+                upstream = ?dns_section.upstream,
+                prefix = ?dns_section.prefix,
+                "DNS64 serving"
+            );
+        }
+        let listener = control::bind(&config.control.socket)?;
+        self.control_path = Some(config.control.socket.clone());
+        self.tasks
+            .push(tokio::spawn(control::serve(listener, state, self.shutdown.clone())));
+        Ok(())
+    }
+
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        if let Some((thread, stop)) = self.packet_thread.take() {
+            if let Err(e) = stop.trigger() {
+                tracing::warn!(error = %e, "cannot signal the packet thread");
+            }
+            match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "packet thread ended with an error"),
+                _ => tracing::warn!("packet thread panicked"),
+            }
+        }
+        if let Some(mut routes) = self.routes.take() {
+            routes.remove_all().await;
+        }
+        if let Some(path) = self.control_path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn wait_for_signal() -> io::Result<&'static str> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// A gateway whose kernel does not forward drops every client packet before
+/// it reaches the TUN device, silently: say so at start.
+fn warn_if_not_forwarding() {
+    for (path, what) in [
+        ("/proc/sys/net/ipv6/conf/all/forwarding", "IPv6"),
+        ("/proc/sys/net/ipv4/ip_forward", "IPv4"),
+    ] {
+        if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "0") {
+            tracing::warn!(
+                "{what} forwarding is off ({path} = 0): the kernel will not pass client traffic to the TUN device"
+            );
+        }
+    }
+}

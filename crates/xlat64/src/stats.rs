@@ -1,1 +1,125 @@
-//! todo
+//! Counters of the packet path. Every drop reason of the cores has its own
+//! counter; `xlat64 stats` shows them all, zeros included.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use xlat64_nat::NatDrop;
+use xlat64_packet::DropReason;
+
+const PACKET_REASONS: usize = DropReason::ALL.len();
+const DROP_SLOTS: usize = PACKET_REASONS + NatDrop::NAT_ONLY.len();
+
+/// Counters written by the packet thread and read by the control socket.
+///
+/// Relaxed atomics: each counter is independent and only ever increases.
+#[derive(Debug)]
+pub struct PacketCounters {
+    drops: [AtomicU64; DROP_SLOTS],
+    /// IPv6 packets translated to IPv4 and written to the TUN device.
+    pub v6_to_v4_packets: AtomicU64,
+    /// Bytes of those IPv4 packets.
+    pub v6_to_v4_bytes: AtomicU64,
+    /// IPv4 packets translated to IPv6 and written to the TUN device.
+    pub v4_to_v6_packets: AtomicU64,
+    /// Bytes of those IPv6 packets.
+    pub v4_to_v6_bytes: AtomicU64,
+    /// Packets read from the TUN device.
+    pub tun_rx_packets: AtomicU64,
+    /// Writes to the TUN device that failed (packet lost).
+    pub tun_tx_errors: AtomicU64,
+}
+
+impl Default for PacketCounters {
+    fn default() -> Self {
+        PacketCounters {
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            v6_to_v4_packets: AtomicU64::new(0),
+            v6_to_v4_bytes: AtomicU64::new(0),
+            v4_to_v6_packets: AtomicU64::new(0),
+            v4_to_v6_bytes: AtomicU64::new(0),
+            tun_rx_packets: AtomicU64::new(0),
+            tun_tx_errors: AtomicU64::new(0),
+        }
+    }
+}
+
+fn slot(reason: NatDrop) -> usize {
+    match reason {
+        NatDrop::Packet(r) => r as usize,
+        other => {
+            PACKET_REASONS
+                + NatDrop::NAT_ONLY
+                    .iter()
+                    .position(|n| *n == other)
+                    .expect("NAT_ONLY lists every NAT drop reason")
+        }
+    }
+}
+
+fn reason_at(slot: usize) -> NatDrop {
+    if slot < PACKET_REASONS {
+        NatDrop::Packet(DropReason::ALL[slot])
+    } else {
+        NatDrop::NAT_ONLY[slot - PACKET_REASONS]
+    }
+}
+
+impl PacketCounters {
+    /// Counts one dropped packet.
+    pub fn drop(&self, reason: NatDrop) {
+        self.drops[slot(reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many packets were dropped for `reason`.
+    pub fn dropped(&self, reason: NatDrop) -> u64 {
+        self.drops[slot(reason)].load(Ordering::Relaxed)
+    }
+
+    /// Adds every counter to `out`.
+    pub fn snapshot(&self, out: &mut BTreeMap<String, u64>) {
+        for (i, c) in self.drops.iter().enumerate() {
+            out.insert(
+                reason_at(i).counter_name().to_string(),
+                c.load(Ordering::Relaxed),
+            );
+        }
+        let named = [
+            ("translated_v6_to_v4_packets", &self.v6_to_v4_packets),
+            ("translated_v6_to_v4_bytes", &self.v6_to_v4_bytes),
+            ("translated_v4_to_v6_packets", &self.v4_to_v6_packets),
+            ("translated_v4_to_v6_bytes", &self.v4_to_v6_bytes),
+            ("tun_rx_packets", &self.tun_rx_packets),
+            ("tun_tx_errors", &self.tun_tx_errors),
+        ];
+        for (name, c) in named {
+            out.insert(name.to_string(), c.load(Ordering::Relaxed));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_drop_reason_has_its_own_counter() {
+        let c = PacketCounters::default();
+        let all: Vec<NatDrop> = DropReason::ALL
+            .iter()
+            .map(|r| NatDrop::Packet(*r))
+            .chain(NatDrop::NAT_ONLY)
+            .collect();
+        for (i, r) in all.iter().enumerate() {
+            for _ in 0..=i {
+                c.drop(*r);
+            }
+        }
+        let mut out = BTreeMap::new();
+        c.snapshot(&mut out);
+        for (i, r) in all.iter().enumerate() {
+            assert_eq!(out[r.counter_name()], i as u64 + 1, "{}", r.counter_name());
+        }
+        let names: std::collections::BTreeSet<_> = all.iter().map(|r| r.counter_name()).collect();
+        assert_eq!(names.len(), all.len(), "counter names are unique");
+    }
+}
