@@ -8,8 +8,11 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod pool4;
+mod port_alloc;
+mod session_table;
 pub mod stateful;
 pub mod table;
+mod tcp;
 pub mod timeouts;
 
 pub use pool4::Pool4;

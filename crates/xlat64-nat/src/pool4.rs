@@ -2,27 +2,137 @@
 
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use xlat64_packet::L4Proto;
+
+/// The largest pool accepted: one /16. Bigger pools would make the address
+/// list (and the per-address bookkeeping of the NAT) needlessly large.
+const MAX_ADDRS: u64 = 1 << 16;
 
 /// Pool of IPv4 addresses; each address offers ports 1024..=65535 for TCP
-/// and UDP and identifiers 0..=65535 for ICMP.
+/// and UDP and identifiers 0..=65535 for ICMP (both ranges configurable).
 #[derive(Debug, Clone)]
 pub struct Pool4 {
+    /// Sorted, without duplicates.
     addrs: Vec<Ipv4Addr>,
+    /// TCP and UDP ports handed out (inclusive).
+    ports: (u16, u16),
+    /// ICMP echo identifiers handed out (inclusive).
+    icmp_ids: (u16, u16),
 }
 
 impl Pool4 {
-    /// Builds a pool from prefixes (a single address is a /32). Empty input is an error.
+    /// Builds a pool from prefixes (a single address is a /32). Every address
+    /// of a prefix is used: the pool is the operator's explicit choice. Empty
+    /// input, or more than 65536 addresses in total, is an error.
     pub fn new(nets: &[Ipv4Net]) -> Result<Self, &'static str> {
-        todo!()
+        if nets.is_empty() {
+            return Err("the IPv4 pool is empty");
+        }
+        let total: u64 = nets.iter().map(|n| 1u64 << (32 - n.prefix_len())).sum();
+        if total > MAX_ADDRS {
+            return Err("the IPv4 pool is larger than 65536 addresses (a /16)");
+        }
+        let mut addrs: Vec<Ipv4Addr> = Vec::with_capacity(total as usize);
+        for net in nets {
+            let first = u32::from(net.network());
+            let count = 1u64 << (32 - net.prefix_len());
+            addrs.extend((0..count).map(|i| Ipv4Addr::from(first + i as u32)));
+        }
+        addrs.sort_unstable();
+        addrs.dedup();
+        Ok(Pool4 {
+            addrs,
+            ports: (1024, 65535),
+            icmp_ids: (0, 65535),
+        })
+    }
+
+    /// Restricts the TCP/UDP ports handed out (default 1024..=65535). An empty
+    /// range is an error.
+    pub fn with_port_range(mut self, ports: RangeInclusive<u16>) -> Result<Self, &'static str> {
+        if ports.is_empty() {
+            return Err("the pool4 port range is empty");
+        }
+        self.ports = (*ports.start(), *ports.end());
+        Ok(self)
+    }
+
+    /// Restricts the ICMP identifiers handed out (default 0..=65535). An
+    /// empty range is an error.
+    pub fn with_icmp_id_range(mut self, ids: RangeInclusive<u16>) -> Result<Self, &'static str> {
+        if ids.is_empty() {
+            return Err("the pool4 ICMP identifier range is empty");
+        }
+        self.icmp_ids = (*ids.start(), *ids.end());
+        Ok(self)
     }
 
     /// Whether `addr` belongs to the pool.
     pub fn contains(&self, addr: Ipv4Addr) -> bool {
-        todo!()
+        self.addrs.binary_search(&addr).is_ok()
     }
 
-    /// The addresses in the pool.
+    /// The addresses in the pool, sorted.
     pub fn addrs(&self) -> &[Ipv4Addr] {
         &self.addrs
+    }
+
+    /// The ports (TCP, UDP) or identifiers (ICMP) handed out for `proto`.
+    pub fn port_range(&self, proto: L4Proto) -> RangeInclusive<u16> {
+        let (lo, hi) = match proto {
+            L4Proto::Tcp | L4Proto::Udp => self.ports,
+            L4Proto::Icmp => self.icmp_ids,
+        };
+        lo..=hi
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_addresses_and_prefixes() {
+        let pool = Pool4::new(&[
+            "192.0.2.1/32".parse().unwrap(),
+            "198.51.100.0/30".parse().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(pool.addrs().len(), 5);
+        assert!(pool.contains(Ipv4Addr::new(192, 0, 2, 1)));
+        assert!(pool.contains(Ipv4Addr::new(198, 51, 100, 0)));
+        assert!(pool.contains(Ipv4Addr::new(198, 51, 100, 3)));
+        assert!(!pool.contains(Ipv4Addr::new(198, 51, 100, 4)));
+        assert!(!pool.contains(Ipv4Addr::new(192, 0, 2, 2)));
+        assert_eq!(pool.port_range(L4Proto::Udp), 1024..=65535);
+        assert_eq!(pool.port_range(L4Proto::Icmp), 0..=65535);
+    }
+
+    #[test]
+    fn overlapping_prefixes_are_deduplicated() {
+        let pool = Pool4::new(&[
+            "192.0.2.0/30".parse().unwrap(),
+            "192.0.2.1/32".parse().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(pool.addrs().len(), 4);
+    }
+
+    #[test]
+    fn rejects_empty_and_huge() {
+        assert!(Pool4::new(&[]).is_err());
+        assert!(Pool4::new(&["10.0.0.0/8".parse().unwrap()]).is_err());
+        assert!(Pool4::new(&["10.0.0.0/16".parse().unwrap()]).is_ok());
+        let pool = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
+        #[allow(clippy::reversed_empty_ranges)]
+        let empty = 10..=9;
+        assert!(pool.clone().with_port_range(empty).is_err());
+        assert_eq!(
+            pool.with_port_range(2000..=2001)
+                .unwrap()
+                .port_range(L4Proto::Tcp),
+            2000..=2001
+        );
     }
 }

@@ -1,0 +1,478 @@
+//! Table-level tests under a virtual clock: flows built by hand, no packet bytes.
+
+use super::*;
+use crate::TcpState;
+use std::time::Duration;
+use xlat64_packet::flow::tcp_flags::{ACK, FIN};
+
+const MIN: Duration = Duration::from_secs(60);
+const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+const SERVER2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+fn client(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n)
+}
+
+fn pool(nets: &[&str]) -> Pool4 {
+    let nets: Vec<_> = nets.iter().map(|n| n.parse().unwrap()).collect();
+    Pool4::new(&nets).unwrap()
+}
+
+fn table() -> SessionTable {
+    SessionTable::new(pool(&["192.0.2.1/32"]), Timeouts::default(), 42)
+}
+
+fn flow6(proto: L4Proto, c: u16, sport: u16, dport: u16, flags: u8) -> Flow6 {
+    Flow6 {
+        proto,
+        src: client(c),
+        dst: "64:ff9b::1".parse().unwrap(),
+        src_port: sport,
+        dst_port: dport,
+        tcp_flags: flags,
+    }
+}
+
+fn flow4(proto: L4Proto, server: Ipv4Addr, sport: u16, local: SocketAddrV4, flags: u8) -> Flow4 {
+    Flow4 {
+        proto,
+        src: server,
+        dst: *local.ip(),
+        src_port: sport,
+        dst_port: local.port(),
+        tcp_flags: flags,
+    }
+}
+
+/// Plans and commits an outbound packet; returns the pool4 address used.
+fn out(
+    t: &mut SessionTable,
+    now: Instant,
+    f: Flow6,
+    server: Ipv4Addr,
+) -> Result<SocketAddrV4, NatDrop> {
+    let plan = t.plan_outbound(&f, server)?;
+    t.commit_outbound(now, plan, f.tcp_flags);
+    check_invariants(t);
+    Ok(plan.v4_local)
+}
+
+fn inb(t: &mut SessionTable, now: Instant, f: Flow4) -> Result<SocketAddrV6, NatDrop> {
+    let plan = t.plan_inbound(&f)?;
+    t.commit_inbound(now, plan, f.tcp_flags);
+    check_invariants(t);
+    Ok(plan.v6_client())
+}
+
+fn embed(v4: Ipv4Addr) -> Ipv6Addr {
+    let o = v4.octets();
+    Ipv6Addr::new(
+        0x64,
+        0xff9b,
+        0,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([o[0], o[1]]),
+        u16::from_be_bytes([o[2], o[3]]),
+    )
+}
+
+/// BIB session counts match the sessions, no dynamic binding is empty, and
+/// the next deadline is never later than the earliest expiry.
+pub(super) fn check_invariants(t: &SessionTable) {
+    let sessions = t.sessions(embed);
+    let bib = t.bib();
+    for b in &bib {
+        let n = sessions
+            .iter()
+            .filter(|s| s.proto == b.proto && s.v6_client == b.v6_client)
+            .count();
+        assert_eq!(b.sessions, n, "{b:?}");
+        assert!(b.is_static || n > 0);
+    }
+    for s in &sessions {
+        assert!(bib
+            .iter()
+            .any(|b| b.proto == s.proto && b.v6_client == s.v6_client && b.v4_local == s.v4_local));
+    }
+    let earliest = sessions.iter().map(|s| s.expires).min();
+    if let Some(e) = earliest {
+        assert!(t.poll_timeout().unwrap() <= e);
+    }
+    for sess in t.sessions.values() {
+        assert!(sess.scheduled <= sess.expires);
+    }
+}
+
+#[test]
+fn udp_expires_after_five_minutes_idle_and_not_before() {
+    let t0 = Instant::now();
+    let mut t = table();
+    out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
+    assert_eq!(t.poll_timeout(), Some(t0 + 5 * MIN));
+    t.handle_timeout(t0 + 5 * MIN - Duration::from_micros(1));
+    assert_eq!(t.session_count(), 1);
+    t.handle_timeout(t0 + 5 * MIN);
+    assert_eq!(t.session_count(), 0);
+    assert_eq!(t.bib_count(), 0);
+    assert_eq!(t.poll_timeout(), None);
+    assert_eq!((t.sessions_created(), t.sessions_expired()), (1, 1));
+}
+
+#[test]
+fn refresh_extends_without_pushing_timers() {
+    let t0 = Instant::now();
+    let mut t = table();
+    let f = flow6(L4Proto::Udp, 1, 5000, 53, 0);
+    let local = out(&mut t, t0, f, SERVER).unwrap();
+    for i in 1..=1000u32 {
+        out(&mut t, t0 + Duration::from_millis(i.into()), f, SERVER).unwrap();
+    }
+    assert_eq!(t.timers.len(), 1, "refreshing must not push timer entries");
+    // An inbound reply refreshes too.
+    let at = t0 + 2 * MIN;
+    inb(&mut t, at, flow4(L4Proto::Udp, SERVER, 53, local, 0)).unwrap();
+    assert_eq!(t.timers.len(), 1);
+    // The queued deadline comes first: spurious wakeup, re-queued, nothing removed.
+    assert_eq!(t.poll_timeout(), Some(t0 + 5 * MIN));
+    t.handle_timeout(t0 + 5 * MIN);
+    assert_eq!(t.session_count(), 1);
+    assert_eq!(t.poll_timeout(), Some(at + 5 * MIN));
+    t.handle_timeout(at + 5 * MIN - Duration::from_micros(1));
+    assert_eq!(t.session_count(), 1);
+    t.handle_timeout(at + 5 * MIN);
+    assert_eq!(t.session_count(), 0);
+}
+
+#[test]
+fn icmp_lives_sixty_seconds() {
+    let t0 = Instant::now();
+    let mut t = table();
+    let local = out(&mut t, t0, flow6(L4Proto::Icmp, 1, 77, 77, 0), SERVER).unwrap();
+    // Reply: the identifier is the pool4 one, in both "ports".
+    let reply = Flow4 {
+        src_port: local.port(),
+        ..flow4(L4Proto::Icmp, SERVER, 0, local, 0)
+    };
+    assert_eq!(
+        inb(&mut t, t0, reply).unwrap(),
+        SocketAddrV6::new(client(1), 77, 0, 0)
+    );
+    let s = t.sessions(embed)[0];
+    assert_eq!(s.v6_server.port(), 77);
+    assert_eq!(s.v4_server.port(), local.port());
+    t.handle_timeout(t0 + Duration::from_secs(59));
+    assert_eq!(t.session_count(), 1);
+    t.handle_timeout(t0 + Duration::from_secs(60));
+    assert_eq!(t.session_count(), 0);
+}
+
+#[test]
+fn tcp_syn_only_session_expires_after_four_minutes() {
+    let t0 = Instant::now();
+    let mut t = table();
+    out(&mut t, t0, flow6(L4Proto::Tcp, 1, 5000, 80, SYN), SERVER).unwrap();
+    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::V6SynRcv));
+    // More packets from the client alone keep it transitory.
+    out(
+        &mut t,
+        t0 + MIN,
+        flow6(L4Proto::Tcp, 1, 5000, 80, ACK),
+        SERVER,
+    )
+    .unwrap();
+    t.handle_timeout(t0 + 5 * MIN - Duration::from_micros(1));
+    assert_eq!(t.session_count(), 1);
+    t.handle_timeout(t0 + 5 * MIN);
+    assert_eq!(t.session_count(), 0);
+    assert_eq!(t.bib_count(), 0);
+}
+
+#[test]
+fn tcp_established_lives_two_hours_four_minutes_then_rst_four_minutes() {
+    let t0 = Instant::now();
+    let est = Duration::from_secs(2 * 3600 + 4 * 60);
+    let mut t = table();
+    let local = out(&mut t, t0, flow6(L4Proto::Tcp, 1, 5000, 80, SYN), SERVER).unwrap();
+    let t1 = t0 + Duration::from_millis(20);
+    inb(
+        &mut t,
+        t1,
+        flow4(L4Proto::Tcp, SERVER, 80, local, SYN | ACK),
+    )
+    .unwrap();
+    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::Established));
+    t.handle_timeout(t1 + est - Duration::from_micros(1));
+    assert_eq!(t.session_count(), 1);
+    // Traffic at t2 keeps it another 2h4m.
+    let t2 = t1 + est - Duration::from_secs(1);
+    out(&mut t, t2, flow6(L4Proto::Tcp, 1, 5000, 80, ACK), SERVER).unwrap();
+    t.handle_timeout(t2 + est - Duration::from_micros(1));
+    assert_eq!(t.session_count(), 1);
+    // RST shortens the lifetime to 4 minutes: the timer must come early enough.
+    let t3 = t2 + Duration::from_secs(10);
+    inb(&mut t, t3, flow4(L4Proto::Tcp, SERVER, 80, local, RST)).unwrap();
+    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::Closing));
+    assert!(t.poll_timeout().unwrap() <= t3 + 4 * MIN);
+    t.handle_timeout(t3 + 4 * MIN - Duration::from_micros(1));
+    assert_eq!(t.session_count(), 1);
+    t.handle_timeout(t3 + 4 * MIN);
+    assert_eq!(t.session_count(), 0);
+    // The stale 2h4m entry is skipped without harm.
+    t.handle_timeout(t2 + est * 2);
+    assert_eq!(t.poll_timeout(), None);
+}
+
+#[test]
+fn tcp_fins_from_both_sides_close() {
+    let t0 = Instant::now();
+    let mut t = table();
+    let local = out(&mut t, t0, flow6(L4Proto::Tcp, 1, 5000, 80, SYN), SERVER).unwrap();
+    inb(
+        &mut t,
+        t0,
+        flow4(L4Proto::Tcp, SERVER, 80, local, SYN | ACK),
+    )
+    .unwrap();
+    out(
+        &mut t,
+        t0,
+        flow6(L4Proto::Tcp, 1, 5000, 80, FIN | ACK),
+        SERVER,
+    )
+    .unwrap();
+    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::FinRcv));
+    assert_eq!(
+        t.sessions(embed)[0].expires,
+        t0 + Timeouts::default().tcp_established
+    );
+    inb(
+        &mut t,
+        t0,
+        flow4(L4Proto::Tcp, SERVER, 80, local, FIN | ACK),
+    )
+    .unwrap();
+    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::Closing));
+    t.handle_timeout(t0 + 4 * MIN);
+    assert_eq!(t.session_count(), 0);
+}
+
+#[test]
+fn binding_removed_with_its_last_session() {
+    let t0 = Instant::now();
+    let mut t = table();
+    let f = flow6(L4Proto::Udp, 1, 5000, 53, 0);
+    let a = out(&mut t, t0, f, SERVER).unwrap();
+    let b = out(&mut t, t0 + MIN, f, SERVER2).unwrap();
+    assert_eq!(a, b, "endpoint-independent mapping");
+    assert_eq!(t.bib()[0].sessions, 2);
+    t.handle_timeout(t0 + 5 * MIN);
+    assert_eq!(t.session_count(), 1);
+    assert_eq!(t.bib()[0].sessions, 1);
+    // The expired server is now filtered; the other still gets in.
+    let err = inb(&mut t, t0 + 5 * MIN, flow4(L4Proto::Udp, SERVER, 53, a, 0));
+    assert_eq!(err, Err(NatDrop::Filtered));
+    t.handle_timeout(t0 + 6 * MIN);
+    assert_eq!(t.session_count(), 0);
+    assert_eq!(t.bib_count(), 0);
+    let err = inb(&mut t, t0 + 6 * MIN, flow4(L4Proto::Udp, SERVER2, 53, a, 0));
+    assert_eq!(err, Err(NatDrop::NoBinding));
+}
+
+#[test]
+fn mapping_is_endpoint_independent_and_keeps_the_client_port() {
+    let t0 = Instant::now();
+    let mut t = table();
+    let a = out(&mut t, t0, flow6(L4Proto::Udp, 1, 40000, 53, 0), SERVER).unwrap();
+    let b = out(&mut t, t0, flow6(L4Proto::Udp, 1, 40000, 123, 0), SERVER2).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.port(), 40000);
+    // Another client with the same port gets another port, same parity.
+    let c = out(&mut t, t0, flow6(L4Proto::Udp, 2, 40000, 53, 0), SERVER).unwrap();
+    assert_ne!(c, a);
+    assert_eq!(c.port() % 2, 0);
+    assert!(c.port() >= 1024);
+    // TCP and UDP bindings are separate: the same port is free for TCP.
+    let d = out(&mut t, t0, flow6(L4Proto::Tcp, 2, 40000, 80, SYN), SERVER).unwrap();
+    assert_eq!(d.port(), 40000);
+}
+
+#[test]
+fn one_client_keeps_one_ipv4_address() {
+    let t0 = Instant::now();
+    let mut t = SessionTable::new(pool(&["192.0.2.0/29"]), Timeouts::default(), 7);
+    for c in 1..20u16 {
+        let mut addrs = std::collections::HashSet::new();
+        for port in 1000..1040 {
+            let proto = if port % 2 == 0 {
+                L4Proto::Udp
+            } else {
+                L4Proto::Tcp
+            };
+            let flags = if proto == L4Proto::Tcp { SYN } else { 0 };
+            addrs.insert(
+                *out(&mut t, t0, flow6(proto, c, port, 80, flags), SERVER)
+                    .unwrap()
+                    .ip(),
+            );
+        }
+        assert_eq!(addrs.len(), 1, "client {c} used {addrs:?}");
+    }
+    // Clients spread over the pool.
+    let used: std::collections::HashSet<_> = t.bib().iter().map(|b| *b.v4_local.ip()).collect();
+    assert!(used.len() > 3);
+}
+
+#[test]
+fn tiny_pool_is_exhausted_then_freed_by_expiry() {
+    let t0 = Instant::now();
+    let p = pool(&["192.0.2.1/32"])
+        .with_port_range(2000..=2001)
+        .unwrap();
+    let mut t = SessionTable::new(p, Timeouts::default(), 1);
+    let a = out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
+    let b = out(&mut t, t0, flow6(L4Proto::Udp, 2, 5000, 53, 0), SERVER).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Udp, 3, 5000, 53, 0), SERVER),
+        Err(NatDrop::PoolExhausted)
+    );
+    // An existing binding still opens new sessions.
+    out(
+        &mut t,
+        t0 + MIN,
+        flow6(L4Proto::Udp, 1, 5000, 53, 0),
+        SERVER2,
+    )
+    .unwrap();
+    t.handle_timeout(t0 + 5 * MIN);
+    let c = out(
+        &mut t,
+        t0 + 5 * MIN,
+        flow6(L4Proto::Udp, 3, 5000, 53, 0),
+        SERVER,
+    )
+    .unwrap();
+    assert_eq!(c, b);
+}
+
+#[test]
+fn tiny_icmp_range_is_exhausted() {
+    let t0 = Instant::now();
+    let p = pool(&["192.0.2.1/32"]).with_icmp_id_range(7..=7).unwrap();
+    let mut t = SessionTable::new(p, Timeouts::default(), 1);
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Icmp, 1, 1, 1, 0), SERVER)
+            .unwrap()
+            .port(),
+        7
+    );
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Icmp, 2, 1, 1, 0), SERVER),
+        Err(NatDrop::PoolExhausted)
+    );
+}
+
+#[test]
+fn inbound_filtering() {
+    let t0 = Instant::now();
+    let mut t = table();
+    let local = out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
+    let unbound = SocketAddrV4::new(*local.ip(), local.port() + 1);
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Udp, SERVER, 53, unbound, 0)),
+        Err(NatDrop::NoBinding)
+    );
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Udp, SERVER2, 53, local, 0)),
+        Err(NatDrop::Filtered)
+    );
+    // Same server address, another port: address-dependent filtering lets it
+    // in and a session is created for it.
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Udp, SERVER, 5353, local, 0)),
+        Ok(SocketAddrV6::new(client(1), 5000, 0, 0))
+    );
+    assert_eq!(t.session_count(), 2);
+    assert_eq!(t.bib()[0].sessions, 2);
+    // The protocol is part of the binding.
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER, 53, local, SYN)),
+        Err(NatDrop::NoBinding)
+    );
+}
+
+#[test]
+fn tcp_needs_a_session() {
+    let t0 = Instant::now();
+    let mut t = table();
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Tcp, 1, 5000, 80, ACK), SERVER),
+        Err(NatDrop::TcpNoSession)
+    );
+    assert_eq!(
+        out(
+            &mut t,
+            t0,
+            flow6(L4Proto::Tcp, 1, 5000, 80, SYN | RST),
+            SERVER
+        ),
+        Err(NatDrop::TcpNoSession)
+    );
+    assert_eq!(t.bib_count(), 0, "no binding for a dropped segment");
+    let local = out(&mut t, t0, flow6(L4Proto::Tcp, 1, 5000, 80, SYN), SERVER).unwrap();
+    // Same server, other port: no session for TCP, whatever the flags.
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER, 81, local, SYN)),
+        Err(NatDrop::TcpInboundSyn)
+    );
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER, 81, local, ACK)),
+        Err(NatDrop::TcpNoSession)
+    );
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER2, 80, local, SYN)),
+        Err(NatDrop::TcpInboundSyn)
+    );
+    assert_eq!(t.session_count(), 1);
+}
+
+#[test]
+fn a_hundred_thousand_sessions() {
+    let t0 = Instant::now();
+    let p = pool(&["192.0.2.0/30"]);
+    let mut t = SessionTable::new(p, Timeouts::default(), 3);
+    for i in 0..100_000u32 {
+        let f = flow6(
+            L4Proto::Udp,
+            (i % 1000) as u16,
+            1024 + (i / 1000) as u16,
+            53,
+            0,
+        );
+        let plan = t.plan_outbound(&f, SERVER).unwrap();
+        t.commit_outbound(t0 + Duration::from_micros(i.into()), plan, 0);
+    }
+    assert_eq!(t.session_count(), 100_000);
+    assert_eq!(t.bib_count(), 100_000);
+    // Refresh half of them; the timer heap does not grow.
+    for i in (0..100_000u32).step_by(2) {
+        let f = flow6(
+            L4Proto::Udp,
+            (i % 1000) as u16,
+            1024 + (i / 1000) as u16,
+            53,
+            0,
+        );
+        let plan = t.plan_outbound(&f, SERVER).unwrap();
+        t.commit_outbound(t0 + MIN, plan, 0);
+    }
+    assert_eq!(t.timers.len(), 100_000);
+    t.handle_timeout(t0 + 5 * MIN + Duration::from_secs(1));
+    assert_eq!(t.session_count(), 50_000);
+    t.handle_timeout(t0 + 6 * MIN);
+    assert_eq!(t.session_count(), 0);
+    assert_eq!(t.bib_count(), 0);
+    assert!(t.used.iter().all(|u| *u == [0; 3]));
+}
