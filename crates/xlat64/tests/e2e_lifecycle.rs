@@ -1,0 +1,170 @@
+//! Start-up, shut-down and configuration errors of the real binary.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+use xlat64::lab::{self, Lab, GATEWAY_V6, NAT64_PREFIX, POOL4, TUN};
+
+fn routes(lab: &Lab) -> (String, String, String) {
+    let show = |args: &[&str]| {
+        let out = lab.run_in(lab.gateway(), args).expect("ip");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    (
+        show(&["ip", "-6", "route", "show", NAT64_PREFIX]),
+        show(&["ip", "-4", "route", "show", &format!("{POOL4}/32")]),
+        show(&["ip", "-o", "link", "show"]),
+    )
+}
+
+#[test]
+fn sigterm_exits_0_and_removes_the_routes() {
+    if !common::can_run("sigterm_exits_0_and_removes_the_routes", &[]) {
+        return;
+    }
+    let lab = Lab::create("term").expect("build the lab");
+    let mut gateway = lab
+        .start_gateway(&common::exe())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (v6, v4, links) = routes(&lab);
+    assert!(
+        v6.contains(&format!("dev {TUN}")),
+        "route {NAT64_PREFIX} while running: `{v6}`"
+    );
+    assert!(
+        v4.contains(&format!("dev {TUN}")),
+        "route {POOL4} while running: `{v4}`"
+    );
+    assert!(
+        links.contains(&format!(" {TUN}:")),
+        "TUN {TUN} while running: {links}"
+    );
+
+    let status = gateway.stop().expect("xlat64 exits after SIGTERM");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}; log:\n{}",
+        lab::describe_status(status),
+        gateway.log()
+    );
+    let (v6, v4, links) = routes(&lab);
+    assert_eq!(v6, "", "route {NAT64_PREFIX} left behind");
+    assert_eq!(v4, "", "route {POOL4} left behind");
+    assert!(
+        !links.contains(&format!(" {TUN}:")),
+        "TUN {TUN} left behind: {links}"
+    );
+}
+
+fn check(config: &str) -> (i32, String, String) {
+    let dir = std::env::temp_dir().join(format!("xlat64-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("check.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = lab::run_with_timeout(
+        Command::new(common::exe())
+            .arg("check")
+            .arg("--config")
+            .arg(&path),
+        Duration::from_secs(10),
+    )
+    .expect("xlat64 check");
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(&dir);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Needs neither root nor the lab.
+#[test]
+fn check_names_the_bad_key() {
+    let cases = [
+        ("[nat64]\nprefx = \"64:ff9b::/96\"\n", "nat64.prefx"),
+        ("[nat64]\nprefix = \"2001:db8::/33\"\n", "nat64.prefix"),
+        ("[nat64]\npool4 = [\"300.1.1.1\"]\n", "nat64.pool4[0]"),
+        (
+            "[dns64]\nlisten = [\"nope\"]\nupstream = [\"192.0.2.53:53\"]\n",
+            "dns64.listen[0]",
+        ),
+        ("[nat65]\n", "nat65"),
+    ];
+    for (config, key) in cases {
+        let (code, stdout, stderr) = check(config);
+        assert_eq!(
+            code, 1,
+            "check of {config:?}: stdout {stdout} stderr {stderr}"
+        );
+        let all = format!("{stdout}{stderr}");
+        let errors: Vec<&str> = all.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "one error line for {config:?}:\n{all}");
+        assert!(
+            errors[0].starts_with(&format!("error: {key}: ")),
+            "{config:?}: `{}`",
+            errors[0]
+        );
+    }
+    let (code, stdout, stderr) = check("[nat64]\n[dns64]\nupstream = [\"192.0.2.53:53\"]\n");
+    assert_eq!(code, 0, "valid config: {stderr}");
+    assert!(
+        stdout.contains("64:ff9b::/96"),
+        "check prints the effective config:\n{stdout}"
+    );
+}
+
+#[test]
+fn run_with_the_dns_port_taken_fails_with_one_error_line() {
+    if !common::can_run("run_with_the_dns_port_taken_fails_with_one_error_line", &[]) {
+        return;
+    }
+    let lab = Lab::create("busy").expect("build the lab");
+    let dns = SocketAddr::from((GATEWAY_V6, 53));
+    let _taken = lab
+        .in_netns(lab.gateway(), || {
+            Ok((UdpSocket::bind(dns)?, TcpListener::bind(dns)?))
+        })
+        .expect("occupy port 53 in the gateway namespace");
+    let config = lab.write_file("busy.toml", &lab.gateway_config()).unwrap();
+    let exe = common::exe();
+    let out = lab
+        .run_in_timeout(
+            lab.gateway(),
+            &[
+                exe.as_os_str(),
+                "run".as_ref(),
+                "--config".as_ref(),
+                config.as_os_str(),
+            ],
+            Duration::from_secs(15),
+        )
+        .expect("xlat64 run exits by itself when the port is taken");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}; stderr:\n{stderr}",
+        lab::describe_status(out.status)
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "exactly one `error:` line:\n{stderr}");
+    assert!(
+        errors[0].contains("53"),
+        "the error names the address: `{}`",
+        errors[0]
+    );
+    let (v6, v4, links) = routes(&lab);
+    assert_eq!(
+        (v6.as_str(), v4.as_str()),
+        ("", ""),
+        "routes left behind after a failed start"
+    );
+    assert!(
+        !links.contains(&format!(" {TUN}:")),
+        "TUN left behind after a failed start: {links}"
+    );
+}
