@@ -24,8 +24,13 @@ pub enum DropReason {
     ExtensionHeader,
     /// IPv4 fragments / IPv6 Fragment header are not translated yet.
     Fragment,
-    /// IPv4 packet with options (RFC 7915 §4.1: source route must be dropped; others not handled yet).
-    Ipv4Options,
+    /// IPv4 packet with an unexpired Loose or Strict Source Route option
+    /// (RFC 7915 §4.1: discard; ICMPv4 Source Route Failed is a later step).
+    /// Other options are ignored, as §4.1 says.
+    SourceRoute,
+    /// IPv4 options that cannot be walked: an option length below 2 or past
+    /// the end of the header (RFC 791 §3.1).
+    BadIpv4Options,
     /// Hop limit / TTL would reach zero (RFC 7915 §4.1, §5.1; ICMP Time Exceeded is a later step).
     HopLimitExceeded,
     /// ICMPv6 type other than echo request leaving the IPv6 side.
@@ -34,15 +39,20 @@ pub enum DropReason {
     Icmpv4TypeUnsupported,
     /// Source or destination address unusable (multicast, unspecified, loopback...).
     BadAddress,
-    /// UDP over IPv4 with a zero checksum (RFC 7915 §4.5: dropped by default).
+    /// UDP over IPv6 with a zero checksum, which IPv6 receivers must discard
+    /// (RFC 8200 §8.1). A zero checksum over IPv4 is not dropped: the
+    /// translator computes it (RFC 6146 §3.4, RFC 7915 §4.5).
     UdpZeroChecksum,
+    /// The translated IPv4 packet would exceed 65535 bytes (IPv4 total
+    /// length, RFC 791 §3.1; ICMPv6 Packet Too Big is a later step).
+    TooBigForIpv4,
     /// The output buffer is smaller than the translated packet.
     OutputTooSmall,
 }
 
 impl DropReason {
     /// Every variant, in declaration order (index = `self as usize`).
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -52,12 +62,14 @@ impl DropReason {
         DropReason::UnknownProtocol,
         DropReason::ExtensionHeader,
         DropReason::Fragment,
-        DropReason::Ipv4Options,
+        DropReason::SourceRoute,
+        DropReason::BadIpv4Options,
         DropReason::HopLimitExceeded,
         DropReason::Icmpv6TypeUnsupported,
         DropReason::Icmpv4TypeUnsupported,
         DropReason::BadAddress,
         DropReason::UdpZeroChecksum,
+        DropReason::TooBigForIpv4,
         DropReason::OutputTooSmall,
     ];
 
@@ -73,13 +85,38 @@ impl DropReason {
             DropReason::UnknownProtocol => "drop_unknown_protocol",
             DropReason::ExtensionHeader => "drop_extension_header",
             DropReason::Fragment => "drop_fragment",
-            DropReason::Ipv4Options => "drop_ipv4_options",
+            DropReason::SourceRoute => "drop_source_route",
+            DropReason::BadIpv4Options => "drop_bad_ipv4_options",
             DropReason::HopLimitExceeded => "drop_hop_limit_exceeded",
             DropReason::Icmpv6TypeUnsupported => "drop_icmpv6_type_unsupported",
             DropReason::Icmpv4TypeUnsupported => "drop_icmpv4_type_unsupported",
             DropReason::BadAddress => "drop_bad_address",
             DropReason::UdpZeroChecksum => "drop_udp_zero_checksum",
+            DropReason::TooBigForIpv4 => "drop_too_big_for_ipv4",
             DropReason::OutputTooSmall => "drop_output_too_small",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn all_is_in_declaration_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn counter_names_unique_and_prefixed() {
+        let names: HashSet<_> = DropReason::ALL.iter().map(|r| r.counter_name()).collect();
+        assert_eq!(names.len(), DropReason::ALL.len());
+        for n in names {
+            assert!(n.starts_with("drop_"), "{n}");
+            assert!(n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()), "{n}");
         }
     }
 }
