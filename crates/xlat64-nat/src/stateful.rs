@@ -160,7 +160,7 @@ impl Nat64 {
             L4Proto::Tcp | L4Proto::Udp => flow.dst_port,
         };
         let dst = SocketAddrV4::new(server, dst_port);
-        let len = translate_6to4(pkt, &parsed, src, dst, out)?;
+        let len = translate_6to4(pkt, &parsed, src, dst, self.next_ipv4_id, out)?;
         self.next_ipv4_id = self.next_ipv4_id.wrapping_add(1);
         self.table.commit_outbound(now, plan, flow.tcp_flags);
         Ok(len)

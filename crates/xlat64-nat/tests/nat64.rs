@@ -1,0 +1,520 @@
+//! Byte-level tests: packets built with etherparse go through `Nat64` and the
+//! real translator; the output is checked with etherparse and an independent
+//! checksum computation. Virtual clock throughout.
+
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::time::{Duration, Instant};
+use xlat64_nat::{Nat64, Nat64Config, NatDrop, Pool4, TcpState, Timeouts, Verdict};
+use xlat64_packet::{DropReason, L4Proto, Prefix6052};
+
+const POOL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+const SERVER2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+fn nsp() -> Prefix6052 {
+    Prefix6052::new("2001:db8:64::/96".parse().unwrap()).unwrap()
+}
+
+fn nat_with(prefix: Prefix6052) -> Nat64 {
+    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
+    Nat64::with_seed(
+        Nat64Config {
+            prefix,
+            pool4,
+            timeouts: Timeouts::default(),
+        },
+        99,
+    )
+}
+
+fn new_nat() -> Nat64 {
+    nat_with(nsp())
+}
+
+fn client(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, n)
+}
+
+#[derive(Clone, Copy)]
+enum Tcp {
+    Syn,
+    SynAck,
+    Ack,
+    Fin,
+    Rst,
+}
+
+fn tcp_step(b: etherparse::PacketBuilderStep<etherparse::TcpHeader>, f: Tcp) -> Vec<u8> {
+    let b = match f {
+        Tcp::Syn => b.syn(),
+        Tcp::SynAck => b.syn().ack(1),
+        Tcp::Ack => b.ack(1),
+        Tcp::Fin => b.fin().ack(1),
+        Tcp::Rst => b.rst(),
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, b"tcp").unwrap();
+    v
+}
+
+fn v6_udp(prefix: Prefix6052, c: Ipv6Addr, cport: u16, s: Ipv4Addr, sport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv6(c.octets(), prefix.embed(s).octets(), 64)
+        .udp(cport, sport)
+        .write(&mut v, b"hello v4")
+        .unwrap();
+    v
+}
+
+fn v4_udp(s: Ipv4Addr, sport: u16, local: SocketAddrV4) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(s.octets(), local.ip().octets(), 64)
+        .udp(sport, local.port())
+        .write(&mut v, b"hello v6")
+        .unwrap();
+    v
+}
+
+fn v6_tcp(c: Ipv6Addr, cport: u16, s: Ipv4Addr, sport: u16, f: Tcp) -> Vec<u8> {
+    let b =
+        PacketBuilder::ipv6(c.octets(), nsp().embed(s).octets(), 64).tcp(cport, sport, 1000, 8192);
+    tcp_step(b, f)
+}
+
+fn v4_tcp(s: Ipv4Addr, sport: u16, local: SocketAddrV4, f: Tcp) -> Vec<u8> {
+    let b = PacketBuilder::ipv4(s.octets(), local.ip().octets(), 64).tcp(
+        sport,
+        local.port(),
+        5000,
+        8192,
+    );
+    tcp_step(b, f)
+}
+
+fn v6_echo(c: Ipv6Addr, id: u16, s: Ipv4Addr) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv6(c.octets(), nsp().embed(s).octets(), 64)
+        .icmpv6_echo_request(id, 1)
+        .write(&mut v, b"ping")
+        .unwrap();
+    v
+}
+
+fn v4_echo_reply(s: Ipv4Addr, local: SocketAddrV4) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(s.octets(), local.ip().octets(), 64)
+        .icmpv4_echo_reply(local.port(), 1)
+        .write(&mut v, b"ping")
+        .unwrap();
+    v
+}
+
+fn ones_sum(data: &[u8], mut acc: u64) -> u64 {
+    for c in data.chunks(2) {
+        acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    acc
+}
+
+fn folds_to_ffff(mut acc: u64) -> bool {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc == 0xffff
+}
+
+/// What a translated packet says, after checking all its checksums.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen<A> {
+    src: A,
+    dst: A,
+    proto: L4Proto,
+    /// Ports, or (identifier, identifier) for ICMP.
+    sport: u16,
+    dport: u16,
+    payload: Vec<u8>,
+}
+
+fn seen_v4(pkt: &[u8]) -> Seen<Ipv4Addr> {
+    let p = SlicedPacket::from_ip(pkt).expect("valid IPv4");
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header();
+    assert!(
+        folds_to_ffff(ones_sum(h.slice(), 0)),
+        "IPv4 header checksum"
+    );
+    let l4 = &pkt[h.slice().len()..usize::from(h.total_len())];
+    let (src, dst) = (h.source_addr(), h.destination_addr());
+    let pseudo = |proto: u8| {
+        let mut acc = ones_sum(&src.octets(), 0);
+        acc = ones_sum(&dst.octets(), acc);
+        acc + u64::from(proto) + l4.len() as u64
+    };
+    let (proto, sport, dport, payload) = match p.transport.expect("transport") {
+        TransportSlice::Udp(u) => {
+            assert!(folds_to_ffff(ones_sum(l4, pseudo(17))), "UDP checksum");
+            (
+                L4Proto::Udp,
+                u.source_port(),
+                u.destination_port(),
+                u.payload().to_vec(),
+            )
+        }
+        TransportSlice::Tcp(t) => {
+            assert!(folds_to_ffff(ones_sum(l4, pseudo(6))), "TCP checksum");
+            (
+                L4Proto::Tcp,
+                t.source_port(),
+                t.destination_port(),
+                t.payload().to_vec(),
+            )
+        }
+        TransportSlice::Icmpv4(i) => {
+            assert!(folds_to_ffff(ones_sum(l4, 0)), "ICMPv4 checksum");
+            let id = u16::from_be_bytes([l4[4], l4[5]]);
+            (L4Proto::Icmp, id, id, i.payload().to_vec())
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    Seen {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        payload,
+    }
+}
+
+fn seen_v6(pkt: &[u8]) -> Seen<Ipv6Addr> {
+    let p = SlicedPacket::from_ip(pkt).expect("valid IPv6");
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!("not IPv6")
+    };
+    let h = ip.header();
+    let l4 = &pkt[40..40 + usize::from(h.payload_length())];
+    let (src, dst) = (h.source_addr(), h.destination_addr());
+    let pseudo = |proto: u8| {
+        let mut acc = ones_sum(&src.octets(), 0);
+        acc = ones_sum(&dst.octets(), acc);
+        acc + u64::from(proto) + l4.len() as u64
+    };
+    let (proto, sport, dport, payload) = match p.transport.expect("transport") {
+        TransportSlice::Udp(u) => {
+            assert!(folds_to_ffff(ones_sum(l4, pseudo(17))), "UDP checksum");
+            (
+                L4Proto::Udp,
+                u.source_port(),
+                u.destination_port(),
+                u.payload().to_vec(),
+            )
+        }
+        TransportSlice::Tcp(t) => {
+            assert!(folds_to_ffff(ones_sum(l4, pseudo(6))), "TCP checksum");
+            (
+                L4Proto::Tcp,
+                t.source_port(),
+                t.destination_port(),
+                t.payload().to_vec(),
+            )
+        }
+        TransportSlice::Icmpv6(i) => {
+            assert!(folds_to_ffff(ones_sum(l4, pseudo(58))), "ICMPv6 checksum");
+            let id = u16::from_be_bytes([l4[4], l4[5]]);
+            (L4Proto::Icmp, id, id, i.payload().to_vec())
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    Seen {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        payload,
+    }
+}
+
+fn forward(v: Verdict) -> usize {
+    match v {
+        Verdict::Forward(n) => n,
+        Verdict::Drop(r) => panic!("dropped: {r:?}"),
+    }
+}
+
+#[test]
+fn udp_round_trip() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 40000, SERVER, 53), &mut out));
+    let s4 = seen_v4(&out[..n]);
+    assert_eq!(
+        s4,
+        Seen {
+            src: POOL,
+            dst: SERVER,
+            proto: L4Proto::Udp,
+            sport: 40000,
+            dport: 53,
+            payload: b"hello v4".to_vec()
+        }
+    );
+    let local = SocketAddrV4::new(POOL, 40000);
+    let n = forward(nat.handle_v4(t0, &v4_udp(SERVER, 53, local), &mut out));
+    let s6 = seen_v6(&out[..n]);
+    assert_eq!(
+        s6,
+        Seen {
+            src: nsp().embed(SERVER),
+            dst: client(1),
+            proto: L4Proto::Udp,
+            sport: 53,
+            dport: 40000,
+            payload: b"hello v6".to_vec()
+        }
+    );
+    let sessions = nat.sessions();
+    assert_eq!(sessions.len(), 1);
+    let s = sessions[0];
+    assert_eq!(s.v6_client, SocketAddrV6::new(client(1), 40000, 0, 0));
+    assert_eq!(
+        s.v6_server,
+        SocketAddrV6::new(nsp().embed(SERVER), 53, 0, 0)
+    );
+    assert_eq!(s.v4_local, local);
+    assert_eq!(s.v4_server, SocketAddrV4::new(SERVER, 53));
+    assert_eq!(s.tcp_state, None);
+    assert_eq!(s.expires, t0 + Duration::from_secs(300));
+    assert_eq!(nat.bib()[0].sessions, 1);
+    assert_eq!(nat.session_count(), 1);
+    assert_eq!(nat.bib_count(), 1);
+
+    // Expiry, then the same reply is unsolicited.
+    assert_eq!(nat.poll_timeout(), Some(t0 + Duration::from_secs(300)));
+    nat.handle_timeout(t0 + Duration::from_secs(300));
+    assert_eq!(nat.session_count(), 0);
+    assert_eq!(
+        nat.handle_v4(
+            t0 + Duration::from_secs(300),
+            &v4_udp(SERVER, 53, local),
+            &mut out
+        ),
+        Verdict::Drop(NatDrop::NoBinding)
+    );
+}
+
+#[test]
+fn endpoint_independent_mapping_over_packets() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 53), &mut out));
+    let a = seen_v4(&out[..n]);
+    let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER2, 123), &mut out));
+    let b = seen_v4(&out[..n]);
+    assert_eq!((a.src, a.sport), (b.src, b.sport));
+    let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(2), 5000, SERVER, 53), &mut out));
+    let c = seen_v4(&out[..n]);
+    assert_ne!(c.sport, a.sport);
+}
+
+#[test]
+fn tcp_handshake_and_rst() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    assert_eq!(
+        nat.handle_v6(t0, &v6_tcp(client(1), 5000, SERVER, 80, Tcp::Ack), &mut out),
+        Verdict::Drop(NatDrop::TcpNoSession)
+    );
+    let n = forward(nat.handle_v6(t0, &v6_tcp(client(1), 5000, SERVER, 80, Tcp::Syn), &mut out));
+    let s = seen_v4(&out[..n]);
+    assert_eq!(
+        (s.proto, s.src, s.dst, s.dport),
+        (L4Proto::Tcp, POOL, SERVER, 80)
+    );
+    let local = SocketAddrV4::new(POOL, s.sport);
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::V6SynRcv));
+    // A SYN from the IPv4 side to the binding from another port: no session.
+    assert_eq!(
+        nat.handle_v4(t0, &v4_tcp(SERVER, 81, local, Tcp::Syn), &mut out),
+        Verdict::Drop(NatDrop::TcpInboundSyn)
+    );
+    let n = forward(nat.handle_v4(t0, &v4_tcp(SERVER, 80, local, Tcp::SynAck), &mut out));
+    let s = seen_v6(&out[..n]);
+    assert_eq!(
+        (s.src, s.dst, s.sport, s.dport),
+        (nsp().embed(SERVER), client(1), 80, 5000)
+    );
+    assert_eq!(s.payload, b"tcp");
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Established));
+    forward(nat.handle_v6(t0, &v6_tcp(client(1), 5000, SERVER, 80, Tcp::Ack), &mut out));
+    forward(nat.handle_v6(t0, &v6_tcp(client(1), 5000, SERVER, 80, Tcp::Fin), &mut out));
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::FinRcv));
+    let t1 = t0 + Duration::from_secs(1);
+    forward(nat.handle_v4(t1, &v4_tcp(SERVER, 80, local, Tcp::Rst), &mut out));
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Closing));
+    assert!(nat.poll_timeout().unwrap() <= t1 + Duration::from_secs(240));
+    nat.handle_timeout(t1 + Duration::from_secs(240));
+    assert_eq!(nat.session_count(), 0);
+    assert_eq!(nat.bib_count(), 0);
+}
+
+#[test]
+fn icmp_echo_round_trip() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    let n = forward(nat.handle_v6(t0, &v6_echo(client(1), 0x1234, SERVER), &mut out));
+    let s = seen_v4(&out[..n]);
+    assert_eq!((s.proto, s.src, s.dst), (L4Proto::Icmp, POOL, SERVER));
+    assert_eq!(s.payload, b"ping");
+    let local = SocketAddrV4::new(POOL, s.sport);
+    assert_eq!(nat.bib()[0].v4_local, local);
+    let n = forward(nat.handle_v4(t0, &v4_echo_reply(SERVER, local), &mut out));
+    let s = seen_v6(&out[..n]);
+    assert_eq!(
+        (s.proto, s.src, s.dst, s.sport),
+        (L4Proto::Icmp, nsp().embed(SERVER), client(1), 0x1234)
+    );
+    // From another server: filtered.
+    assert_eq!(
+        nat.handle_v4(t0, &v4_echo_reply(SERVER2, local), &mut out),
+        Verdict::Drop(NatDrop::Filtered)
+    );
+    nat.handle_timeout(t0 + Duration::from_secs(59));
+    assert_eq!(nat.session_count(), 1);
+    nat.handle_timeout(t0 + Duration::from_secs(60));
+    assert_eq!(nat.session_count(), 0);
+}
+
+#[test]
+fn unsolicited_and_filtered_ipv4() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    let local = SocketAddrV4::new(POOL, 40000);
+    assert_eq!(
+        nat.handle_v4(t0, &v4_udp(SERVER, 53, local), &mut out),
+        Verdict::Drop(NatDrop::NoBinding)
+    );
+    assert_eq!(
+        nat.handle_v4(
+            t0,
+            &v4_udp(
+                SERVER,
+                53,
+                SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 9), 40000)
+            ),
+            &mut out
+        ),
+        Verdict::Drop(NatDrop::NotInPool4)
+    );
+    forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 40000, SERVER, 53), &mut out));
+    assert_eq!(
+        nat.handle_v4(t0, &v4_udp(SERVER2, 53, local), &mut out),
+        Verdict::Drop(NatDrop::Filtered)
+    );
+    // Known server address, new port: let in, new session.
+    forward(nat.handle_v4(t0, &v4_udp(SERVER, 5353, local), &mut out));
+    assert_eq!(nat.session_count(), 2);
+    assert_eq!(nat.sessions_created(), 2);
+}
+
+#[test]
+fn prefix_rules() {
+    let t0 = Instant::now();
+    let mut out = [0u8; 1500];
+    let wkp = Prefix6052::WELL_KNOWN;
+    let mut nat = nat_with(wkp);
+    assert_eq!(
+        nat.handle_v6(
+            t0,
+            &v6_udp(wkp, client(1), 5000, Ipv4Addr::new(10, 0, 0, 1), 53),
+            &mut out
+        ),
+        Verdict::Drop(NatDrop::NonGlobalUnderWellKnown)
+    );
+    assert_eq!(
+        nat.handle_v6(t0, &v6_udp(wkp, client(1), 5000, SERVER, 53), &mut out),
+        Verdict::Drop(NatDrop::NonGlobalUnderWellKnown)
+    );
+    let n = forward(nat.handle_v6(
+        t0,
+        &v6_udp(wkp, client(1), 5000, Ipv4Addr::new(1, 1, 1, 1), 53),
+        &mut out,
+    ));
+    assert_eq!(seen_v4(&out[..n]).dst, Ipv4Addr::new(1, 1, 1, 1));
+    // Not under the configured prefix.
+    assert_eq!(
+        nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 53), &mut out),
+        Verdict::Drop(NatDrop::NotInPrefix)
+    );
+    // A network-specific prefix carries private IPv4 too; the pool itself is hairpinning.
+    let mut nat = new_nat();
+    forward(nat.handle_v6(
+        t0,
+        &v6_udp(nsp(), client(1), 5000, Ipv4Addr::new(10, 0, 0, 1), 53),
+        &mut out,
+    ));
+    assert_eq!(
+        nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, POOL, 53), &mut out),
+        Verdict::Drop(NatDrop::Hairpinning)
+    );
+}
+
+#[test]
+fn translator_drops_pass_through_and_leave_no_state() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    assert_eq!(
+        nat.handle_v6(t0, &[0x60, 0, 0], &mut out),
+        Verdict::Drop(NatDrop::Packet(DropReason::Truncated))
+    );
+    let pkt = v6_udp(nsp(), client(1), 5000, SERVER, 53);
+    let mut tiny = [0u8; 10];
+    assert_eq!(
+        nat.handle_v6(t0, &pkt, &mut tiny),
+        Verdict::Drop(NatDrop::Packet(DropReason::OutputTooSmall))
+    );
+    assert_eq!(nat.session_count(), 0);
+    assert_eq!(nat.bib_count(), 0);
+}
+
+#[test]
+fn pool_exhaustion_over_packets() {
+    let t0 = Instant::now();
+    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()])
+        .unwrap()
+        .with_port_range(3000..=3000)
+        .unwrap();
+    let mut nat = Nat64::with_seed(
+        Nat64Config {
+            prefix: nsp(),
+            pool4,
+            timeouts: Timeouts::default(),
+        },
+        5,
+    );
+    let mut out = [0u8; 1500];
+    let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 53), &mut out));
+    assert_eq!(seen_v4(&out[..n]).sport, 3000);
+    assert_eq!(
+        nat.handle_v6(t0, &v6_udp(nsp(), client(2), 5000, SERVER, 53), &mut out),
+        Verdict::Drop(NatDrop::PoolExhausted)
+    );
+}
+
+#[test]
+fn counter_names_cover_nat_only() {
+    let names: std::collections::HashSet<_> =
+        NatDrop::NAT_ONLY.iter().map(|d| d.counter_name()).collect();
+    assert_eq!(names.len(), NatDrop::NAT_ONLY.len());
+    assert!(names.iter().all(|n| n.starts_with("drop_")));
+    assert!(names.contains("drop_filtered"));
+}
