@@ -1,3 +1,38 @@
 //! DNS64 (RFC 6147): deciding when to synthesize AAAA records and building
-//! the synthesized answer. Pure: bytes and messages in, messages out.
+//! the synthesized answer. Pure: bytes and messages in, messages out; no
+//! sockets, no clock.
+//!
+//! The server drives one client query like this:
+//!
+//! 1. [`parse_query`] decodes the client's bytes. A [`QueryError`] says
+//!    whether to drop the datagram or which error reply to send.
+//! 2. [`ClientQuery::plan`] says what to do with it ([`Plan`]): forward it
+//!    unchanged, forward it as an AAAA query that may need synthesis, answer
+//!    locally (`ipv4only.arpa`, RFC 8880), or follow a reverse mapping
+//!    (RFC 6147 §5.3.1).
+//! 3. For [`Plan::ForwardAaaa`], [`classify_aaaa`] looks at the upstream AAAA
+//!    response: pass it through, or ask for the A records
+//!    ([`ClientQuery::upstream_query`]) and call [`synthesize`].
+//! 4. The [`wire`] helpers match upstream replies to queries, rewrite ids and
+//!    truncate answers for UDP.
 #![warn(missing_docs, unreachable_pub)]
+
+mod policy;
+mod query;
+mod reverse;
+mod synthesis;
+pub mod wire;
+
+#[cfg(test)]
+mod testutil;
+
+pub use policy::{Dns64Policy, DEFAULT_EXCLUDE};
+pub use query::{parse_query, ClientQuery, Plan, QueryError, UDP_PAYLOAD_LIMIT};
+pub use reverse::{reverse_answer, reverse_target, REVERSE_CNAME_TTL};
+pub use synthesis::{
+    classify_aaaa, ipv4only_answer, synthesize, AaaaVerdict, PassReason, Synthesis, IPV4ONLY_ADDRS,
+    IPV4ONLY_TTL, TTL_WITHOUT_SOA,
+};
+
+/// Re-export of the DNS library whose message types the API uses.
+pub use hickory_proto;
