@@ -147,7 +147,9 @@ mod tests {
         let updated = update(check, old, new);
         let full = finish(sum(&data));
         // 0x0000 and 0xffff are the same value in ones' complement.
-        assert!(updated == full || (updated, full) == (0, 0xffff) || (updated, full) == (0xffff, 0));
+        assert!(
+            updated == full || (updated, full) == (0, 0xffff) || (updated, full) == (0xffff, 0)
+        );
     }
 
     #[test]
@@ -157,6 +159,9 @@ mod tests {
         let a: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let b: Ipv6Addr = "2001:db8::2".parse().unwrap();
         let v6 = pseudo_v6(&a, &b, 17, 0x1_0008);
-        assert_eq!(v6, combine(0x2001 + 0x0db8 + 1 + 0x2001 + 0x0db8 + 2, 17 + 1 + 8));
+        assert_eq!(
+            v6,
+            combine(0x2001 + 0x0db8 + 1 + 0x2001 + 0x0db8 + 2, 17 + 1 + 8)
+        );
     }
 }

@@ -116,7 +116,11 @@ mod tests {
         assert_eq!(names.len(), DropReason::ALL.len());
         for n in names {
             assert!(n.starts_with("drop_"), "{n}");
-            assert!(n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()), "{n}");
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()),
+                "{n}"
+            );
         }
     }
 }

@@ -22,7 +22,9 @@ pub struct Prefix6052 {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrefixError {
     /// Only /32, /40, /48, /56, /64 and /96 are defined (RFC 6052 §2.2).
-    #[error("prefix length /{0} is not one of /32, /40, /48, /56, /64, /96 (RFC 6052 section 2.2)")]
+    #[error(
+        "prefix length /{0} is not one of /32, /40, /48, /56, /64, /96 (RFC 6052 section 2.2)"
+    )]
     BadLength(u8),
     /// Bits 64..71 (the u-octet) must be zero (RFC 6052 §2.2).
     #[error("bits 64 to 71 (the u-octet) of the prefix must be zero (RFC 6052 section 2.2)")]
@@ -35,7 +37,8 @@ impl Prefix6052 {
         net: Ipv6Net::new_assert(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96),
     };
 
-    /// Validates `net` as a translation prefix; host bits are cleared.
+    /// Validates `net` as a translation prefix (RFC 6052 §2.2: length and
+    /// u-octet); host bits are cleared.
     pub fn new(net: Ipv6Net) -> Result<Self, PrefixError> {
         let len = net.prefix_len();
         if !matches!(len, 32 | 40 | 48 | 56 | 64 | 96) {
@@ -73,7 +76,7 @@ impl Prefix6052 {
         *self == Self::WELL_KNOWN
     }
 
-    /// Whether `addr` lies under this prefix.
+    /// Whether `addr` lies under this prefix (RFC 6052 §2.2).
     pub fn contains(&self, addr: &Ipv6Addr) -> bool {
         self.net.contains(addr)
     }
@@ -125,7 +128,11 @@ mod tests {
             let prefix = p(prefix);
             let expected: Ipv6Addr = expected.parse().unwrap();
             assert_eq!(prefix.embed(v4), expected, "embed under {prefix:?}");
-            assert_eq!(prefix.extract(&expected), Some(v4), "extract under {prefix:?}");
+            assert_eq!(
+                prefix.extract(&expected),
+                Some(v4),
+                "extract under {prefix:?}"
+            );
         }
     }
 
@@ -135,7 +142,10 @@ mod tests {
         assert!(p("64:ff9b::/96").is_well_known());
         assert!(!p("64:ff9b:1::/48").is_well_known());
         assert!(!p("2001:db8::/96").is_well_known());
-        assert_eq!(Prefix6052::WELL_KNOWN.net(), "64:ff9b::/96".parse().unwrap());
+        assert_eq!(
+            Prefix6052::WELL_KNOWN.net(),
+            "64:ff9b::/96".parse().unwrap()
+        );
     }
 
     #[test]

@@ -173,7 +173,10 @@ pub fn parse_v6(pkt: &[u8]) -> Result<Parsed6, DropReason> {
             }
             // The ICMPv4 checksum is recomputed from scratch on translation,
             // so a corrupt message would otherwise leave with a valid one.
-            let s = combine(pseudo_v6(&src, &dst, proto::ICMPV6, l4.len() as u32), sum(l4));
+            let s = combine(
+                pseudo_v6(&src, &dst, proto::ICMPV6, l4.len() as u32),
+                sum(l4),
+            );
             if !is_valid(s) {
                 return Err(DropReason::BadTransportChecksum);
             }
@@ -525,7 +528,11 @@ pub fn translate_4to6(
 /// Sets the ports and computes a UDP checksum that arrived as zero over IPv4
 /// (RFC 7915 §4.5, RFC 6146 §3.4: a stateful NAT64 computes it for
 /// unfragmented packets), since IPv6 requires one (RFC 8200 §8.1).
-fn fill_udp_checksum(l4: &mut [u8], src: SocketAddrV6, dst: SocketAddrV6) -> Result<(), DropReason> {
+fn fill_udp_checksum(
+    l4: &mut [u8],
+    src: SocketAddrV6,
+    dst: SocketAddrV6,
+) -> Result<(), DropReason> {
     let uh = l4
         .first_chunk_mut::<UDP_HEADER_LEN>()
         .ok_or(DropReason::TruncatedTransport)?;

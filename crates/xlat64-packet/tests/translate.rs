@@ -56,7 +56,10 @@ fn four_to_six(v4: &[u8], server_port: u16, client_port: u16) -> Vec<u8> {
 fn assert_same(actual: &[u8], expected: &[u8]) {
     assert_eq!(actual.len(), expected.len(), "length");
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert_eq!(a, e, "byte {i} differs: {actual:02x?}\nexpected {expected:02x?}");
+        assert_eq!(
+            a, e,
+            "byte {i} differs: {actual:02x?}\nexpected {expected:02x?}"
+        );
     }
     check_checksums(actual).unwrap();
 }
@@ -66,7 +69,11 @@ fn assert_same(actual: &[u8], expected: &[u8]) {
 #[test]
 fn rfc7915_5_1_tcp_6to4_byte_exact() {
     let data = payload(100);
-    let v6 = build(v6_header(CLIENT6, server6(), 64, 0xb9, 0x12345), &tcp(40000, 443), &data);
+    let v6 = build(
+        v6_header(CLIENT6, server6(), 64, 0xb9, 0x12345),
+        &tcp(40000, 443),
+        &data,
+    );
     let v4 = six_to_four(&v6, 61000, 443, 0x1234);
     let expected = build(
         v4_header(POOL4, SERVER4, 63, 0xb9, 0x1234, false),
@@ -79,7 +86,11 @@ fn rfc7915_5_1_tcp_6to4_byte_exact() {
 #[test]
 fn rfc7915_5_1_udp_6to4_byte_exact() {
     let data = payload(33);
-    let v6 = build(v6_header(CLIENT6, server6(), 2, 0, 0), &L4::Udp { src: 5353, dst: 53 }, &data);
+    let v6 = build(
+        v6_header(CLIENT6, server6(), 2, 0, 0),
+        &L4::Udp { src: 5353, dst: 53 },
+        &data,
+    );
     let v4 = six_to_four(&v6, 1024, 53, 7);
     let expected = build(
         v4_header(POOL4, SERVER4, 1, 0, 7, false),
@@ -94,12 +105,20 @@ fn rfc7915_5_1_udp_6to4_byte_exact() {
 #[test]
 fn rfc7915_5_2_echo_request_6to4_byte_exact() {
     let data = payload(57);
-    let echo = L4::Echo { request: true, id: 0x0bad, seq: 9 };
+    let echo = L4::Echo {
+        request: true,
+        id: 0x0bad,
+        seq: 9,
+    };
     let v6 = build(v6_header(CLIENT6, server6(), 255, 0x10, 0), &echo, &data);
     let v4 = six_to_four(&v6, 0x7777, 0x7777, 0xffff);
     let expected = build(
         v4_header(POOL4, SERVER4, 254, 0x10, 0xffff, false),
-        &L4::Echo { request: true, id: 0x7777, seq: 9 },
+        &L4::Echo {
+            request: true,
+            id: 0x7777,
+            seq: 9,
+        },
         &data,
     );
     assert_same(&v4, &expected);
@@ -110,7 +129,11 @@ fn rfc7915_5_2_echo_request_6to4_byte_exact() {
 fn rfc7915_5_1_df_threshold_1260() {
     for (l4_payload, df) in [(1240 - 8, false), (1241 - 8, true), (1400, true)] {
         let data = payload(l4_payload);
-        let v6 = build(v6_header(CLIENT6, server6(), 64, 0, 0), &L4::Udp { src: 1, dst: 2 }, &data);
+        let v6 = build(
+            v6_header(CLIENT6, server6(), 64, 0, 0),
+            &L4::Udp { src: 1, dst: 2 },
+            &data,
+        );
         let v4 = six_to_four(&v6, 3, 2, 99);
         let expected = build(
             v4_header(POOL4, SERVER4, 63, 0, 99, df),
@@ -126,12 +149,20 @@ fn rfc7915_5_1_df_threshold_1260() {
 #[test]
 fn trailing_bytes_after_ipv6_payload_ignored() {
     let data = payload(10);
-    let mut v6 = build(v6_header(CLIENT6, server6(), 64, 0, 0), &L4::Udp { src: 1, dst: 2 }, &data);
+    let mut v6 = build(
+        v6_header(CLIENT6, server6(), 64, 0, 0),
+        &L4::Udp { src: 1, dst: 2 },
+        &data,
+    );
     v6.extend_from_slice(&[0xee; 13]);
     let parsed = parse_v6(&v6).unwrap();
     assert_eq!(parsed.total_len, v6.len() - 13);
     let v4 = six_to_four(&v6, 1, 2, 0);
-    let expected = build(v4_header(POOL4, SERVER4, 63, 0, 0, false), &L4::Udp { src: 1, dst: 2 }, &data);
+    let expected = build(
+        v4_header(POOL4, SERVER4, 63, 0, 0, false),
+        &L4::Udp { src: 1, dst: 2 },
+        &data,
+    );
     assert_same(&v4, &expected);
 }
 
@@ -140,18 +171,34 @@ fn trailing_bytes_after_ipv6_payload_ignored() {
 #[test]
 fn rfc7915_4_1_tcp_4to6_byte_exact() {
     let data = payload(1000);
-    let v4 = build(v4_header(SERVER4, POOL4, 50, 0x2e, 4321, true), &tcp(443, 61000), &data);
+    let v4 = build(
+        v4_header(SERVER4, POOL4, 50, 0x2e, 4321, true),
+        &tcp(443, 61000),
+        &data,
+    );
     let v6 = four_to_six(&v4, 443, 40000);
-    let expected = build(v6_header(server6(), CLIENT6, 49, 0x2e, 0), &tcp(443, 40000), &data);
+    let expected = build(
+        v6_header(server6(), CLIENT6, 49, 0x2e, 0),
+        &tcp(443, 40000),
+        &data,
+    );
     assert_same(&v6, &expected);
 }
 
 #[test]
 fn rfc7915_4_1_udp_4to6_byte_exact() {
     let data = payload(1);
-    let v4 = build(v4_header(SERVER4, POOL4, 2, 0xff, 0, false), &L4::Udp { src: 53, dst: 1024 }, &data);
+    let v4 = build(
+        v4_header(SERVER4, POOL4, 2, 0xff, 0, false),
+        &L4::Udp { src: 53, dst: 1024 },
+        &data,
+    );
     let v6 = four_to_six(&v4, 53, 5353);
-    let expected = build(v6_header(server6(), CLIENT6, 1, 0xff, 0), &L4::Udp { src: 53, dst: 5353 }, &data);
+    let expected = build(
+        v6_header(server6(), CLIENT6, 1, 0xff, 0),
+        &L4::Udp { src: 53, dst: 5353 },
+        &data,
+    );
     assert_same(&v6, &expected);
 }
 
@@ -159,11 +206,19 @@ fn rfc7915_4_1_udp_4to6_byte_exact() {
 #[test]
 fn rfc7915_4_5_udp_zero_checksum_computed() {
     let data = payload(77);
-    let mut v4 = build(v4_header(SERVER4, POOL4, 64, 0, 0, false), &L4::Udp { src: 53, dst: 1024 }, &data);
+    let mut v4 = build(
+        v4_header(SERVER4, POOL4, 64, 0, 0, false),
+        &L4::Udp { src: 53, dst: 1024 },
+        &data,
+    );
     v4[26] = 0;
     v4[27] = 0;
     let v6 = four_to_six(&v4, 53, 5353);
-    let expected = build(v6_header(server6(), CLIENT6, 63, 0, 0), &L4::Udp { src: 53, dst: 5353 }, &data);
+    let expected = build(
+        v6_header(server6(), CLIENT6, 63, 0, 0),
+        &L4::Udp { src: 53, dst: 5353 },
+        &data,
+    );
     assert_same(&v6, &expected);
 }
 
@@ -174,13 +229,21 @@ fn rfc7915_4_2_echo_reply_4to6_byte_exact() {
     let data = payload(56);
     let v4 = build(
         v4_header(SERVER4, POOL4, 64, 0, 1, false),
-        &L4::Echo { request: false, id: 0x7777, seq: 3 },
+        &L4::Echo {
+            request: false,
+            id: 0x7777,
+            seq: 3,
+        },
         &data,
     );
     let v6 = four_to_six(&v4, 0x0bad, 0x0bad);
     let expected = build(
         v6_header(server6(), CLIENT6, 63, 0, 0),
-        &L4::Echo { request: false, id: 0x0bad, seq: 3 },
+        &L4::Echo {
+            request: false,
+            id: 0x0bad,
+            seq: 3,
+        },
         &data,
     );
     assert_same(&v6, &expected);
@@ -195,23 +258,41 @@ fn rfc7915_4_1_options_ignored() {
     };
     // NOP, Record Route (7, len 7, ptr 4, one empty slot), expired LSRR
     // (131, len 7, ptr 8), End.
-    h.options = [1u8, 7, 7, 4, 0, 0, 0, 0, 131, 7, 8, 1, 2, 3, 4, 0][..].try_into().unwrap();
-    let v4 = build(etherparse::IpHeaders::Ipv4(h, e), &L4::Udp { src: 53, dst: 1024 }, &data);
+    h.options = [1u8, 7, 7, 4, 0, 0, 0, 0, 131, 7, 8, 1, 2, 3, 4, 0][..]
+        .try_into()
+        .unwrap();
+    let v4 = build(
+        etherparse::IpHeaders::Ipv4(h, e),
+        &L4::Udp { src: 53, dst: 1024 },
+        &data,
+    );
     assert_eq!(v4[0], 0x49);
     let parsed = parse_v4(&v4).unwrap();
     assert_eq!(parsed.l4_offset, 36);
     let v6 = four_to_six(&v4, 53, 5353);
-    let expected = build(v6_header(server6(), CLIENT6, 63, 0, 0), &L4::Udp { src: 53, dst: 5353 }, &data);
+    let expected = build(
+        v6_header(server6(), CLIENT6, 63, 0, 0),
+        &L4::Udp { src: 53, dst: 5353 },
+        &data,
+    );
     assert_same(&v6, &expected);
 }
 
 #[test]
 fn trailing_bytes_after_ipv4_total_length_ignored() {
     let data = payload(4);
-    let mut v4 = build(v4_header(SERVER4, POOL4, 64, 0, 0, false), &L4::Udp { src: 53, dst: 1024 }, &data);
+    let mut v4 = build(
+        v4_header(SERVER4, POOL4, 64, 0, 0, false),
+        &L4::Udp { src: 53, dst: 1024 },
+        &data,
+    );
     v4.extend_from_slice(&[0; 18]);
     let v6 = four_to_six(&v4, 53, 5353);
-    let expected = build(v6_header(server6(), CLIENT6, 63, 0, 0), &L4::Udp { src: 53, dst: 5353 }, &data);
+    let expected = build(
+        v6_header(server6(), CLIENT6, 63, 0, 0),
+        &L4::Udp { src: 53, dst: 5353 },
+        &data,
+    );
     assert_same(&v6, &expected);
 }
 
@@ -219,37 +300,67 @@ fn trailing_bytes_after_ipv4_total_length_ignored() {
 
 #[test]
 fn flows_carry_ports_flags_and_echo_id() {
-    let v6 = build(v6_header(CLIENT6, server6(), 64, 0, 0), &tcp(40000, 443), &[]);
+    let v6 = build(
+        v6_header(CLIENT6, server6(), 64, 0, 0),
+        &tcp(40000, 443),
+        &[],
+    );
     let f = parse_v6(&v6).unwrap().flow;
     assert_eq!((f.proto, f.src, f.dst), (L4Proto::Tcp, CLIENT6, server6()));
     assert_eq!((f.src_port, f.dst_port, f.tcp_flags), (40000, 443, 0x18));
 
-    let echo = L4::Echo { request: true, id: 0x4242, seq: 1 };
+    let echo = L4::Echo {
+        request: true,
+        id: 0x4242,
+        seq: 1,
+    };
     let v6 = build(v6_header(CLIENT6, server6(), 64, 0, 0), &echo, &[]);
     let f = parse_v6(&v6).unwrap().flow;
-    assert_eq!((f.proto, f.src_port, f.dst_port, f.tcp_flags), (L4Proto::Icmp, 0x4242, 0x4242, 0));
+    assert_eq!(
+        (f.proto, f.src_port, f.dst_port, f.tcp_flags),
+        (L4Proto::Icmp, 0x4242, 0x4242, 0)
+    );
 
-    let v4 = build(v4_header(SERVER4, POOL4, 64, 0, 0, false), &L4::Udp { src: 53, dst: 999 }, &[]);
+    let v4 = build(
+        v4_header(SERVER4, POOL4, 64, 0, 0, false),
+        &L4::Udp { src: 53, dst: 999 },
+        &[],
+    );
     let p = parse_v4(&v4).unwrap();
     let f = p.flow;
     assert_eq!((f.proto, f.src, f.dst), (L4Proto::Udp, SERVER4, POOL4));
     assert_eq!((f.src_port, f.dst_port, f.tcp_flags), (53, 999, 0));
     assert_eq!((p.l4_offset, p.total_len), (20, v4.len()));
 
-    let echo = L4::Echo { request: false, id: 0x1111, seq: 1 };
+    let echo = L4::Echo {
+        request: false,
+        id: 0x1111,
+        seq: 1,
+    };
     let v4 = build(v4_header(SERVER4, POOL4, 64, 0, 0, false), &echo, &[]);
     let f = parse_v4(&v4).unwrap().flow;
-    assert_eq!((f.proto, f.src_port, f.dst_port), (L4Proto::Icmp, 0x1111, 0x1111));
+    assert_eq!(
+        (f.proto, f.src_port, f.dst_port),
+        (L4Proto::Icmp, 0x1111, 0x1111)
+    );
 }
 
 // ---- Every DropReason ----
 
 fn good_v6_udp() -> Vec<u8> {
-    build(v6_header(CLIENT6, server6(), 64, 0, 0), &L4::Udp { src: 1, dst: 2 }, &payload(8))
+    build(
+        v6_header(CLIENT6, server6(), 64, 0, 0),
+        &L4::Udp { src: 1, dst: 2 },
+        &payload(8),
+    )
 }
 
 fn good_v4_udp() -> Vec<u8> {
-    build(v4_header(SERVER4, POOL4, 64, 0, 0, false), &L4::Udp { src: 1, dst: 2 }, &payload(8))
+    build(
+        v4_header(SERVER4, POOL4, 64, 0, 0, false),
+        &L4::Udp { src: 1, dst: 2 },
+        &payload(8),
+    )
 }
 
 fn v6_with(f: impl FnOnce(&mut Vec<u8>)) -> Result<(), DropReason> {
@@ -288,7 +399,10 @@ fn drop_bad_version() {
 fn drop_bad_header_length() {
     assert_eq!(v4_with(|p| p[0] = 0x44), Err(DropReason::BadHeaderLength));
     // Total length 16 below the 20-byte header.
-    assert_eq!(v4_with(|p| p[2..4].copy_from_slice(&16u16.to_be_bytes())), Err(DropReason::BadHeaderLength));
+    assert_eq!(
+        v4_with(|p| p[2..4].copy_from_slice(&16u16.to_be_bytes())),
+        Err(DropReason::BadHeaderLength)
+    );
     // IHL 15 (60 bytes) beyond a 36-byte total length.
     assert_eq!(v4_with(|p| p[0] = 0x4f), Err(DropReason::BadHeaderLength));
 }
@@ -303,13 +417,25 @@ fn drop_bad_ipv4_checksum() {
 /// ICMP checksums are recomputed on translation, so they are verified.
 #[test]
 fn drop_bad_transport_checksum() {
-    let echo = L4::Echo { request: true, id: 1, seq: 1 };
+    let echo = L4::Echo {
+        request: true,
+        id: 1,
+        seq: 1,
+    };
     let mut v6 = build(v6_header(CLIENT6, server6(), 64, 0, 0), &echo, &payload(5));
     *v6.last_mut().unwrap() ^= 0x80;
     assert_eq!(parse_v6(&v6), Err(DropReason::BadTransportChecksum));
 
-    let echo = L4::Echo { request: false, id: 1, seq: 1 };
-    let mut v4 = build(v4_header(SERVER4, POOL4, 64, 0, 0, false), &echo, &payload(5));
+    let echo = L4::Echo {
+        request: false,
+        id: 1,
+        seq: 1,
+    };
+    let mut v4 = build(
+        v4_header(SERVER4, POOL4, 64, 0, 0, false),
+        &echo,
+        &payload(5),
+    );
     v4[22] ^= 0x01;
     assert_eq!(parse_v4(&v4), Err(DropReason::BadTransportChecksum));
 }
@@ -317,10 +443,22 @@ fn drop_bad_transport_checksum() {
 #[test]
 fn drop_truncated_transport() {
     // UDP length field beyond the IP payload.
-    assert_eq!(v6_with(|p| p[44..46].copy_from_slice(&100u16.to_be_bytes())), Err(DropReason::TruncatedTransport));
-    assert_eq!(v4_with(|p| p[24..26].copy_from_slice(&7u16.to_be_bytes())), Err(DropReason::TruncatedTransport));
+    assert_eq!(
+        v6_with(|p| p[44..46].copy_from_slice(&100u16.to_be_bytes())),
+        Err(DropReason::TruncatedTransport)
+    );
+    assert_eq!(
+        v4_with(|p| p[24..26].copy_from_slice(&7u16.to_be_bytes())),
+        Err(DropReason::TruncatedTransport)
+    );
     // UDP header cut to 4 bytes by the payload length.
-    assert_eq!(v6_with(|p| { p[4..6].copy_from_slice(&4u16.to_be_bytes()); p.truncate(44) }), Err(DropReason::TruncatedTransport));
+    assert_eq!(
+        v6_with(|p| {
+            p[4..6].copy_from_slice(&4u16.to_be_bytes());
+            p.truncate(44)
+        }),
+        Err(DropReason::TruncatedTransport)
+    );
     // TCP: data offset 4, and data offset past the segment.
     let tcp6 = build(v6_header(CLIENT6, server6(), 64, 0, 0), &tcp(1, 2), &[]);
     let mut bad = tcp6.clone();
@@ -347,17 +485,29 @@ fn drop_truncated_transport() {
 #[test]
 fn drop_unknown_protocol() {
     for nh in [59u8, 132, 4, 41] {
-        assert_eq!(v6_with(|p| p[6] = nh), Err(DropReason::UnknownProtocol), "next header {nh}");
+        assert_eq!(
+            v6_with(|p| p[6] = nh),
+            Err(DropReason::UnknownProtocol),
+            "next header {nh}"
+        );
     }
     for proto in [132u8, 2, 58] {
-        assert_eq!(v4_with(|p| p[9] = proto), Err(DropReason::UnknownProtocol), "protocol {proto}");
+        assert_eq!(
+            v4_with(|p| p[9] = proto),
+            Err(DropReason::UnknownProtocol),
+            "protocol {proto}"
+        );
     }
 }
 
 #[test]
 fn drop_extension_header() {
     for nh in [0u8, 43, 50, 51, 60, 135] {
-        assert_eq!(v6_with(|p| p[6] = nh), Err(DropReason::ExtensionHeader), "next header {nh}");
+        assert_eq!(
+            v6_with(|p| p[6] = nh),
+            Err(DropReason::ExtensionHeader),
+            "next header {nh}"
+        );
     }
 }
 
@@ -365,7 +515,11 @@ fn drop_extension_header() {
 fn drop_fragment() {
     assert_eq!(v6_with(|p| p[6] = 44), Err(DropReason::Fragment));
     assert_eq!(v4_with(|p| p[6] = 0x20), Err(DropReason::Fragment), "MF");
-    assert_eq!(v4_with(|p| p[7] = 0x01), Err(DropReason::Fragment), "offset");
+    assert_eq!(
+        v4_with(|p| p[7] = 0x01),
+        Err(DropReason::Fragment),
+        "offset"
+    );
     assert_eq!(v4_with(|p| p[6] = 0x40), Ok(()), "DF alone is fine");
 }
 
@@ -383,9 +537,15 @@ fn v4_with_options(opts: &[u8]) -> Result<(), DropReason> {
 #[test]
 fn drop_source_route() {
     // LSRR, len 7, pointer 4 (first hop still to visit), then End.
-    assert_eq!(v4_with_options(&[131, 7, 4, 10, 0, 0, 1, 0]), Err(DropReason::SourceRoute));
+    assert_eq!(
+        v4_with_options(&[131, 7, 4, 10, 0, 0, 1, 0]),
+        Err(DropReason::SourceRoute)
+    );
     // SSRR after a NOP.
-    assert_eq!(v4_with_options(&[1, 137, 7, 4, 10, 0, 0, 1]), Err(DropReason::SourceRoute));
+    assert_eq!(
+        v4_with_options(&[1, 137, 7, 4, 10, 0, 0, 1]),
+        Err(DropReason::SourceRoute)
+    );
     // Expired (pointer past the option): ignored like any other option.
     assert_eq!(v4_with_options(&[131, 7, 8, 10, 0, 0, 1, 0]), Ok(()));
     // After End of Option List nothing counts.
@@ -395,13 +555,25 @@ fn drop_source_route() {
 #[test]
 fn drop_bad_ipv4_options() {
     // Length 1.
-    assert_eq!(v4_with_options(&[7, 1, 0, 0]), Err(DropReason::BadIpv4Options));
+    assert_eq!(
+        v4_with_options(&[7, 1, 0, 0]),
+        Err(DropReason::BadIpv4Options)
+    );
     // Length past the header.
-    assert_eq!(v4_with_options(&[1, 1, 7, 9]), Err(DropReason::BadIpv4Options));
+    assert_eq!(
+        v4_with_options(&[1, 1, 7, 9]),
+        Err(DropReason::BadIpv4Options)
+    );
     // Kind with no room for its length byte.
-    assert_eq!(v4_with_options(&[1, 1, 1, 68]), Err(DropReason::BadIpv4Options));
+    assert_eq!(
+        v4_with_options(&[1, 1, 1, 68]),
+        Err(DropReason::BadIpv4Options)
+    );
     // Source route too short to hold a pointer.
-    assert_eq!(v4_with_options(&[131, 2, 1, 1]), Err(DropReason::BadIpv4Options));
+    assert_eq!(
+        v4_with_options(&[131, 2, 1, 1]),
+        Err(DropReason::BadIpv4Options)
+    );
 }
 
 /// RFC 7915 §4.1 / §5.1: TTL and hop limit are decremented; 1 or 0 expires.
@@ -417,7 +589,11 @@ fn drop_hop_limit_exceeded() {
 
 #[test]
 fn drop_icmpv6_type_unsupported() {
-    let reply = L4::Echo { request: false, id: 1, seq: 1 };
+    let reply = L4::Echo {
+        request: false,
+        id: 1,
+        seq: 1,
+    };
     let v6 = build(v6_header(CLIENT6, server6(), 64, 0, 0), &reply, &[]);
     assert_eq!(parse_v6(&v6), Err(DropReason::Icmpv6TypeUnsupported));
     let mut unreach = v6.clone();
@@ -427,7 +603,11 @@ fn drop_icmpv6_type_unsupported() {
 
 #[test]
 fn drop_icmpv4_type_unsupported() {
-    let request = L4::Echo { request: true, id: 1, seq: 1 };
+    let request = L4::Echo {
+        request: true,
+        id: 1,
+        seq: 1,
+    };
     let v4 = build(v4_header(SERVER4, POOL4, 64, 0, 0, false), &request, &[]);
     assert_eq!(parse_v4(&v4), Err(DropReason::Icmpv4TypeUnsupported));
     let mut unreach = v4.clone();
@@ -437,13 +617,26 @@ fn drop_icmpv4_type_unsupported() {
 
 #[test]
 fn drop_bad_address() {
-    let set6 = |at: usize, a: Ipv6Addr| move |p: &mut Vec<u8>| p[at..at + 16].copy_from_slice(&a.octets());
-    for a in [Ipv6Addr::UNSPECIFIED, Ipv6Addr::LOCALHOST, "ff02::1".parse().unwrap()] {
+    let set6 =
+        |at: usize, a: Ipv6Addr| move |p: &mut Vec<u8>| p[at..at + 16].copy_from_slice(&a.octets());
+    for a in [
+        Ipv6Addr::UNSPECIFIED,
+        Ipv6Addr::LOCALHOST,
+        "ff02::1".parse().unwrap(),
+    ] {
         assert_eq!(v6_with(set6(8, a)), Err(DropReason::BadAddress), "src {a}");
         assert_eq!(v6_with(set6(24, a)), Err(DropReason::BadAddress), "dst {a}");
     }
-    let set4 = |at: usize, a: Ipv4Addr| move |p: &mut Vec<u8>| p[at..at + 4].copy_from_slice(&a.octets());
-    for a in ["0.0.0.0", "0.1.2.3", "127.0.0.1", "224.0.0.1", "239.1.1.1", "255.255.255.255"] {
+    let set4 =
+        |at: usize, a: Ipv4Addr| move |p: &mut Vec<u8>| p[at..at + 4].copy_from_slice(&a.octets());
+    for a in [
+        "0.0.0.0",
+        "0.1.2.3",
+        "127.0.0.1",
+        "224.0.0.1",
+        "239.1.1.1",
+        "255.255.255.255",
+    ] {
         let a: Ipv4Addr = a.parse().unwrap();
         assert_eq!(v4_with(set4(12, a)), Err(DropReason::BadAddress), "src {a}");
         assert_eq!(v4_with(set4(16, a)), Err(DropReason::BadAddress), "dst {a}");
@@ -453,17 +646,34 @@ fn drop_bad_address() {
 /// RFC 8200 §8.1: IPv6 UDP with a zero checksum is discarded.
 #[test]
 fn drop_udp_zero_checksum() {
-    assert_eq!(v6_with(|p| { p[46] = 0; p[47] = 0 }), Err(DropReason::UdpZeroChecksum));
+    assert_eq!(
+        v6_with(|p| {
+            p[46] = 0;
+            p[47] = 0
+        }),
+        Err(DropReason::UdpZeroChecksum)
+    );
 }
 
 #[test]
 fn drop_too_big_for_ipv4() {
     let data = vec![0u8; 65535 - 8];
-    let v6 = build(v6_header(CLIENT6, server6(), 64, 0, 0), &L4::Udp { src: 1, dst: 2 }, &data);
+    let v6 = build(
+        v6_header(CLIENT6, server6(), 64, 0, 0),
+        &L4::Udp { src: 1, dst: 2 },
+        &data,
+    );
     assert_eq!(v6.len(), 40 + 65535);
     let parsed = parse_v6(&v6).unwrap();
     let mut out = vec![0u8; 70_000];
-    let r = translate_6to4(&v6, &parsed, SocketAddrV4::new(POOL4, 1), SocketAddrV4::new(SERVER4, 2), 0, &mut out);
+    let r = translate_6to4(
+        &v6,
+        &parsed,
+        SocketAddrV4::new(POOL4, 1),
+        SocketAddrV4::new(SERVER4, 2),
+        0,
+        &mut out,
+    );
     assert_eq!(r, Err(DropReason::TooBigForIpv4));
 }
 
@@ -474,15 +684,24 @@ fn drop_output_too_small() {
     let need = v6.len() - 20;
     let mut out = vec![0u8; need];
     let (s, d) = (SocketAddrV4::new(POOL4, 1), SocketAddrV4::new(SERVER4, 2));
-    assert_eq!(translate_6to4(&v6, &parsed, s, d, 0, &mut out[..need - 1]), Err(DropReason::OutputTooSmall));
+    assert_eq!(
+        translate_6to4(&v6, &parsed, s, d, 0, &mut out[..need - 1]),
+        Err(DropReason::OutputTooSmall)
+    );
     assert_eq!(translate_6to4(&v6, &parsed, s, d, 0, &mut out), Ok(need));
 
     let v4 = good_v4_udp();
     let parsed = parse_v4(&v4).unwrap();
     let need = v4.len() + 20;
     let mut out = vec![0u8; need];
-    let (s, d) = (SocketAddrV6::new(server6(), 1, 0, 0), SocketAddrV6::new(CLIENT6, 2, 0, 0));
-    assert_eq!(translate_4to6(&v4, &parsed, s, d, &mut out[..need - 1]), Err(DropReason::OutputTooSmall));
+    let (s, d) = (
+        SocketAddrV6::new(server6(), 1, 0, 0),
+        SocketAddrV6::new(CLIENT6, 2, 0, 0),
+    );
+    assert_eq!(
+        translate_4to6(&v4, &parsed, s, d, &mut out[..need - 1]),
+        Err(DropReason::OutputTooSmall)
+    );
     assert_eq!(translate_4to6(&v4, &parsed, s, d, &mut out), Ok(need));
 }
 
@@ -494,16 +713,28 @@ fn mismatched_parsed_does_not_panic() {
     parsed.total_len = 10_000;
     let mut out = [0u8; 2048];
     let (s, d) = (SocketAddrV4::new(POOL4, 1), SocketAddrV4::new(SERVER4, 2));
-    assert_eq!(translate_6to4(&v6, &parsed, s, d, 0, &mut out), Err(DropReason::Truncated));
+    assert_eq!(
+        translate_6to4(&v6, &parsed, s, d, 0, &mut out),
+        Err(DropReason::Truncated)
+    );
     parsed.total_len = 42;
     parsed.flow.proto = L4Proto::Tcp;
-    assert_eq!(translate_6to4(&v6, &parsed, s, d, 0, &mut out), Err(DropReason::TruncatedTransport));
+    assert_eq!(
+        translate_6to4(&v6, &parsed, s, d, 0, &mut out),
+        Err(DropReason::TruncatedTransport)
+    );
     let v4 = good_v4_udp();
     let mut parsed = parse_v4(&v4).unwrap();
     parsed.l4_offset = 30;
     parsed.total_len = 29;
-    let (s, d) = (SocketAddrV6::new(server6(), 1, 0, 0), SocketAddrV6::new(CLIENT6, 2, 0, 0));
-    assert_eq!(translate_4to6(&v4, &parsed, s, d, &mut out), Err(DropReason::Truncated));
+    let (s, d) = (
+        SocketAddrV6::new(server6(), 1, 0, 0),
+        SocketAddrV6::new(CLIENT6, 2, 0, 0),
+    );
+    assert_eq!(
+        translate_4to6(&v4, &parsed, s, d, &mut out),
+        Err(DropReason::Truncated)
+    );
 }
 
 /// Every variant is produced by one of the tests above; this keeps the list
@@ -531,4 +762,47 @@ fn every_drop_reason_is_covered_here() {
         DropReason::OutputTooSmall,
     ];
     assert_eq!(covered, DropReason::ALL);
+}
+
+/// RFC 768: a UDP checksum that computes to zero is sent as 0xffff. The
+/// payload's first word is chosen so that the translated checksum is zero.
+#[test]
+fn rfc768_udp_checksum_zero_sent_as_ffff() {
+    let udp = L4::Udp { src: 1000, dst: 53 };
+    // IPv6 -> IPv4.
+    let probe = build(
+        v4_header(POOL4, SERVER4, 63, 0, 5, false),
+        &udp,
+        &[0, 0, 9, 9],
+    );
+    let c = [probe[26], probe[27]];
+    let data = [c[0], c[1], 9, 9];
+    let v6 = build(
+        v6_header(CLIENT6, server6(), 64, 0, 0),
+        &L4::Udp { src: 4242, dst: 53 },
+        &data,
+    );
+    let v4 = six_to_four(&v6, 1000, 53, 5);
+    assert_eq!(&v4[26..28], &[0xff, 0xff]);
+    assert_same(
+        &v4,
+        &build(v4_header(POOL4, SERVER4, 63, 0, 5, false), &udp, &data),
+    );
+
+    // IPv4 -> IPv6.
+    let udp = L4::Udp { src: 53, dst: 4242 };
+    let probe = build(v6_header(server6(), CLIENT6, 63, 0, 0), &udp, &[0, 0, 9, 9]);
+    let c = [probe[46], probe[47]];
+    let data = [c[0], c[1], 9, 9];
+    let v4 = build(
+        v4_header(SERVER4, POOL4, 64, 0, 0, false),
+        &L4::Udp { src: 53, dst: 1000 },
+        &data,
+    );
+    let v6 = four_to_six(&v4, 53, 4242);
+    assert_eq!(&v6[46..48], &[0xff, 0xff]);
+    assert_same(
+        &v6,
+        &build(v6_header(server6(), CLIENT6, 63, 0, 0), &udp, &data),
+    );
 }

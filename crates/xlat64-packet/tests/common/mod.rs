@@ -11,9 +11,16 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 #[derive(Debug, Clone)]
 pub enum L4 {
     Tcp(TcpHeader),
-    Udp { src: u16, dst: u16 },
+    Udp {
+        src: u16,
+        dst: u16,
+    },
     /// Echo request when `request`, echo reply otherwise.
-    Echo { request: bool, id: u16, seq: u16 },
+    Echo {
+        request: bool,
+        id: u16,
+        seq: u16,
+    },
 }
 
 impl L4 {
@@ -134,10 +141,15 @@ pub fn check_checksums(pkt: &[u8]) -> Result<(), String> {
         _ => return Err("not ip".into()),
     };
     // 0x0000 and 0xffff are both "minus zero" for TCP and ICMP.
-    if stored == computed || (stored == 0xffff && computed == 0) || (stored == 0 && computed == 0xffff) {
+    if stored == computed
+        || (stored == 0xffff && computed == 0)
+        || (stored == 0 && computed == 0xffff)
+    {
         Ok(())
     } else {
-        Err(format!("transport checksum stored {stored:#06x} computed {computed:#06x}"))
+        Err(format!(
+            "transport checksum stored {stored:#06x} computed {computed:#06x}"
+        ))
     }
 }
 
