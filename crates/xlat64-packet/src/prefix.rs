@@ -2,7 +2,7 @@
 //!
 //! RFC 6052 §2.2: "Bits 64 to 71 of the address are reserved for
 //! compatibility with the host identifier format defined in the IPv6
-//! addressing architecture [RFC4291]. These bits MUST be set to zero."
+//! addressing architecture \[RFC4291\]. These bits MUST be set to zero."
 //! The IPv4 address is split around those bits for prefixes shorter than /64,
 //! and the suffix after it is zero on output and ignored on input.
 

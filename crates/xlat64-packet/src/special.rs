@@ -2,8 +2,8 @@
 //! RFC 6052 §3.1 needs it: which IPv4 addresses are not global.
 //!
 //! RFC 6052 §3.1: "The Well-Known Prefix MUST NOT be used to represent
-//! non-global IPv4 addresses, such as those defined in [RFC1918] or listed in
-//! Section 3 of [RFC5735]. Address translators MUST NOT translate packets in
+//! non-global IPv4 addresses, such as those defined in \[RFC1918\] or listed in
+//! Section 3 of \[RFC5735\]. Address translators MUST NOT translate packets in
 //! which an address is composed of the Well-Known Prefix and a non-global
 //! IPv4 address; they MUST drop these packets."
 //!
