@@ -102,6 +102,7 @@ pub struct Lab {
     dir: PathBuf,
     options: LabOptions,
     spawned: AtomicUsize,
+    removed: bool,
 }
 
 static LABS_IN_PROCESS: AtomicUsize = AtomicUsize::new(0);
@@ -139,6 +140,7 @@ impl Lab {
             dir,
             options,
             spawned: AtomicUsize::new(0),
+            removed: false,
         };
         // From here on, Drop cleans up whatever was built if a step fails.
         lab.build()?;
@@ -504,6 +506,50 @@ impl Lab {
             }
             thread::sleep(Duration::from_millis(20));
         }
+        // The control socket may come before the data path: also wait for
+        // the routes to the TUN and the DNS64 listener, so that the first
+        // packet of a test is not lost to start-up order.
+        let mut ready: Vec<(&str, Vec<String>)> = Vec::new();
+        if config.contains("[nat64]") {
+            ready.push((
+                "the route to the NAT64 prefix",
+                vec![
+                    "ip".into(),
+                    "-6".into(),
+                    "route".into(),
+                    "show".into(),
+                    NAT64_PREFIX.into(),
+                ],
+            ));
+            ready.push((
+                "the route to pool4",
+                vec![
+                    "ip".into(),
+                    "-4".into(),
+                    "route".into(),
+                    "show".into(),
+                    format!("{POOL4}/32"),
+                ],
+            ));
+        }
+        if config.contains("[dns64]") {
+            ready.push((
+                "the DNS64 listener",
+                vec!["ss".into(), "-Hlnu".into(), "sport = :53".into()],
+            ));
+        }
+        for (what, args) in ready {
+            let waited = wait_until(deadline.saturating_duration_since(Instant::now()), || {
+                let out = self.run_in(&self.gateway, &args)?;
+                Ok(out.status.success() && !out.stdout.is_empty())
+            });
+            if let Err(e) = waited {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("xlat64 run opened its control socket but not {what} ({e}); its output:\n{}", process.log()),
+                ));
+            }
+        }
         Ok(Gateway {
             process,
             exe: exe.to_path_buf(),
@@ -513,13 +559,15 @@ impl Lab {
     }
 
     /// Removes the lab now, reporting what could not be removed.
-    pub fn remove(self) -> io::Result<()> {
-        let result = self.teardown();
-        std::mem::forget(self);
-        result
+    pub fn remove(mut self) -> io::Result<()> {
+        self.teardown()
     }
 
-    fn teardown(&self) -> io::Result<()> {
+    fn teardown(&mut self) -> io::Result<()> {
+        if self.removed {
+            return Ok(());
+        }
+        self.removed = true;
         let mut problems = Vec::new();
         for ns in [&self.client, &self.gateway, &self.server] {
             if let Err(e) = remove_netns(ns) {
