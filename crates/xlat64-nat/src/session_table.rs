@@ -17,7 +17,10 @@
 //! refreshing a session only moves its expiry later, which costs nothing: when
 //! the queued deadline comes, the session is re-queued at its real expiry.
 //! Each session remembers the deadline of its live entry (`scheduled`); heap
-//! entries that do not match it are stale and skipped.
+//! entries that do not match it are stale and skipped. Stale entries of
+//! sessions already gone would otherwise linger until their (up to 2 h 4 min)
+//! deadline, so the heap is rebuilt from the sessions, in O(n), whenever it
+//! holds more than twice as many entries as there are sessions (plus slack).
 
 use crate::port_alloc::pick_port;
 use crate::tcp::{Side, TcpTrack};
@@ -32,6 +35,9 @@ use xlat64_packet::{Flow4, Flow6, L4Proto};
 
 /// Initial capacity of the maps; they grow only when sessions are created.
 const INITIAL_CAPACITY: usize = 1024;
+
+/// Stale timer entries tolerated beyond one per session before a rebuild.
+const TIMER_SLACK: usize = 1024;
 
 /// A client's IPv6 transport address (the BIB key on the IPv6 side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -326,7 +332,24 @@ impl SessionTable {
         if s.expires < s.scheduled {
             s.scheduled = s.expires;
             self.timers.push(Reverse((s.expires, key)));
+            self.compact_timers();
         }
+    }
+
+    /// Rebuilds the timer heap with one entry per session when stale entries
+    /// dominate; amortized O(1) per stale entry, reusing the heap's memory.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.sessions.len() + TIMER_SLACK {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.timers).into_vec();
+        entries.clear();
+        entries.extend(
+            self.sessions
+                .iter()
+                .map(|(k, s)| Reverse((s.scheduled, *k))),
+        );
+        self.timers = BinaryHeap::from(entries);
     }
 
     fn lifetime(&self, proto: L4Proto, tcp: Option<&TcpTrack>) -> std::time::Duration {
@@ -398,6 +421,7 @@ impl SessionTable {
             }
             self.remove_session(&key);
         }
+        self.compact_timers();
     }
 
     fn remove_session(&mut self, key: &SessionKey) {
