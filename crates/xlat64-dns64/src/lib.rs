@@ -15,8 +15,14 @@
 //!    ([`ClientQuery::upstream_query`]) and call [`synthesize`].
 //! 4. The [`wire`] helpers match upstream replies to queries, rewrite ids and
 //!    truncate answers for UDP.
+//!
+//! Around that: [`ClientSet`] says who may query and who gets synthesized
+//! answers, and [`Dns64Cache`] keeps finished replies for their TTLs.
 #![warn(missing_docs, unreachable_pub)]
 
+mod cache;
+mod clients;
+pub mod fuzzing;
 mod policy;
 mod query;
 mod reverse;
@@ -26,7 +32,9 @@ pub mod wire;
 #[cfg(test)]
 mod testutil;
 
-pub use policy::{Dns64Policy, DEFAULT_EXCLUDE};
+pub use cache::{CacheKey, CacheStats, Dns64Cache, MAX_NEGATIVE_TTL, MAX_POSITIVE_TTL};
+pub use clients::{ClientSet, DEFAULT_ALLOW, EVERYONE};
+pub use policy::{Dns64Policy, PrefixRule, ALL_IPV4, DEFAULT_EXCLUDE};
 pub use query::{parse_query, ClientQuery, Plan, QueryError, UDP_PAYLOAD_LIMIT};
 pub use reverse::{reverse_answer, reverse_target, REVERSE_CNAME_TTL};
 pub use synthesis::{

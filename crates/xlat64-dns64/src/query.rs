@@ -2,7 +2,7 @@
 
 use crate::policy::Dns64Policy;
 use crate::reverse::reverse_target;
-use crate::synthesis::ipv4only_answer;
+use crate::synthesis::{ipv4only_answer, PassReason};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
@@ -50,8 +50,9 @@ pub struct ClientQuery {
 /// What the server does with a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// Forward the query upstream and return the answer unchanged.
-    Forward,
+    /// Forward the query upstream and return the answer unchanged, for
+    /// this reason.
+    Forward(PassReason),
     /// Forward the AAAA query; then [`classify_aaaa`](crate::classify_aaaa)
     /// decides whether to synthesize.
     ForwardAaaa,
@@ -163,27 +164,36 @@ impl ClientQuery {
         }
     }
 
-    /// What to do with the query.
+    /// What to do with the query of a client that gets synthesized answers.
     pub fn plan(&self, policy: &Dns64Policy) -> Plan {
+        self.plan_for(policy, true)
+    }
+
+    /// What to do with the query. `synthesize` is false for a client
+    /// outside `synthesize-for` (RFC 6147 §5.1: synthesis may be limited to
+    /// some clients): its AAAA queries, `ipv4only.arpa` included, go
+    /// upstream and come back unchanged, as from a resolver without DNS64.
+    pub fn plan_for(&self, policy: &Dns64Policy, synthesize: bool) -> Plan {
         let q = self.question();
         if q.query_class() != DNSClass::IN {
-            return Plan::Forward;
+            return Plan::Forward(PassReason::NotAaaa);
         }
+        let ipv4only = policy.answer_ipv4only_arpa && is_ipv4only_arpa(q.name());
         match q.query_type() {
-            RecordType::AAAA | RecordType::A
-                if policy.answer_ipv4only_arpa && is_ipv4only_arpa(q.name()) =>
-            {
-                Plan::Answer(ipv4only_answer(self, policy))
-            }
+            RecordType::A if ipv4only => Plan::Answer(ipv4only_answer(self, policy)),
+            RecordType::AAAA if !synthesize => Plan::Forward(PassReason::NotInSynthesizeFor),
+            RecordType::AAAA if ipv4only => Plan::Answer(ipv4only_answer(self, policy)),
             // RFC 6147 §5.5: a client that asks for DNSSEC data (DO=1) and
             // validates itself (CD=1) would reject synthesized records.
-            RecordType::AAAA if self.dnssec_ok() && self.checking_disabled() => Plan::Forward,
+            RecordType::AAAA if self.dnssec_ok() && self.checking_disabled() => {
+                Plan::Forward(PassReason::DnssecCd)
+            }
             RecordType::AAAA => Plan::ForwardAaaa,
             RecordType::PTR if policy.reverse => match reverse_target(q.name(), policy) {
                 Some(target) => Plan::Reverse { target },
-                None => Plan::Forward,
+                None => Plan::Forward(PassReason::NotAaaa),
             },
-            _ => Plan::Forward,
+            _ => Plan::Forward(PassReason::NotAaaa),
         }
     }
 
@@ -334,12 +344,34 @@ mod tests {
             RecordType::TXT,
             RecordType::ANY,
         ] {
-            assert_eq!(client("a.example.", t).plan(&policy_wkp()), Plan::Forward);
+            assert_eq!(
+                client("a.example.", t).plan(&policy_wkp()),
+                Plan::Forward(PassReason::NotAaaa)
+            );
         }
         let mut m = query("a.example.", RecordType::AAAA);
         m.queries_mut()[0].set_query_class(DNSClass::CH);
         let q = parse_query(&m.to_vec().unwrap()).unwrap();
-        assert_eq!(q.plan(&policy_wkp()), Plan::Forward);
+        assert_eq!(q.plan(&policy_wkp()), Plan::Forward(PassReason::NotAaaa));
+    }
+
+    #[test]
+    fn rfc6147_5_1_clients_outside_synthesize_for_get_plain_answers() {
+        let p = policy_wkp();
+        let q = client("a.example.", RecordType::AAAA);
+        assert_eq!(
+            q.plan_for(&p, false),
+            Plan::Forward(PassReason::NotInSynthesizeFor)
+        );
+        // Not even ipv4only.arpa reveals the prefix to them.
+        let q = client("ipv4only.arpa.", RecordType::AAAA);
+        assert_eq!(
+            q.plan_for(&p, false),
+            Plan::Forward(PassReason::NotInSynthesizeFor)
+        );
+        // Other types are planned as for everyone.
+        let q = client("a.example.", RecordType::MX);
+        assert_eq!(q.plan_for(&p, false), Plan::Forward(PassReason::NotAaaa));
     }
 
     #[test]
@@ -352,7 +384,7 @@ mod tests {
             true,
         ))
         .unwrap();
-        assert_eq!(q.plan(&policy_wkp()), Plan::Forward);
+        assert_eq!(q.plan(&policy_wkp()), Plan::Forward(PassReason::DnssecCd));
         // DO without CD, or CD without DO: synthesis allowed.
         let q = parse_query(&query_edns(
             "a.example.",
@@ -396,6 +428,39 @@ mod tests {
         #[test]
         fn parse_query_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = parse_query(&bytes);
+        }
+
+        /// The fuzz target's harness on random bytes...
+        #[test]
+        fn fuzz_harness_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            crate::fuzzing::parse_query_roundtrip(&bytes);
+        }
+
+        /// ...and on valid queries with random bytes flipped, which get
+        /// further into the plan.
+        #[test]
+        fn fuzz_harness_mutated_queries(
+            qtype in prop::sample::select(vec![RecordType::AAAA, RecordType::A, RecordType::PTR, RecordType::MX]),
+            qname in prop::sample::select(vec![
+                "a.example.",
+                "ipv4only.arpa.",
+                "1.0.0.0.0.0.a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.b.9.f.f.4.6.0.0.ip6.arpa.",
+                "7.0.4.6.3.3.c.c.0.0.0.0.0.0.0.0.0.0.0.0.4.6.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+            ]),
+            edns in any::<bool>(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        ) {
+            let mut bytes = if edns {
+                query_edns(qname, qtype, 1232, true, false)
+            } else {
+                query(qname, qtype).to_vec().unwrap()
+            };
+            crate::fuzzing::parse_query_roundtrip(&bytes);
+            for (at, value) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            crate::fuzzing::parse_query_roundtrip(&bytes);
         }
 
         #[test]

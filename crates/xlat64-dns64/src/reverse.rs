@@ -9,23 +9,31 @@ use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{Name, RData, Record};
 use ipnet::IpNet;
 use std::net::IpAddr;
-use xlat64_packet::special::allowed_under_well_known;
 
 /// TTL of the synthesized ip6.arpa -> in-addr.arpa CNAME.
 pub const REVERSE_CNAME_TTL: u32 = 600;
 
 /// The in-addr.arpa name for a PTR query name that spells a full IPv6
-/// address (32 nibbles) under the prefix, or `None`. Under the well-known
-/// prefix, non-global IPv4 addresses are not mapped (RFC 6052 §3.1).
+/// address (32 nibbles) under one of the prefixes, or `None`. Only
+/// addresses the DNS64 would synthesize are mapped: the embedded IPv4
+/// address must go to that same prefix ([`Dns64Policy::prefix_for`]; so,
+/// e.g., non-global IPv4 under the well-known prefix is not, RFC 6052 §3.1).
 pub fn reverse_target(qname: &Name, policy: &Dns64Policy) -> Option<Name> {
     let IpNet::V6(net) = qname.parse_arpa_name().ok()? else {
         return None;
     };
-    if net.prefix_len() != 128 || !policy.prefix.contains(&net.addr()) {
+    if net.prefix_len() != 128 {
         return None;
     }
-    let v4 = policy.prefix.extract(&net.addr())?;
-    if policy.prefix.is_well_known() && !allowed_under_well_known(v4) {
+    let addr = net.addr();
+    // Nested prefixes: the most specific one holding the address.
+    let prefix = policy
+        .all_prefixes()
+        .into_iter()
+        .filter(|p| p.contains(&addr))
+        .max_by_key(|p| p.net().prefix_len())?;
+    let v4 = prefix.extract(&addr)?;
+    if policy.prefix_for(v4) != Some(prefix) {
         return None;
     }
     Some(Name::from(IpAddr::V4(v4)))
@@ -55,6 +63,7 @@ mod tests {
     use super::*;
     use crate::query::Plan;
     use crate::testutil::*;
+    use crate::PassReason;
     use hickory_proto::op::ResponseCode;
     use hickory_proto::rr::rdata::PTR;
     use hickory_proto::rr::RecordType;
@@ -100,21 +109,21 @@ mod tests {
     fn rfc6147_5_3_1_other_ptr_passes_through() {
         // Outside the prefix.
         let q = client(&ptr_name("2001:db8::1"), RecordType::PTR);
-        assert_eq!(q.plan(&policy_wkp()), Plan::Forward);
+        assert_eq!(q.plan(&policy_wkp()), Plan::Forward(PassReason::NotAaaa));
         // Not a full address.
         let q = client("b.9.f.f.4.6.0.0.ip6.arpa.", RecordType::PTR);
-        assert_eq!(q.plan(&policy_wkp()), Plan::Forward);
+        assert_eq!(q.plan(&policy_wkp()), Plan::Forward(PassReason::NotAaaa));
         // in-addr.arpa.
         let q = client("34.216.184.93.in-addr.arpa.", RecordType::PTR);
-        assert_eq!(q.plan(&policy_wkp()), Plan::Forward);
+        assert_eq!(q.plan(&policy_wkp()), Plan::Forward(PassReason::NotAaaa));
         // Non-global IPv4 under the well-known prefix (RFC 6052 §3.1).
         let q = client(&ptr_name("64:ff9b::a00:1"), RecordType::PTR);
-        assert_eq!(q.plan(&policy_wkp()), Plan::Forward);
+        assert_eq!(q.plan(&policy_wkp()), Plan::Forward(PassReason::NotAaaa));
         // Turned off.
         let mut p = policy_wkp();
         p.reverse = false;
         let q = client(&ptr_name("64:ff9b::5db8:d822"), RecordType::PTR);
-        assert_eq!(q.plan(&p), Plan::Forward);
+        assert_eq!(q.plan(&p), Plan::Forward(PassReason::NotAaaa));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use std::net::Ipv4Addr;
-use xlat64_packet::special::allowed_under_well_known;
 
 /// TTL cap of synthesized records when the negative AAAA answer carried no
 /// SOA (RFC 6147 §5.1.7).
@@ -49,6 +48,15 @@ pub enum PassReason {
     NxDomain,
     /// Another error, with synthesis on errors turned off (RFC 6147 §5.1.2).
     Error(ResponseCode),
+    /// Not an AAAA query of class IN: nothing to synthesize (RFC 6147 §5.1).
+    NotAaaa,
+    /// DO=1 and CD=1: the client validates and would reject synthesized
+    /// records (RFC 6147 §5.5).
+    DnssecCd,
+    /// The client is not among those that get synthesized answers (a
+    /// dual-stack client, RFC 6147 §5.1: "a DNS64 MAY [...] be configured to
+    /// apply the synthesis only to some clients").
+    NotInSynthesizeFor,
 }
 
 /// The result of [`synthesize`].
@@ -93,8 +101,9 @@ pub fn classify_aaaa(
 ///   and one AAAA per A record of the queried name (after following CNAMEs),
 ///   same owner name, address embedded under the prefix. Other records
 ///   (RRSIG among them: they could not validate) are left out.
-/// - Under the well-known prefix, A records with non-global IPv4 addresses
-///   are left out (RFC 6052 §3.1).
+/// - Each address goes under the prefix [`Dns64Policy::prefix_for`] picks;
+///   addresses it refuses (outside `mapped`, inside `exclude_mapped`,
+///   non-global under the well-known prefix, RFC 6052 §3.1) are left out.
 /// - TTL: the minimum of the A record's TTL and the SOA TTL and SOA MINIMUM
 ///   of the negative AAAA response; without an SOA, at most 600 s (§5.1.7).
 /// - Authority and additional sections empty (§5.1.6 does not synthesize
@@ -129,10 +138,10 @@ pub fn synthesize(
                 answers.push(record.clone())
             }
             RData::A(A(v4)) if chain.contains(record.name()) => {
-                if policy.prefix.is_well_known() && !allowed_under_well_known(*v4) {
+                let Some(prefix) = policy.prefix_for(*v4) else {
                     continue;
-                }
-                let v6 = policy.prefix.embed(*v4);
+                };
+                let v6 = prefix.embed(*v4);
                 let ttl = record.ttl().min(ttl_cap);
                 answers.push(Record::from_rdata(
                     record.name().clone(),
@@ -217,18 +226,24 @@ fn negative_ttl(response: &Message) -> Option<u32> {
 }
 
 /// The local answer for `ipv4only.arpa` A or AAAA (RFC 8880 §7.2): the
-/// well-known addresses, for AAAA embedded under the prefix, whatever the
-/// special-purpose filter says (RFC 7050 §2.2).
+/// well-known addresses, for AAAA embedded under every prefix in use (RFC
+/// 7050 §3: the client learns each one), whatever the special-purpose
+/// filter and `mapped` say (RFC 7050 §2.2).
 pub fn ipv4only_answer(query: &ClientQuery, policy: &Dns64Policy) -> Message {
     let mut reply = query.reply_skeleton();
     let owner = query.question().name().clone();
-    for v4 in IPV4ONLY_ADDRS {
-        let data = if query.question().query_type() == RecordType::AAAA {
-            RData::AAAA(AAAA(policy.prefix.embed(v4)))
-        } else {
-            RData::A(A(v4))
-        };
-        reply.add_answer(Record::from_rdata(owner.clone(), IPV4ONLY_TTL, data));
+    if query.question().query_type() == RecordType::AAAA {
+        for prefix in policy.all_prefixes() {
+            for v4 in IPV4ONLY_ADDRS {
+                let data = RData::AAAA(AAAA(prefix.embed(v4)));
+                reply.add_answer(Record::from_rdata(owner.clone(), IPV4ONLY_TTL, data));
+            }
+        }
+    } else {
+        for v4 in IPV4ONLY_ADDRS {
+            let data = RData::A(A(v4));
+            reply.add_answer(Record::from_rdata(owner.clone(), IPV4ONLY_TTL, data));
+        }
     }
     reply
 }
@@ -542,5 +557,93 @@ mod tests {
             client("ipv4only.arpa.", RecordType::AAAA).plan(&p),
             Plan::ForwardAaaa
         );
+    }
+
+    #[test]
+    fn rfc6147_5_2_ranges_synthesized_under_their_own_prefix() {
+        let q = client("a.example.", RecordType::AAAA);
+        let aaaa = nodata(&q, Some((3600, 3600)));
+        let mut a = response(&q, ResponseCode::NoError);
+        a.add_answer(a_rr("a.example.", "198.51.100.7", 300));
+        a.add_answer(a_rr("a.example.", "93.184.216.34", 300));
+        a.add_answer(a_rr("a.example.", "10.0.0.1", 300));
+        let mut p = policy_wkp();
+        p.prefixes = vec![crate::PrefixRule {
+            prefix: policy_nsp().prefix,
+            ipv4: vec!["198.51.100.0/24".parse().unwrap()],
+        }];
+        let m = match synthesize(&q, &aaaa, &a, &p) {
+            Synthesis::Synthesized(m) => m,
+            other => panic!("{other:?}"),
+        };
+        let addrs: Vec<Ipv6Addr> = aaaa_addrs(&m).into_iter().map(|(_, a, _)| a).collect();
+        // 10.0.0.1 falls to the well-known prefix, which must not carry it.
+        assert_eq!(
+            addrs,
+            vec![
+                "2001:db8:64::c633:6407".parse::<Ipv6Addr>().unwrap(),
+                "64:ff9b::5db8:d822".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn rfc6147_5_1_4_exclude_mapped_addresses_not_synthesized() {
+        let q = client("a.example.", RecordType::AAAA);
+        let aaaa = nodata(&q, Some((3600, 3600)));
+        let mut a = response(&q, ResponseCode::NoError);
+        a.add_answer(a_rr("a.example.", "192.168.1.1", 300));
+        let mut p = policy_nsp();
+        assert!(matches!(
+            synthesize(&q, &aaaa, &a, &p),
+            Synthesis::Synthesized(_)
+        ));
+        p.exclude_mapped = vec!["192.168.0.0/16".parse().unwrap()];
+        // Nothing left to synthesize: the NODATA answer goes to the client.
+        assert_eq!(synthesize(&q, &aaaa, &a, &p), Synthesis::AaaaResponse);
+        p.exclude_mapped.clear();
+        p.mapped = vec!["198.51.100.0/24".parse().unwrap()];
+        assert_eq!(synthesize(&q, &aaaa, &a, &p), Synthesis::AaaaResponse);
+    }
+
+    #[test]
+    fn rfc7050_3_ipv4only_arpa_lists_every_prefix() {
+        let mut p = policy_wkp();
+        p.prefixes = vec![crate::PrefixRule {
+            prefix: policy_nsp().prefix,
+            ipv4: vec!["10.0.0.0/8".parse().unwrap()],
+        }];
+        let q = client("ipv4only.arpa.", RecordType::AAAA);
+        let m = ipv4only_answer(&q, &p);
+        let addrs: Vec<Ipv6Addr> = aaaa_addrs(&m).into_iter().map(|(_, a, _)| a).collect();
+        assert_eq!(
+            addrs,
+            vec![
+                "64:ff9b::c000:aa".parse::<Ipv6Addr>().unwrap(),
+                "64:ff9b::c000:ab".parse().unwrap(),
+                "2001:db8:64::c000:aa".parse().unwrap(),
+                "2001:db8:64::c000:ab".parse().unwrap(),
+            ]
+        );
+        // mapped does not hide the discovery addresses (RFC 7050 §2.2).
+        p.mapped = vec!["198.51.100.0/24".parse().unwrap()];
+        assert_eq!(ipv4only_answer(&q, &p).answers().len(), 4);
+    }
+
+    #[test]
+    fn rfc6147_5_1_2_upstream_failure_counts_as_servfail() {
+        // The server turns "every upstream timed out" into this reply and
+        // classifies it like a SERVFAIL from upstream.
+        let q = client("a.example.", RecordType::AAAA);
+        let failed = q.error_reply(ResponseCode::ServFail);
+        assert_eq!(
+            classify_aaaa(&q, &failed, &policy_wkp()),
+            AaaaVerdict::QueryA
+        );
+        let mut a = response(&q, ResponseCode::NoError);
+        a.add_answer(a_rr("a.example.", "93.184.216.34", 3600));
+        let m = synth(&q, &failed, &a);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(aaaa_addrs(&m)[0].2, TTL_WITHOUT_SOA);
     }
 }

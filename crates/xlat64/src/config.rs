@@ -1,7 +1,7 @@
 //! The TOML configuration (`../shared/CONTRACT.md`): parsing, defaults and
 //! validation. Every error names the key it is about.
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -133,7 +133,7 @@ impl<'de> Deserialize<'de> for Pool4Entry {
 
 /// `[dns64]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Dns64Section {
     /// Socket addresses to serve UDP and TCP on.
     #[serde(default = "default_listen")]
@@ -144,10 +144,134 @@ pub struct Dns64Section {
     /// Synthesis prefix; defaults to `nat64.prefix`, or 64:ff9b::/96 without `[nat64]`.
     #[serde(default)]
     pub prefix: Option<Ipv6Net>,
-    /// Upstream query timeout in milliseconds.
-    #[serde(default = "default_upstream_timeout_ms", rename = "upstream-timeout-ms")]
+    /// Upstream query timeout in milliseconds (per upstream and try).
+    #[serde(default = "default_upstream_timeout_ms")]
     pub upstream_timeout_ms: u64,
+    /// Further prefixes, each for the IPv4 ranges it lists (RFC 6147 §5.2).
+    #[serde(default)]
+    pub prefixes: Vec<Dns64PrefixEntry>,
+    /// AAAA records in these ranges count as absent (RFC 6147 §5.1.4).
+    #[serde(default = "default_exclude", with = "nets_v6")]
+    pub exclude: Vec<Ipv6Net>,
+    /// Only A records in these ranges are synthesized.
+    #[serde(default = "default_mapped", with = "nets_v4")]
+    pub mapped: Vec<Ipv4Net>,
+    /// A records in these ranges are never synthesized.
+    #[serde(default, with = "nets_v4")]
+    pub exclude_mapped: Vec<Ipv4Net>,
+    /// Clients that may query at all; others get REFUSED.
+    #[serde(default = "default_allow", with = "nets_ip")]
+    pub allow: Vec<IpNet>,
+    /// Clients that get synthesized answers; others get plain ones.
+    #[serde(default = "default_synthesize_for", with = "nets_ip")]
+    pub synthesize_for: Vec<IpNet>,
+    /// What an AAAA error other than NXDOMAIN (or no answer) leads to.
+    #[serde(default)]
+    pub servfail: ServfailPolicy,
+    /// Replies cached at most; 0 turns the cache off.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
+    /// Ask A together with AAAA, so that synthesis does not wait for a
+    /// second round trip.
+    #[serde(default = "default_true")]
+    pub parallel_a: bool,
 }
+
+/// One `[[dns64.prefixes]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Dns64PrefixEntry {
+    /// RFC 6052 prefix.
+    pub prefix: Ipv6Net,
+    /// IPv4 ranges synthesized under `prefix` instead of the main one.
+    #[serde(with = "nets_v4")]
+    pub ipv4: Vec<Ipv4Net>,
+}
+
+/// `dns64.servfail`: RFC 6147 §5.1.2 leaves the choice to the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServfailPolicy {
+    /// Treat the error as an empty answer and synthesize from A (the RFC's
+    /// default).
+    #[default]
+    Synthesize,
+    /// Send the error to the client.
+    Pass,
+}
+
+impl Dns64Section {
+    /// The synthesis policy (after `fill_and_validate`).
+    pub fn policy(&self) -> Result<xlat64_dns64::Dns64Policy, ConfigError> {
+        let main = dns64_prefix("dns64.prefix", self.prefix.unwrap_or(default_prefix()))?;
+        let mut policy = xlat64_dns64::Dns64Policy::new(main);
+        for (i, entry) in self.prefixes.iter().enumerate() {
+            policy.prefixes.push(xlat64_dns64::PrefixRule {
+                prefix: dns64_prefix(&format!("dns64.prefixes[{i}].prefix"), entry.prefix)?,
+                ipv4: entry.ipv4.clone(),
+            });
+        }
+        policy.exclude = self.exclude.clone();
+        policy.mapped = self.mapped.clone();
+        policy.exclude_mapped = self.exclude_mapped.clone();
+        policy.synthesize_on_error = self.servfail == ServfailPolicy::Synthesize;
+        Ok(policy)
+    }
+}
+
+fn dns64_prefix(key: &str, net: Ipv6Net) -> Result<Prefix6052, ConfigError> {
+    Prefix6052::new(net).map_err(|e| ConfigError::new(key, format!("{net}: {e}")))
+}
+
+/// Lists of networks written as prefixes or bare addresses (a /32 or
+/// /128), host bits cleared.
+macro_rules! net_list {
+    ($module:ident, $net:ty, $addr:ty, $what:literal) => {
+        mod $module {
+            use serde::{Deserialize, Deserializer, Serializer};
+
+            pub(super) fn serialize<S: Serializer>(nets: &[$net], s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(nets.iter().map(|n| n.to_string()))
+            }
+
+            pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+                d: D,
+            ) -> Result<Vec<$net>, D::Error> {
+                let texts = Vec::<String>::deserialize(d)?;
+                texts
+                    .iter()
+                    .map(|t| {
+                        if let Ok(addr) = t.parse::<$addr>() {
+                            return Ok(<$net>::from(addr));
+                        }
+                        t.parse::<$net>().map(|n| n.trunc()).map_err(|_| {
+                            serde::de::Error::custom(format!(concat!("`{}` is not ", $what), t))
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+net_list!(
+    nets_v4,
+    ipnet::Ipv4Net,
+    std::net::Ipv4Addr,
+    "an IPv4 address or prefix (e.g. \"10.0.0.0/8\")"
+);
+net_list!(
+    nets_v6,
+    ipnet::Ipv6Net,
+    std::net::Ipv6Addr,
+    "an IPv6 address or prefix (e.g. \"::ffff:0:0/96\")"
+);
+net_list!(
+    nets_ip,
+    ipnet::IpNet,
+    std::net::IpAddr,
+    "an IP address or prefix (e.g. \"fd00::/8\" or \"192.168.0.0/16\")"
+);
 
 /// `[control]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +308,27 @@ fn default_listen() -> Vec<SocketAddr> {
 fn default_upstream_timeout_ms() -> u64 {
     2000
 }
+fn default_exclude() -> Vec<Ipv6Net> {
+    vec![xlat64_dns64::DEFAULT_EXCLUDE]
+}
+fn default_mapped() -> Vec<Ipv4Net> {
+    vec![xlat64_dns64::ALL_IPV4]
+}
+fn default_allow() -> Vec<IpNet> {
+    xlat64_dns64::DEFAULT_ALLOW.to_vec()
+}
+fn default_synthesize_for() -> Vec<IpNet> {
+    xlat64_dns64::EVERYONE.to_vec()
+}
+fn default_cache_size() -> usize {
+    10_000
+}
+fn default_true() -> bool {
+    true
+}
+/// Upper bound of `dns64.cache-size` (a cached reply takes about 200 bytes
+/// to 1 KiB).
+const MAX_CACHE_SIZE: usize = 10_000_000;
 fn default_socket() -> PathBuf {
     PathBuf::from("/run/xlat64/control.sock")
 }
@@ -213,7 +358,11 @@ impl Config {
             let inner = e.into_inner();
             let message = inner.message().trim().to_string();
             // serde_path_to_error's path already ends with an unknown key's name.
-            let key = if path == "." { "config".to_string() } else { path };
+            let key = if path == "." {
+                "config".to_string()
+            } else {
+                path
+            };
             ConfigError::new(key, message)
         })?;
         config.fill_and_validate()?;
@@ -234,9 +383,9 @@ impl Config {
 
     /// The DNS64 prefix, validated (after `fill_and_validate`).
     pub fn dns64_prefix(&self) -> Option<Prefix6052> {
-        self.dns64.as_ref().map(|d| {
-            Prefix6052::new(d.prefix.expect("filled by validation")).expect("validated")
-        })
+        self.dns64
+            .as_ref()
+            .map(|d| Prefix6052::new(d.prefix.expect("filled by validation")).expect("validated"))
     }
 
     fn fill_and_validate(&mut self) -> Result<(), ConfigError> {
@@ -277,19 +426,45 @@ impl Config {
                 if nat.mtu < 1280 {
                     return Err(ConfigError::new(
                         "nat64.mtu",
-                        format!("{} is below the IPv6 minimum MTU; use 1280 to 65535", nat.mtu),
+                        format!(
+                            "{} is below the IPv6 minimum MTU; use 1280 to 65535",
+                            nat.mtu
+                        ),
                     ));
                 }
                 let t = &nat.timeouts;
                 let checks = [
-                    ("nat64.timeouts.udp", t.udp, 120, "RFC 6146 section 4: at least 120 s"),
-                    ("nat64.timeouts.icmp", t.icmp, 1, "at least 1 s (RFC 6146 section 4 says 60)"),
-                    ("nat64.timeouts.tcp-established", t.tcp_established, 7440, "RFC 6146 section 4: at least 7440 s (2 h 4 min)"),
-                    ("nat64.timeouts.tcp-transitory", t.tcp_transitory, 240, "RFC 6146 section 4: at least 240 s"),
+                    (
+                        "nat64.timeouts.udp",
+                        t.udp,
+                        120,
+                        "RFC 6146 section 4: at least 120 s",
+                    ),
+                    (
+                        "nat64.timeouts.icmp",
+                        t.icmp,
+                        1,
+                        "at least 1 s (RFC 6146 section 4 says 60)",
+                    ),
+                    (
+                        "nat64.timeouts.tcp-established",
+                        t.tcp_established,
+                        7440,
+                        "RFC 6146 section 4: at least 7440 s (2 h 4 min)",
+                    ),
+                    (
+                        "nat64.timeouts.tcp-transitory",
+                        t.tcp_transitory,
+                        240,
+                        "RFC 6146 section 4: at least 240 s",
+                    ),
                 ];
                 for (key, value, min, why) in checks {
                     if value < min {
-                        return Err(ConfigError::new(key, format!("{value} is too short; {why}")));
+                        return Err(ConfigError::new(
+                            key,
+                            format!("{value} is too short; {why}"),
+                        ));
                     }
                 }
                 Some(prefix)
@@ -332,6 +507,7 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            validate_dns64(dns)?;
         }
         if self.nat64.is_none() && self.dns64.is_none() {
             return Err(ConfigError::new(
@@ -342,11 +518,70 @@ impl Config {
         if self.control.socket.as_os_str().is_empty() || !self.control.socket.is_absolute() {
             return Err(ConfigError::new(
                 "control.socket",
-                format!("`{}` must be an absolute path", self.control.socket.display()),
+                format!(
+                    "`{}` must be an absolute path",
+                    self.control.socket.display()
+                ),
             ));
         }
         Ok(())
     }
+}
+
+/// The `[dns64]` keys beyond listen/upstream/prefix.
+fn validate_dns64(dns: &Dns64Section) -> Result<(), ConfigError> {
+    let main = dns64_prefix("dns64.prefix", dns.prefix.unwrap_or(default_prefix()))?;
+    let mut seen = vec![main];
+    for (i, entry) in dns.prefixes.iter().enumerate() {
+        let key = format!("dns64.prefixes[{i}]");
+        let prefix = dns64_prefix(&format!("{key}.prefix"), entry.prefix)?;
+        if seen.contains(&prefix) {
+            return Err(ConfigError::new(
+                format!("{key}.prefix"),
+                format!("{} is already in use (dns64.prefix or an earlier entry); list each prefix once", entry.prefix),
+            ));
+        }
+        seen.push(prefix);
+        if entry.ipv4.is_empty() {
+            return Err(ConfigError::new(
+                format!("{key}.ipv4"),
+                "must list the IPv4 ranges synthesized under this prefix, e.g. [\"198.51.100.0/24\"]",
+            ));
+        }
+        if prefix.is_well_known() {
+            if let Some(n) = entry.ipv4.iter().find(|n| {
+                !xlat64_packet::special::allowed_under_well_known(n.network())
+                    || !xlat64_packet::special::allowed_under_well_known(n.broadcast())
+            }) {
+                return Err(ConfigError::new(
+                    format!("{key}.ipv4"),
+                    format!("{n} holds non-global IPv4 addresses, which the well-known prefix 64:ff9b::/96 must not carry (RFC 6052 section 3.1); use a network-specific prefix"),
+                ));
+            }
+        }
+    }
+    if dns.mapped.is_empty() {
+        return Err(ConfigError::new(
+            "dns64.mapped",
+            "must list at least one IPv4 range (default [\"0.0.0.0/0\"]: every address)",
+        ));
+    }
+    if dns.allow.is_empty() {
+        return Err(ConfigError::new(
+            "dns64.allow",
+            "must list at least one client network, e.g. [\"fd00::/8\", \"127.0.0.0/8\"]; without [dns64] there is no DNS64",
+        ));
+    }
+    if dns.cache_size > MAX_CACHE_SIZE {
+        return Err(ConfigError::new(
+            "dns64.cache-size",
+            format!(
+                "{} is too large; use 0 (no cache) to {MAX_CACHE_SIZE}",
+                dns.cache_size
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The nameservers of /etc/resolv.conf, port 53, minus our own listen addresses.
@@ -370,7 +605,10 @@ mod tests {
         let nat = c.nat64.as_ref().unwrap();
         assert_eq!(nat.prefix.to_string(), "64:ff9b::/96");
         assert_eq!(nat.tun, "nat64");
-        assert_eq!(c.dns64.as_ref().unwrap().prefix.unwrap().to_string(), "64:ff9b::/96");
+        assert_eq!(
+            c.dns64.as_ref().unwrap().prefix.unwrap().to_string(),
+            "64:ff9b::/96"
+        );
         let text = c.to_toml();
         assert_eq!(Config::from_toml(&text).unwrap(), c, "{text}");
     }
@@ -397,17 +635,114 @@ mod tests {
         assert_eq!(e.key, "nat64.pool4[0]");
         let e = Config::from_toml("[nat64]\npool4 = []\n").unwrap_err();
         assert_eq!(e.key, "nat64.pool4");
-        let e = Config::from_toml("[nat64.timeouts]\nudp = 10\nicmp = 60\ntcp-established = 7440\ntcp-transitory = 240\n").unwrap_err();
+        let e = Config::from_toml(
+            "[nat64.timeouts]\nudp = 10\nicmp = 60\ntcp-established = 7440\ntcp-transitory = 240\n",
+        )
+        .unwrap_err();
         assert_eq!(e.key, "nat64.timeouts.udp");
-        let e = Config::from_toml("[dns64]\nlisten = [\"nope\"]\nupstream = [\"192.0.2.53:53\"]\n").unwrap_err();
+        let e = Config::from_toml("[dns64]\nlisten = [\"nope\"]\nupstream = [\"192.0.2.53:53\"]\n")
+            .unwrap_err();
         assert_eq!(e.key, "dns64.listen[0]");
     }
 
     #[test]
     fn pool4_accepts_addresses_and_prefixes() {
-        let c = Config::from_toml("[nat64]\npool4 = [\"192.0.2.1\", \"198.51.100.0/30\"]\n").unwrap();
+        let c =
+            Config::from_toml("[nat64]\npool4 = [\"192.0.2.1\", \"198.51.100.0/30\"]\n").unwrap();
         let p = &c.nat64.unwrap().pool4;
         assert_eq!(p[0].0.to_string(), "192.0.2.1/32");
         assert_eq!(p[1].0.to_string(), "198.51.100.0/30");
+    }
+
+    const DNS: &str = "[dns64]\nupstream = [\"192.0.2.53:53\"]\n";
+
+    #[test]
+    fn dns64_defaults_are_printed_and_round_trip() {
+        let c = Config::from_toml(DNS).unwrap();
+        let d = c.dns64.as_ref().unwrap();
+        assert_eq!(d.exclude, vec!["::ffff:0:0/96".parse::<Ipv6Net>().unwrap()]);
+        assert_eq!(d.mapped, vec!["0.0.0.0/0".parse::<Ipv4Net>().unwrap()]);
+        assert!(d.exclude_mapped.is_empty() && d.prefixes.is_empty());
+        assert_eq!(d.allow.len(), 8);
+        assert_eq!(d.synthesize_for.len(), 2);
+        assert_eq!(d.servfail, ServfailPolicy::Synthesize);
+        assert_eq!(d.cache_size, 10_000);
+        assert!(d.parallel_a);
+        let text = c.to_toml();
+        for key in [
+            "exclude = [",
+            "mapped = [",
+            "exclude-mapped = []",
+            "allow = [",
+            "\"fc00::/7\"",
+            "synthesize-for = [",
+            "servfail = \"synthesize\"",
+            "cache-size = 10000",
+            "parallel-a = true",
+            "upstream-timeout-ms = 2000",
+        ] {
+            assert!(text.contains(key), "{key} missing from:\n{text}");
+        }
+        assert_eq!(Config::from_toml(&text).unwrap(), c, "{text}");
+    }
+
+    #[test]
+    fn dns64_keys_parse_and_make_the_policy() {
+        let c = Config::from_toml(&format!(
+            "{DNS}prefix = \"2001:db8:64::/96\"\nexclude = [\"::ffff:0:0/96\", \"2001:db8:bad::/48\"]\n\
+             mapped = [\"0.0.0.0/0\"]\nexclude-mapped = [\"10.0.0.0/8\", \"192.168.1.1\"]\n\
+             allow = [\"2001:db8::/32\", \"127.0.0.1\"]\nsynthesize-for = [\"2001:db8:1::/64\"]\n\
+             servfail = \"pass\"\ncache-size = 0\nparallel-a = false\n\
+             [[dns64.prefixes]]\nprefix = \"2001:db8:65::/96\"\nipv4 = [\"198.51.100.0/24\"]\n"
+        ))
+        .unwrap();
+        let d = c.dns64.as_ref().unwrap();
+        assert_eq!(d.exclude_mapped[1].to_string(), "192.168.1.1/32");
+        assert_eq!(d.allow[1].to_string(), "127.0.0.1/32");
+        let p = d.policy().unwrap();
+        assert!(!p.synthesize_on_error);
+        assert_eq!(p.prefixes.len(), 1);
+        assert_eq!(
+            p.prefix_for("198.51.100.1".parse().unwrap())
+                .unwrap()
+                .net()
+                .to_string(),
+            "2001:db8:65::/96"
+        );
+        assert!(p.prefix_for("10.0.0.1".parse().unwrap()).is_none());
+        let text = c.to_toml();
+        assert!(text.contains("[[dns64.prefixes]]"), "{text}");
+        assert_eq!(Config::from_toml(&text).unwrap(), c, "{text}");
+    }
+
+    #[test]
+    fn dns64_bad_values_are_named() {
+        let cases = [
+            ("exclude = [\"nope\"]", "dns64.exclude"),
+            ("mapped = []", "dns64.mapped"),
+            ("exclude-mapped = [\"::1\"]", "dns64.exclude-mapped"),
+            ("allow = []", "dns64.allow"),
+            ("synthesize-for = [\"x\"]", "dns64.synthesize-for"),
+            ("servfail = \"maybe\"", "dns64.servfail"),
+            ("cache-size = 100000000", "dns64.cache-size"),
+            ("parallel-a = 3", "dns64.parallel-a"),
+            ("[[dns64.prefixes]]\nprefix = \"2001:db8::/33\"\nipv4 = [\"10.0.0.0/8\"]", "dns64.prefixes[0].prefix"),
+            ("[[dns64.prefixes]]\nprefix = \"2001:db8::/96\"\nipv4 = []", "dns64.prefixes[0].ipv4"),
+            ("[[dns64.prefixes]]\nprefix = \"64:ff9b::/96\"\nipv4 = [\"8.8.8.0/24\"]", "dns64.prefixes[0].prefix"),
+            ("[[dns64.prefixes]]\nprefix = \"2001:db8::/96\"\nipv4 = [\"10.0.0.0/8\"]\n[[dns64.prefixes]]\nprefix = \"64:ff9b::/96\"\nipv4 = [\"10.0.0.0/8\"]", "dns64.prefixes[1].prefix"),
+            ("[[dns64.prefixes]]\nprefix = \"2001:db8::/96\"\nipv4s = []", "dns64.prefixes[0].ipv4s"),
+            ("servfial = \"pass\"", "dns64.servfial"),
+        ];
+        for (extra, key) in cases {
+            let e = Config::from_toml(&format!("{DNS}{extra}\n")).unwrap_err();
+            assert!(e.key.starts_with(key), "{extra}: got {e}");
+        }
+        // The well-known prefix must not be given non-global ranges (RFC 6052 §3.1).
+        let e = Config::from_toml(&format!(
+            "{DNS}prefix = \"2001:db8:64::/96\"\n[[dns64.prefixes]]\nprefix = \"64:ff9b::/96\"\nipv4 = [\"10.0.0.0/8\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "dns64.prefixes[0].ipv4");
+        assert!(e.message.contains("6052"), "{e}");
     }
 }

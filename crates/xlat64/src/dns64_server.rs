@@ -9,8 +9,16 @@
 //!
 //! Answers from upstream are relayed as bytes (only the id is rewritten),
 //! so record types the DNS library does not know pass unchanged.
+//!
+//! Before anything else a client must be in `allow` (else REFUSED); a
+//! client outside `synthesize-for` gets answers as from a plain forwarder.
+//! Finished replies are cached ([`Dns64Cache`]) under the question, the
+//! DNSSEC bits and whether the client gets synthesis. For AAAA queries that
+//! may need synthesis the A query goes out together with the AAAA one
+//! (`parallel-a`), so synthesis costs one upstream round trip, not two.
 
 use crate::config::Dns64Section;
+use futures::future::{select, Either};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::RecordType;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -18,9 +26,10 @@ use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -30,10 +39,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use xlat64_dns64::wire;
 use xlat64_dns64::{
-    classify_aaaa, parse_query, reverse_answer, synthesize, AaaaVerdict, ClientQuery, Dns64Policy,
-    Plan, QueryError, Synthesis,
+    classify_aaaa, parse_query, reverse_answer, synthesize, AaaaVerdict, CacheKey, ClientQuery,
+    ClientSet, Dns64Cache, Dns64Policy, PassReason, Plan, QueryError, Synthesis,
 };
-use xlat64_packet::Prefix6052;
 
 /// A TCP client connection is closed after this long without a query
 /// (RFC 7766 §6.2.3 asks for seconds, not minutes).
@@ -66,13 +74,22 @@ macro_rules! counters {
 }
 
 counters! {
+    queries: "Client messages received, UDP and TCP.",
     queries_udp: "Datagrams received on the UDP listeners.",
     queries_tcp: "Messages received on TCP connections.",
     tcp_connections: "TCP connections accepted.",
     synthesized: "Answers with synthesized AAAA records (RFC 6147 §5.1).",
     passed_through: "Upstream answers relayed unchanged.",
-    real_aaaa: "AAAA answers that held real AAAA records (no synthesis).",
+    synthesized_on_error: "Synthesized answers for AAAA queries that failed upstream (SERVFAIL, timeout; servfail = \"synthesize\", RFC 6147 §5.1.2).",
+    real_aaaa: "AAAA answers that held real AAAA records (no synthesis, RFC 6147 §5.1.1).",
     nxdomain: "Answers sent with rcode NXDOMAIN.",
+    not_aaaa: "Queries passed through: not AAAA, or not class IN.",
+    dnssec_cd: "AAAA queries passed through: DO=1 and CD=1 (RFC 6147 §5.5).",
+    client_not_in_synthesize_for: "AAAA queries passed through: client outside synthesize-for.",
+    error_passed: "AAAA errors (other than NXDOMAIN) sent to the client: servfail = \"pass\".",
+    nothing_to_synthesize: "AAAA answers empty and no A record to synthesize from: the AAAA answer is sent.",
+    excluded_aaaa_removed: "Answers whose AAAA records were all in `exclude` and were removed (RFC 6147 §5.1.4).",
+    refused: "Queries answered REFUSED: client not in `allow`.",
     reverse_mapped: "PTR queries answered through the ip6.arpa -> in-addr.arpa CNAME (RFC 6147 §5.3.1).",
     local_answers: "Queries answered locally (ipv4only.arpa, RFC 8880).",
     formerr: "Malformed queries answered FORMERR.",
@@ -86,8 +103,15 @@ counters! {
     upstream_timeouts: "Upstream queries that got no matching reply in time.",
     upstream_errors: "Upstream queries that failed (socket error, refused, undecodable reply).",
     upstream_mismatched: "Upstream datagrams ignored: id or question did not match.",
+    upstream_failures: "Upstream questions for which every upstream failed.",
+    parallel_a_unused: "A queries sent along with AAAA whose answer was not needed.",
     servfail_sent: "SERVFAIL answers sent because every upstream failed.",
     truncated_udp: "UDP answers truncated to the client's size, TC=1.",
+    cache_hits: "Queries answered from the cache.",
+    cache_misses: "Cache lookups that found nothing fresh.",
+    cache_inserts: "Replies stored in the cache.",
+    cache_evictions: "Cache entries removed to make room.",
+    cache_entries: "Replies in the cache now.",
 }
 
 impl Dns64Counters {
@@ -107,10 +131,7 @@ pub struct Dns64Server {
 impl Dns64Server {
     /// Binds every listen address (UDP and TCP). The error names the address and cause.
     pub async fn bind(section: &Dns64Section) -> Result<Self, String> {
-        let prefix = match section.prefix {
-            None => Prefix6052::WELL_KNOWN,
-            Some(net) => Prefix6052::new(net).map_err(|e| format!("dns64.prefix {net}: {e}"))?,
-        };
+        let policy = section.policy().map_err(|e| e.to_string())?;
         if section.upstream.is_empty() {
             return Err("dns64.upstream: no upstream server to forward to".to_string());
         }
@@ -127,7 +148,12 @@ impl Dns64Server {
         }
         let counters = Arc::new(Dns64Counters::default());
         let engine = Arc::new(Engine {
-            policy: Dns64Policy::new(prefix),
+            policy,
+            allow: ClientSet::new(section.allow.iter().copied()),
+            synthesize_for: ClientSet::new(section.synthesize_for.iter().copied()),
+            cache: (section.cache_size > 0)
+                .then(|| Mutex::new(Dns64Cache::new(section.cache_size))),
+            parallel_a: section.parallel_a,
             upstreams: section.upstream.clone(),
             timeout: Duration::from_millis(section.upstream_timeout_ms.max(1)),
             counters: counters.clone(),
@@ -221,7 +247,7 @@ async fn serve_udp(engine: Arc<Engine>, socket: Arc<UdpSocket>, shutdown: Cancel
                 let engine = engine.clone();
                 let socket = socket.clone();
                 tasks.spawn(async move {
-                    let Some(reply) = engine.answer(&query).await else {
+                    let Some(reply) = engine.answer(&query, peer.ip()).await else {
                         return;
                     };
                     let (out, truncated) = wire::fit_udp(reply.bytes, reply.udp_limit);
@@ -281,7 +307,7 @@ async fn serve_tcp_connection(engine: Arc<Engine>, mut stream: TcpStream, peer: 
             return;
         }
         Dns64Counters::inc(&engine.counters.queries_tcp);
-        let Some(reply) = engine.answer(&query).await else {
+        let Some(reply) = engine.answer(&query, peer.ip()).await else {
             continue;
         };
         let Ok(reply_len) = u16::try_from(reply.bytes.len()) else {
@@ -337,6 +363,10 @@ enum UpstreamError {
 /// Everything a query task needs.
 struct Engine {
     policy: Dns64Policy,
+    allow: ClientSet,
+    synthesize_for: ClientSet,
+    cache: Option<Mutex<Dns64Cache>>,
+    parallel_a: bool,
     upstreams: Vec<SocketAddr>,
     timeout: Duration,
     counters: Arc<Dns64Counters>,
@@ -344,10 +374,22 @@ struct Engine {
 }
 
 impl Engine {
-    /// The reply to one client message, or `None` to drop it.
-    async fn answer(&self, bytes: &[u8]) -> Option<Reply> {
+    /// The reply to one client message from `peer`, or `None` to drop it.
+    async fn answer(&self, bytes: &[u8], peer: IpAddr) -> Option<Reply> {
         let c = &self.counters;
-        let query = match parse_query(bytes) {
+        Dns64Counters::inc(&c.queries);
+        let parsed = parse_query(bytes);
+        if !self.allow.contains(peer) {
+            Dns64Counters::inc(&c.refused);
+            debug!("dns64: {peer} not in dns64.allow: REFUSED");
+            // Only well-formed queries get an answer: no reflection of junk.
+            let query = parsed.ok()?;
+            return Some(Reply {
+                bytes: query.error_reply(ResponseCode::Refused).to_vec().ok()?,
+                udp_limit: query.udp_payload_limit(),
+            });
+        }
+        let query = match parsed {
             Ok(q) => q,
             Err(e) => {
                 let counter = match &e {
@@ -367,35 +409,84 @@ impl Engine {
         };
         let q = query.question();
         debug!(
-            "dns64: query id {} {} {} {}",
+            "dns64: query id {} {} {} {} from {peer}",
             query.id(),
             q.name(),
             q.query_class(),
             q.query_type()
         );
-        let result = match query.plan(&self.policy) {
+        let synthesize_for = self.synthesize_for.contains(peer);
+        let key = CacheKey::new(&query, synthesize_for);
+        if let Some(bytes) = self.cache_get(&key, bytes) {
+            return Some(self.finish(&query, bytes));
+        }
+        let result = match query.plan_for(&self.policy, synthesize_for) {
             Plan::Answer(m) => {
                 Dns64Counters::inc(&c.local_answers);
-                m.to_vec().ok()
+                return Some(self.finish(&query, m.to_vec().ok()?));
             }
-            Plan::Forward => self.forward(&query, bytes).await,
+            Plan::Forward(reason) => {
+                Dns64Counters::inc(match reason {
+                    PassReason::DnssecCd => &c.dnssec_cd,
+                    PassReason::NotInSynthesizeFor => &c.client_not_in_synthesize_for,
+                    _ => &c.not_aaaa,
+                });
+                self.forward(&query, bytes).await
+            }
             Plan::ForwardAaaa => self.forward_aaaa(&query, bytes).await,
             Plan::Reverse { target } => self.reverse(&query, target).await,
         };
         let bytes = match result {
-            Some(b) => b,
+            Some(b) => {
+                self.cache_insert(key, &b);
+                b
+            }
             None => {
                 Dns64Counters::inc(&c.servfail_sent);
                 query.error_reply(ResponseCode::ServFail).to_vec().ok()?
             }
         };
+        Some(self.finish(&query, bytes))
+    }
+
+    fn finish(&self, query: &ClientQuery, bytes: Vec<u8>) -> Reply {
         if bytes.len() >= 4 && bytes[3] & 0x0f == 3 {
-            Dns64Counters::inc(&c.nxdomain);
+            Dns64Counters::inc(&self.counters.nxdomain);
         }
-        Some(Reply {
+        Reply {
             bytes,
             udp_limit: query.udp_payload_limit(),
-        })
+        }
+    }
+
+    /// A fresh cached reply, ready for this client.
+    fn cache_get(&self, key: &CacheKey, query_bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut cache = self.cache.as_ref()?.lock().ok()?;
+        let hit = cache.get(key, query_bytes, std::time::Instant::now());
+        self.publish_cache_stats(&cache);
+        hit
+    }
+
+    fn cache_insert(&self, key: CacheKey, reply: &[u8]) {
+        let Some(Ok(mut cache)) = self.cache.as_ref().map(|c| c.lock()) else {
+            return;
+        };
+        cache.insert(key, reply.to_vec(), std::time::Instant::now());
+        self.publish_cache_stats(&cache);
+    }
+
+    fn publish_cache_stats(&self, cache: &Dns64Cache) {
+        let c = &self.counters;
+        let s = cache.stats();
+        for (counter, value) in [
+            (&c.cache_hits, s.hits),
+            (&c.cache_misses, s.misses),
+            (&c.cache_inserts, s.inserts),
+            (&c.cache_evictions, s.evictions),
+            (&c.cache_entries, cache.len() as u64),
+        ] {
+            counter.store(value, Ordering::Relaxed);
+        }
     }
 
     /// Relays the client's query and the upstream answer unchanged.
@@ -406,50 +497,96 @@ impl Engine {
         Some(reply)
     }
 
-    /// RFC 6147 §5.1: AAAA first; A and synthesis when it comes back empty.
+    /// RFC 6147 §5.1: AAAA; A and synthesis when it comes back empty (or
+    /// failed, with `servfail = "synthesize"`). With `parallel_a` both go
+    /// out at once and the A answer is dropped when the AAAA one is used.
+    /// `None`: send SERVFAIL.
     async fn forward_aaaa(&self, query: &ClientQuery, bytes: &[u8]) -> Option<Vec<u8>> {
         let c = &self.counters;
-        let mut aaaa_raw = self.exchange(bytes, query.question()).await?;
-        wire::set_id(&mut aaaa_raw, query.id());
+        let a_query = query.upstream_query(query.question().name().clone(), RecordType::A);
+        let a_bytes = a_query.to_vec().ok()?;
+        // Futures are lazy: without parallel_a this starts only when awaited.
+        let mut a_pending = pin!(self.exchange(&a_bytes, &a_query.queries()[0]));
+        let mut a_done = None;
+        let aaaa_exchange = self.exchange(bytes, query.question());
+        let aaaa_result = if self.parallel_a {
+            match select(pin!(aaaa_exchange), a_pending.as_mut()).await {
+                Either::Left((aaaa, _)) => aaaa,
+                Either::Right((a, aaaa_rest)) => {
+                    a_done = Some(a);
+                    aaaa_rest.await
+                }
+            }
+        } else {
+            aaaa_exchange.await
+        };
         let pass = |raw: Vec<u8>| {
             Dns64Counters::inc(&c.passed_through);
             Some(raw)
         };
-        let Ok(aaaa) = Message::from_vec(&aaaa_raw) else {
-            debug!(
-                "dns64: AAAA answer for {} undecodable, relayed",
-                query.question().name()
-            );
-            return pass(aaaa_raw);
+        // Every upstream failed: the same as a SERVFAIL answer for the
+        // synthesis rules (RFC 6147 §5.1.2), but never sent as such.
+        let (aaaa, aaaa_raw) = match aaaa_result {
+            Some(mut raw) => {
+                wire::set_id(&mut raw, query.id());
+                match Message::from_vec(&raw) {
+                    Ok(m) => (m, Some(raw)),
+                    Err(_) => {
+                        debug!(
+                            "dns64: AAAA answer for {} undecodable, relayed",
+                            query.question().name()
+                        );
+                        return pass(raw);
+                    }
+                }
+            }
+            None => (query.error_reply(ResponseCode::ServFail), None),
+        };
+        let unused_a = |a_started: bool| {
+            if a_started {
+                Dns64Counters::inc(&c.parallel_a_unused);
+            }
         };
         match classify_aaaa(query, &aaaa, &self.policy) {
             AaaaVerdict::PassThrough(reason) => {
-                if reason == xlat64_dns64::PassReason::RealAaaa {
-                    Dns64Counters::inc(&c.real_aaaa);
+                unused_a(self.parallel_a);
+                match reason {
+                    PassReason::RealAaaa => Dns64Counters::inc(&c.real_aaaa),
+                    PassReason::Error(_) => Dns64Counters::inc(&c.error_passed),
+                    _ => {}
                 }
-                return pass(aaaa_raw);
+                return aaaa_raw.and_then(pass);
             }
             AaaaVerdict::QueryA => {}
         }
-        let a_query = query.upstream_query(query.question().name().clone(), RecordType::A);
-        let Ok(a_bytes) = a_query.to_vec() else {
-            return pass(aaaa_raw);
+        let a_raw = match a_done {
+            Some(a) => a,
+            None => a_pending.await,
         };
-        let Some(a_raw) = self.exchange(&a_bytes, &a_query.queries()[0]).await else {
-            return pass(aaaa_raw);
+        let Some(a_raw) = a_raw else {
+            return aaaa_raw.and_then(pass);
         };
         let Ok(a) = Message::from_vec(&a_raw) else {
             Dns64Counters::inc(&c.upstream_errors);
-            return pass(aaaa_raw);
+            return aaaa_raw.and_then(pass);
         };
         match synthesize(query, &aaaa, &a, &self.policy) {
             Synthesis::Synthesized(m) => {
                 Dns64Counters::inc(&c.synthesized);
+                if aaaa.response_code() != ResponseCode::NoError {
+                    Dns64Counters::inc(&c.synthesized_on_error);
+                }
                 debug!("dns64: synthesized {} AAAA", query.question().name());
                 m.to_vec().ok()
             }
-            Synthesis::NoData(m) => m.to_vec().ok(),
-            Synthesis::AaaaResponse => pass(aaaa_raw),
+            Synthesis::NoData(m) => {
+                Dns64Counters::inc(&c.excluded_aaaa_removed);
+                m.to_vec().ok()
+            }
+            Synthesis::AaaaResponse => {
+                Dns64Counters::inc(&c.nothing_to_synthesize);
+                aaaa_raw.and_then(pass)
+            }
         }
     }
 
@@ -506,6 +643,7 @@ impl Engine {
                 }
             }
         }
+        Dns64Counters::inc(&c.upstream_failures);
         None
     }
 
@@ -637,6 +775,26 @@ mod tests {
                 }
             }
             ("silent.test.", _) => return None,
+            ("fail.test.", RecordType::AAAA) => {
+                m.set_response_code(ResponseCode::ServFail);
+            }
+            ("fail.test.", RecordType::A) => {
+                m.add_answer(Record::from_rdata(
+                    owner,
+                    3600,
+                    RData::A(A(Ipv4Addr::new(93, 184, 216, 35))),
+                ));
+            }
+            ("private.test.", RecordType::AAAA) => {
+                m.add_name_server(soa());
+            }
+            ("private.test.", RecordType::A) => {
+                m.add_answer(Record::from_rdata(
+                    owner,
+                    3600,
+                    RData::A(A(Ipv4Addr::new(192, 168, 1, 1))),
+                ));
+            }
             _ => {
                 m.set_response_code(ResponseCode::NXDomain);
                 m.add_name_server(soa());
@@ -648,11 +806,26 @@ mod tests {
     /// A tiny upstream on 127.0.0.1 (UDP and TCP on one port). UDP answers
     /// over 512 bytes are sent truncated (TC=1), like a real server does for
     /// clients without EDNS. It also sends a decoy with a wrong id first.
-    async fn fake_upstream(shutdown: CancellationToken) -> SocketAddr {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    /// Each answer waits `delay` (an upstream round trip); `queries` counts
+    /// what it received, by query type.
+    struct FakeUpstream {
+        addr: SocketAddr,
+        queries: Arc<std::sync::Mutex<Vec<RecordType>>>,
+    }
+
+    impl FakeUpstream {
+        fn count(&self) -> usize {
+            self.queries.lock().unwrap().len()
+        }
+    }
+
+    async fn fake_upstream(shutdown: CancellationToken, delay: Duration) -> FakeUpstream {
+        let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let addr = udp.local_addr().unwrap();
         let tcp = TcpListener::bind(addr).await.unwrap();
         let stop = shutdown.clone();
+        let queries = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = queries.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65535];
             loop {
@@ -663,29 +836,39 @@ mod tests {
                 let Ok(query) = Message::from_vec(&buf[..len]) else {
                     continue;
                 };
+                if let Some(q) = query.queries().first() {
+                    seen.lock().unwrap().push(q.query_type());
+                }
                 let Some(reply) = canned(&query) else {
                     continue;
                 };
-                let mut decoy = reply.clone();
-                decoy.set_id(query.id().wrapping_add(1));
-                udp.send_to(&decoy.to_vec().unwrap(), peer).await.unwrap();
-                let bytes = reply.to_vec().unwrap();
-                let (bytes, _) = wire::fit_udp(bytes, 512);
-                udp.send_to(&bytes, peer).await.unwrap();
+                let udp = udp.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let mut decoy = reply.clone();
+                    decoy.set_id(query.id().wrapping_add(1));
+                    let _ = udp.send_to(&decoy.to_vec().unwrap(), peer).await;
+                    let bytes = reply.to_vec().unwrap();
+                    let (bytes, _) = wire::fit_udp(bytes, 512);
+                    let _ = udp.send_to(&bytes, peer).await;
+                });
             }
         });
+        let seen = queries.clone();
         tokio::spawn(async move {
             loop {
                 let (mut stream, _) = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     r = tcp.accept() => r.unwrap(),
                 };
+                let seen = seen.clone();
                 tokio::spawn(async move {
                     let mut len = [0u8; 2];
                     while stream.read_exact(&mut len).await.is_ok() {
                         let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
                         stream.read_exact(&mut body).await.unwrap();
                         let query = Message::from_vec(&body).unwrap();
+                        seen.lock().unwrap().push(query.queries()[0].query_type());
                         let reply = canned(&query).unwrap().to_vec().unwrap();
                         stream
                             .write_all(&(reply.len() as u16).to_be_bytes())
@@ -696,7 +879,7 @@ mod tests {
                 });
             }
         });
-        addr
+        FakeUpstream { addr, queries }
     }
 
     struct Harness {
@@ -711,13 +894,21 @@ mod tests {
         }
     }
 
+    /// `[dns64]` with every default, listening on a free loopback port.
+    fn section(upstreams: Vec<SocketAddr>, timeout_ms: u64) -> Dns64Section {
+        let mut section: Dns64Section = toml::from_str("").unwrap();
+        section.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        section.upstream = upstreams;
+        section.prefix = Some("64:ff9b::/96".parse().unwrap());
+        section.upstream_timeout_ms = timeout_ms;
+        section
+    }
+
     async fn start(upstreams: Vec<SocketAddr>, timeout_ms: u64) -> Harness {
-        let section = Dns64Section {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            upstream: upstreams,
-            prefix: Some("64:ff9b::/96".parse().unwrap()),
-            upstream_timeout_ms: timeout_ms,
-        };
+        start_section(section(upstreams, timeout_ms)).await
+    }
+
+    async fn start_section(section: Dns64Section) -> Harness {
         let server = Dns64Server::bind(&section).await.unwrap();
         let addr = server.local_addrs()[0];
         let counters = server.counters();
@@ -730,17 +921,28 @@ mod tests {
         }
     }
 
-    async fn start_with_fake() -> Harness {
+    /// A server on a fake upstream answering after `delay`, configured by
+    /// `configure`.
+    async fn start_fake_with(
+        delay: Duration,
+        configure: impl FnOnce(&mut Dns64Section),
+    ) -> (Harness, FakeUpstream) {
         let up_stop = CancellationToken::new();
-        let up = fake_upstream(up_stop.clone()).await;
-        let h = start(vec![up], 1000).await;
+        let up = fake_upstream(up_stop.clone(), delay).await;
+        let mut s = section(vec![up.addr], 1000);
+        configure(&mut s);
+        let h = start_section(s).await;
         // Stop the upstream together with the server.
         let stop = h.shutdown.clone();
         tokio::spawn(async move {
             stop.cancelled().await;
             up_stop.cancel();
         });
-        h
+        (h, up)
+    }
+
+    async fn start_with_fake() -> Harness {
+        start_fake_with(Duration::ZERO, |_| {}).await.0
     }
 
     fn query(qname: &str, t: RecordType) -> Message {
@@ -878,10 +1080,13 @@ mod tests {
         let h = start(vec![silent.local_addr().unwrap()], 200).await;
         let started = std::time::Instant::now();
         let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
-        assert!(started.elapsed() >= Duration::from_millis(200));
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(200));
+        // AAAA and A time out together (parallel-a), not one after the other.
+        assert!(elapsed < Duration::from_millis(400), "{elapsed:?}");
         assert_eq!(m.response_code(), ResponseCode::ServFail);
         assert_eq!(m.id(), 0xabcd);
-        assert_eq!(counter(&h, "dns64_upstream_timeouts"), 1);
+        assert_eq!(counter(&h, "dns64_upstream_timeouts"), 2);
         assert_eq!(counter(&h, "dns64_servfail_sent"), 1);
     }
 
@@ -894,8 +1099,8 @@ mod tests {
             s.local_addr().unwrap()
         };
         let up_stop = CancellationToken::new();
-        let up = fake_upstream(up_stop.clone()).await;
-        let h = start(vec![closed, up], 300).await;
+        let up = fake_upstream(up_stop.clone(), Duration::ZERO).await;
+        let h = start(vec![closed, up.addr], 300).await;
         let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
         assert_eq!(aaaa_of(&m).len(), 1);
         assert!(counter(&h, "dns64_upstream_errors") + counter(&h, "dns64_upstream_timeouts") >= 1);
@@ -974,12 +1179,8 @@ mod tests {
     async fn bind_error_names_address() {
         let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        let section = Dns64Section {
-            listen: vec![addr],
-            upstream: vec!["127.0.0.1:53".parse().unwrap()],
-            prefix: None,
-            upstream_timeout_ms: 100,
-        };
+        let mut section = section(vec!["127.0.0.1:53".parse().unwrap()], 100);
+        section.listen = vec![addr];
         let err = Dns64Server::bind(&section).await.err().unwrap();
         assert!(
             err.starts_with(&format!("dns64.listen {addr}: UDP: ")),
@@ -989,12 +1190,8 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_stops_run() {
-        let section = Dns64Section {
-            listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
-            upstream: vec!["127.0.0.1:53".parse().unwrap()],
-            prefix: None,
-            upstream_timeout_ms: 100,
-        };
+        let mut section = section(vec!["127.0.0.1:53".parse().unwrap()], 100);
+        section.listen = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
         let Ok(server) = Dns64Server::bind(&section).await else {
             return; // no IPv6 loopback in this environment
         };
@@ -1005,5 +1202,172 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn client_outside_allow_is_refused_without_asking_upstream() {
+        let (h, up) = start_fake_with(Duration::ZERO, |s| {
+            s.allow = vec!["10.0.0.0/8".parse().unwrap()];
+        })
+        .await;
+        let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+        assert_eq!(m.response_code(), ResponseCode::Refused);
+        assert_eq!(m.id(), 0xabcd);
+        assert!(m.answers().is_empty());
+        let mut stream = TcpStream::connect(h.addr).await.unwrap();
+        let m = ask_tcp(&mut stream, &query("v4only.test.", RecordType::A)).await;
+        assert_eq!(m.response_code(), ResponseCode::Refused);
+        assert_eq!(counter(&h, "dns64_refused"), 2);
+        assert_eq!(up.count(), 0);
+        // Junk from outside gets nothing back, not even FORMERR.
+        let junk = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0];
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(&junk, h.addr).await.unwrap();
+        let mut buf = [0u8; 512];
+        assert!(timeout(Duration::from_millis(300), s.recv(&mut buf))
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn rfc6147_5_1_client_outside_synthesize_for_gets_plain_nodata() {
+        let (h, up) = start_fake_with(Duration::ZERO, |s| {
+            s.synthesize_for = vec!["10.0.0.0/8".parse().unwrap()];
+        })
+        .await;
+        let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.answers().is_empty(), "{m:?}");
+        assert_eq!(counter(&h, "dns64_client_not_in_synthesize_for"), 1);
+        assert_eq!(counter(&h, "dns64_synthesized"), 0);
+        // No A query was needed.
+        assert_eq!(*up.queries.lock().unwrap(), vec![RecordType::AAAA]);
+        // Real AAAA still come through.
+        let m = ask_udp(h.addr, &query("dual.test.", RecordType::AAAA)).await;
+        assert_eq!(aaaa_of(&m).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn cache_answers_second_query_without_upstream() {
+        let (h, up) = start_fake_with(Duration::ZERO, |_| {}).await;
+        let first = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+        let sent = up.count();
+        assert_eq!(sent, 2, "AAAA and A");
+        let mut q = query("V4ONLY.test.", RecordType::AAAA);
+        q.set_id(0x1111);
+        let second = ask_udp(h.addr, &q).await;
+        assert_eq!(up.count(), sent, "answered from the cache");
+        assert_eq!(second.id(), 0x1111);
+        assert_eq!(second.queries()[0].name().to_string(), "V4ONLY.test.");
+        assert_eq!(aaaa_of(&second), aaaa_of(&first));
+        assert_eq!(counter(&h, "dns64_cache_hits"), 1);
+        assert_eq!(counter(&h, "dns64_cache_misses"), 1);
+        assert_eq!(counter(&h, "dns64_cache_entries"), 1);
+        // NXDOMAIN (with SOA) is cached too; a DO=1 query is another entry.
+        ask_udp(h.addr, &query("nope.test.", RecordType::AAAA)).await;
+        ask_udp(h.addr, &query("nope.test.", RecordType::AAAA)).await;
+        assert_eq!(counter(&h, "dns64_cache_hits"), 2);
+        let mut q = query("v4only.test.", RecordType::AAAA);
+        let mut e = Edns::new();
+        e.set_dnssec_ok(true);
+        q.set_edns(e);
+        ask_udp(h.addr, &q).await;
+        assert_eq!(counter(&h, "dns64_cache_hits"), 2);
+    }
+
+    #[tokio::test]
+    async fn cache_size_zero_always_asks_upstream() {
+        let (h, up) = start_fake_with(Duration::ZERO, |s| s.cache_size = 0).await;
+        ask_udp(h.addr, &query("dual.test.", RecordType::AAAA)).await;
+        let sent = up.count();
+        ask_udp(h.addr, &query("dual.test.", RecordType::AAAA)).await;
+        assert_eq!(up.count(), 2 * sent);
+        assert_eq!(counter(&h, "dns64_cache_hits"), 0);
+    }
+
+    #[tokio::test]
+    async fn rfc6147_5_1_2_servfail_synthesize_policy() {
+        let h = start_with_fake().await;
+        let m = ask_udp(h.addr, &query("fail.test.", RecordType::AAAA)).await;
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        // No SOA from the failed AAAA query: TTL capped at 600 s (§5.1.7).
+        assert_eq!(
+            aaaa_of(&m),
+            vec![("64:ff9b::5db8:d823".parse().unwrap(), 600)]
+        );
+        assert_eq!(counter(&h, "dns64_synthesized_on_error"), 1);
+    }
+
+    #[tokio::test]
+    async fn rfc6147_5_1_2_servfail_pass_policy() {
+        let (h, _up) = start_fake_with(Duration::ZERO, |s| {
+            s.servfail = crate::config::ServfailPolicy::Pass;
+        })
+        .await;
+        let m = ask_udp(h.addr, &query("fail.test.", RecordType::AAAA)).await;
+        assert_eq!(m.response_code(), ResponseCode::ServFail);
+        assert!(m.answers().is_empty());
+        assert_eq!(counter(&h, "dns64_error_passed"), 1);
+        assert_eq!(counter(&h, "dns64_synthesized"), 0);
+    }
+
+    #[tokio::test]
+    async fn rfc6147_5_1_4_exclude_mapped_not_synthesized() {
+        let (h, _up) = start_fake_with(Duration::ZERO, |s| {
+            s.prefix = Some("2001:db8:64::/96".parse().unwrap());
+        })
+        .await;
+        let m = ask_udp(h.addr, &query("private.test.", RecordType::AAAA)).await;
+        assert_eq!(
+            aaaa_of(&m),
+            vec![("2001:db8:64::c0a8:101".parse().unwrap(), 300)]
+        );
+        let (h, _up) = start_fake_with(Duration::ZERO, |s| {
+            s.prefix = Some("2001:db8:64::/96".parse().unwrap());
+            s.exclude_mapped = vec!["192.168.0.0/16".parse().unwrap()];
+        })
+        .await;
+        let m = ask_udp(h.addr, &query("private.test.", RecordType::AAAA)).await;
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.answers().is_empty());
+        assert_eq!(counter(&h, "dns64_nothing_to_synthesize"), 1);
+    }
+
+    #[tokio::test]
+    async fn rfc6147_5_5_do_and_cd_pass_through_unsynthesized() {
+        let (h, up) = start_fake_with(Duration::ZERO, |_| {}).await;
+        let mut q = query("v4only.test.", RecordType::AAAA);
+        let mut e = Edns::new();
+        e.set_dnssec_ok(true);
+        q.set_edns(e);
+        q.set_checking_disabled(true);
+        let m = ask_udp(h.addr, &q).await;
+        assert!(m.answers().is_empty());
+        assert_eq!(counter(&h, "dns64_dnssec_cd"), 1);
+        assert_eq!(*up.queries.lock().unwrap(), vec![RecordType::AAAA]);
+    }
+
+    /// Synthesis with an upstream 100 ms away: one round trip with
+    /// `parallel-a`, two without.
+    #[tokio::test]
+    async fn parallel_a_saves_a_round_trip() {
+        let delay = Duration::from_millis(100);
+        let mut elapsed = Vec::new();
+        for parallel in [true, false] {
+            let (h, _up) = start_fake_with(delay, |s| {
+                s.parallel_a = parallel;
+                s.cache_size = 0;
+            })
+            .await;
+            let started = std::time::Instant::now();
+            let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+            elapsed.push(started.elapsed());
+            assert_eq!(aaaa_of(&m).len(), 1);
+            // A real AAAA: the A answer was not needed.
+            ask_udp(h.addr, &query("dual.test.", RecordType::AAAA)).await;
+            assert_eq!(counter(&h, "dns64_parallel_a_unused"), u64::from(parallel));
+        }
+        assert!(elapsed[0] < Duration::from_millis(190), "{elapsed:?}");
+        assert!(elapsed[1] >= Duration::from_millis(200), "{elapsed:?}");
     }
 }

@@ -441,7 +441,7 @@ impl Lab {
     pub fn gateway_config(&self) -> String {
         format!(
             "[nat64]\nprefix = \"{NAT64_PREFIX}\"\npool4 = [\"{POOL4}\"]\ntun = \"{TUN}\"\n\n\
-             [dns64]\nlisten = [\"[{GATEWAY_V6}]:53\"]\nupstream = [\"{SERVER_V4}:53\"]\n\n\
+             [dns64]\nlisten = [\"[{GATEWAY_V6}]:53\"]\nupstream = [\"{SERVER_V4}:53\"]\nallow = [\"2001:db8::/32\"]\n\n\
              [control]\nsocket = \"{}\"\n",
             self.control_socket().display()
         )
