@@ -103,8 +103,10 @@ fn answer(state: &ControlState, command: &str) -> Value {
             }
             if let Some(nat) = &state.nat {
                 let nat = nat.lock().expect("NAT lock");
-                out.insert("nat64_sessions".into(), nat.sessions().len() as u64);
-                out.insert("nat64_bindings".into(), nat.bib().len() as u64);
+                out.insert("nat64_sessions".into(), nat.session_count() as u64);
+                out.insert("nat64_bindings".into(), nat.bib_count() as u64);
+                out.insert("nat64_sessions_created".into(), nat.sessions_created());
+                out.insert("nat64_sessions_expired".into(), nat.sessions_expired());
             }
             if let Some(d) = &state.dns {
                 d.snapshot(&mut out);
