@@ -4,6 +4,7 @@ use crate::policy::Dns64Policy;
 use crate::reverse::reverse_target;
 use crate::synthesis::{ipv4only_answer, PassReason};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 /// The largest UDP answer sent to a client, whatever its EDNS buffer size:
@@ -199,8 +200,11 @@ impl ClientQuery {
 
     /// A query the server sends upstream on the client's behalf (the A query
     /// of RFC 6147 §5.1.6, the PTR query of §5.3.1). Id 0: the server sets a
-    /// random one. RD and CD come from the client, and an OPT record (with
-    /// the client's DO bit) when the client sent one.
+    /// random one. RD and CD come from the client, and an OPT record when the
+    /// client sent one, with the client's DO bit (RFC 3225 §3) and its
+    /// end-to-end options (e.g. client subnet, RFC 7871), but not the
+    /// hop-by-hop ones: cookies (RFC 7873), keepalive (RFC 7828) and
+    /// padding (RFC 7830) belong to the client's connection with us.
     pub fn upstream_query(&self, name: Name, query_type: RecordType) -> Message {
         let mut m = Message::new();
         m.set_message_type(MessageType::Query)
@@ -208,8 +212,17 @@ impl ClientQuery {
             .set_recursion_desired(self.message.recursion_desired())
             .set_checking_disabled(self.message.checking_disabled());
         m.add_query(Query::query(name, query_type));
-        if self.message.extensions().is_some() {
-            m.set_edns(server_edns(self.dnssec_ok()));
+        if let Some(client) = self.message.extensions() {
+            let mut edns = server_edns(self.dnssec_ok());
+            for (code, option) in client.options().as_ref() {
+                if !matches!(
+                    code,
+                    EdnsCode::Cookie | EdnsCode::Keepalive | EdnsCode::Padding
+                ) {
+                    edns.options_mut().insert(option.clone());
+                }
+            }
+            m.set_edns(edns);
         }
         m
     }
@@ -422,6 +435,47 @@ mod tests {
         assert!(!a.checking_disabled());
         assert!(a.extensions().as_ref().unwrap().flags().dnssec_ok);
         assert_eq!(a.message_type(), MessageType::Query);
+        // CD travels too (RFC 6147 §5.5: the A answer must not be validated
+        // when the client asked for that).
+        let q = parse_query(&query_edns(
+            "a.example.",
+            RecordType::AAAA,
+            4096,
+            false,
+            true,
+        ))
+        .unwrap();
+        let a = q.upstream_query(name("a.example."), RecordType::A);
+        assert!(a.checking_disabled());
+        assert!(!a.extensions().as_ref().unwrap().flags().dnssec_ok);
+        // Without EDNS from the client, none upstream either.
+        let q = client("a.example.", RecordType::AAAA);
+        assert!(q
+            .upstream_query(name("a.example."), RecordType::A)
+            .extensions()
+            .is_none());
+    }
+
+    #[test]
+    fn rfc6891_6_1_2_end_to_end_options_copied_hop_by_hop_ones_not() {
+        use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+        let mut m = query("a.example.", RecordType::AAAA);
+        let mut e = Edns::new();
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            "198.51.100.0".parse().unwrap(),
+            24,
+            0,
+        )));
+        e.options_mut()
+            .insert(EdnsOption::Unknown(10, vec![1, 2, 3, 4, 5, 6, 7, 8]));
+        m.set_edns(e);
+        let q = parse_query(&m.to_vec().unwrap()).unwrap();
+        let a = q.upstream_query(name("a.example."), RecordType::A);
+        let bytes = a.to_vec().unwrap();
+        let back = Message::from_vec(&bytes).unwrap();
+        let opts = back.extensions().as_ref().unwrap().options();
+        assert!(opts.get(EdnsCode::Subnet).is_some());
+        assert!(opts.get(EdnsCode::Cookie).is_none());
     }
 
     proptest! {
