@@ -143,21 +143,51 @@ fn print_rows(header: &[&str], rows: Vec<Vec<String>>) {
 }
 
 fn print_sessions(v: &Value) {
-    let keys = ["protocol", "v6_client", "v6_server", "v4_local", "v4_server", "state", "expires_in_s"];
+    let keys = [
+        "protocol",
+        "v6_client",
+        "v6_server",
+        "v4_local",
+        "v4_server",
+        "state",
+        "expires_in_s",
+    ];
     let rows = v
         .as_array()
-        .map(|a| a.iter().map(|s| keys.iter().map(|k| field(s, k)).collect()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| keys.iter().map(|k| field(s, k)).collect())
+                .collect()
+        })
         .unwrap_or_default();
-    print_rows(&["PROTO", "V6 CLIENT", "V6 SERVER", "V4 LOCAL", "V4 SERVER", "STATE", "EXPIRES(s)"], rows);
+    print_rows(
+        &[
+            "PROTO",
+            "V6 CLIENT",
+            "V6 SERVER",
+            "V4 LOCAL",
+            "V4 SERVER",
+            "STATE",
+            "EXPIRES(s)",
+        ],
+        rows,
+    );
 }
 
 fn print_bib(v: &Value) {
     let keys = ["protocol", "v6_client", "v4_local", "static", "sessions"];
     let rows = v
         .as_array()
-        .map(|a| a.iter().map(|s| keys.iter().map(|k| field(s, k)).collect()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| keys.iter().map(|k| field(s, k)).collect())
+                .collect()
+        })
         .unwrap_or_default();
-    print_rows(&["PROTO", "V6 CLIENT", "V4 LOCAL", "STATIC", "SESSIONS"], rows);
+    print_rows(
+        &["PROTO", "V6 CLIENT", "V4 LOCAL", "STATIC", "SESSIONS"],
+        rows,
+    );
 }
 
 fn print_stats(v: &Value) {

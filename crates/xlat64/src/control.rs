@@ -42,14 +42,22 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
                 path.display()
             ));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("control.socket: cannot remove stale {}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(|e| {
+            format!(
+                "control.socket: cannot remove stale {}: {e}",
+                path.display()
+            )
+        })?;
     }
     let listener = UnixListener::bind(path)
         .map_err(|e| format!("control.socket: cannot bind {}: {e}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("control.socket: cannot set permissions on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        format!(
+            "control.socket: cannot set permissions on {}: {e}",
+            path.display()
+        )
+    })?;
     Ok(listener)
 }
 
@@ -71,7 +79,8 @@ pub async fn serve(listener: UnixListener, state: ControlState, shutdown: Cancel
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
             let mut reader = BufReader::new(read.take(256));
-            let read = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
+            let read =
+                tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
             let reply = match read {
                 Ok(Ok(_)) => answer(&state, line.trim()),
                 _ => json!({"error": "no command received"}),
@@ -89,11 +98,23 @@ fn answer(state: &ControlState, command: &str) -> Value {
     let now = Instant::now();
     match command {
         "sessions" => {
-            let sessions = state.nat.as_ref().map(|n| n.lock().expect("NAT lock").sessions());
-            Value::Array(sessions.unwrap_or_default().iter().map(|s| session_json(s, now)).collect())
+            let sessions = state
+                .nat
+                .as_ref()
+                .map(|n| n.lock().expect("NAT lock").sessions());
+            Value::Array(
+                sessions
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| session_json(s, now))
+                    .collect(),
+            )
         }
         "bib" => {
-            let bib = state.nat.as_ref().map(|n| n.lock().expect("NAT lock").bib());
+            let bib = state
+                .nat
+                .as_ref()
+                .map(|n| n.lock().expect("NAT lock").bib());
             Value::Array(bib.unwrap_or_default().iter().map(bib_json).collect())
         }
         "stats" => {
@@ -113,7 +134,9 @@ fn answer(state: &ControlState, command: &str) -> Value {
             }
             json!(out)
         }
-        other => json!({"error": format!("unknown command `{other}`; expected sessions, bib or stats")}),
+        other => {
+            json!({"error": format!("unknown command `{other}`; expected sessions, bib or stats")})
+        }
     }
 }
 
@@ -158,12 +181,20 @@ pub fn request(path: &PathBuf, command: &str) -> Result<Value, String> {
         )
     };
     let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(fail)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(fail)?;
-    stream.write_all(format!("{command}\n").as_bytes()).map_err(fail)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(fail)?;
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .map_err(fail)?;
     let mut text = String::new();
     stream.read_to_string(&mut text).map_err(fail)?;
-    let value: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("the daemon at {} sent an unreadable answer: {e}", path.display()))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the daemon at {} sent an unreadable answer: {e}",
+            path.display()
+        )
+    })?;
     if let Some(err) = value.get("error") {
         return Err(format!("the daemon refused `{command}`: {err}"));
     }

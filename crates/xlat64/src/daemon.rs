@@ -76,13 +76,20 @@ impl Running {
             let nets: Vec<_> = nat_section.pool4.iter().map(|p| p.0).collect();
             let pool4 = Pool4::new(&nets).map_err(|e| format!("nat64.pool4: {e}"))?;
             warn_if_not_forwarding();
-            let dev = tun::open(&nat_section.tun, nat_section.mtu)
-                .map_err(|e| format!("nat64.tun: cannot open TUN device `{}`: {e}", nat_section.tun))?;
-            let ifindex = dev
-                .if_index()
-                .map_err(|e| format!("nat64.tun: cannot read the index of `{}`: {e}", nat_section.tun))?;
-            let mut routes = RouteSet::new(ifindex)
-                .map_err(|e| format!("cannot open a netlink socket: {e}"))?;
+            let dev = tun::open(&nat_section.tun, nat_section.mtu).map_err(|e| {
+                format!(
+                    "nat64.tun: cannot open TUN device `{}`: {e}",
+                    nat_section.tun
+                )
+            })?;
+            let ifindex = dev.if_index().map_err(|e| {
+                format!(
+                    "nat64.tun: cannot read the index of `{}`: {e}",
+                    nat_section.tun
+                )
+            })?;
+            let mut routes =
+                RouteSet::new(ifindex).map_err(|e| format!("cannot open a netlink socket: {e}"))?;
             let added = async {
                 routes.add(IpNet::V6(prefix.net())).await?;
                 for net in &nets {
@@ -125,8 +132,11 @@ impl Running {
         }
         let listener = control::bind(&config.control.socket)?;
         self.control_path = Some(config.control.socket.clone());
-        self.tasks
-            .push(tokio::spawn(control::serve(listener, state, self.shutdown.clone())));
+        self.tasks.push(tokio::spawn(control::serve(
+            listener,
+            state,
+            self.shutdown.clone(),
+        )));
         Ok(())
     }
 

@@ -27,8 +27,20 @@ impl RouteSet {
     /// replacing it silently could hide a configuration mistake.
     pub async fn add(&mut self, net: IpNet) -> Result<(), String> {
         let result = match net {
-            IpNet::V4(n) => self.handle.route().add(v4_route(n, self.ifindex)).execute().await,
-            IpNet::V6(n) => self.handle.route().add(v6_route(n, self.ifindex)).execute().await,
+            IpNet::V4(n) => {
+                self.handle
+                    .route()
+                    .add(v4_route(n, self.ifindex))
+                    .execute()
+                    .await
+            }
+            IpNet::V6(n) => {
+                self.handle
+                    .route()
+                    .add(v6_route(n, self.ifindex))
+                    .execute()
+                    .await
+            }
         };
         match result {
             Ok(()) => {
@@ -46,8 +58,20 @@ impl RouteSet {
     pub async fn remove_all(&mut self) {
         while let Some(net) = self.added.pop() {
             let result = match net {
-                IpNet::V4(n) => self.handle.route().del(v4_route(n, self.ifindex)).execute().await,
-                IpNet::V6(n) => self.handle.route().del(v6_route(n, self.ifindex)).execute().await,
+                IpNet::V4(n) => {
+                    self.handle
+                        .route()
+                        .del(v4_route(n, self.ifindex))
+                        .execute()
+                        .await
+                }
+                IpNet::V6(n) => {
+                    self.handle
+                        .route()
+                        .del(v6_route(n, self.ifindex))
+                        .execute()
+                        .await
+                }
             };
             match result {
                 Ok(()) => tracing::info!(%net, "route removed"),

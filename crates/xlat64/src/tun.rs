@@ -49,7 +49,10 @@ pub fn packet_loop(
         let received = match dev.recv_intr_timeout(&mut input, stop, Some(wait)) {
             Ok(n) => Some(n),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => None,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::WouldBlock => {
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    || e.kind() == io::ErrorKind::WouldBlock =>
+            {
                 if stop.is_trigger() {
                     return Ok(());
                 }
@@ -65,7 +68,10 @@ pub fn packet_loop(
             let (verdict, to_v4) = match packet.first().map(|b| b >> 4) {
                 Some(6) => (nat.handle_v6(now, packet, &mut output), true),
                 Some(4) => (nat.handle_v4(now, packet, &mut output), false),
-                Some(_) => (Verdict::Drop(NatDrop::Packet(DropReason::BadVersion)), false),
+                Some(_) => (
+                    Verdict::Drop(NatDrop::Packet(DropReason::BadVersion)),
+                    false,
+                ),
                 None => (Verdict::Drop(NatDrop::Packet(DropReason::Truncated)), false),
             };
             match verdict {
