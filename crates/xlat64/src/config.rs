@@ -39,6 +39,23 @@ pub struct Config {
     /// Control socket.
     #[serde(default)]
     pub control: ControlSection,
+    /// Threads of the daemon.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RuntimeSection {
+    /// Worker threads for DNS64 and the control socket (the packet path has its own thread).
+    pub io_threads: usize,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        RuntimeSection { io_threads: 2 }
+    }
 }
 
 /// `[nat64]`.
@@ -513,6 +530,12 @@ impl Config {
             return Err(ConfigError::new(
                 "config",
                 "neither [nat64] nor [dns64] is present; nothing to run",
+            ));
+        }
+        if !(1..=256).contains(&self.runtime.io_threads) {
+            return Err(ConfigError::new(
+                "runtime.io-threads",
+                format!("{} is out of range; use 1 to 256", self.runtime.io_threads),
             ));
         }
         if self.control.socket.as_os_str().is_empty() || !self.control.socket.is_absolute() {

@@ -19,7 +19,7 @@ use xlat64_nat::{Nat64, Nat64Config, Pool4};
 /// Runs the daemon; returns the process exit code (0 after a clean stop).
 pub fn run(config: Config) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(config.runtime.io_threads)
         .thread_name("xlat64-io")
         .enable_all()
         .build()
