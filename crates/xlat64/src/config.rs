@@ -74,6 +74,11 @@ pub struct Nat64Section {
     /// MTU of the TUN device.
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// TUN offloads (virtio-net header, TSO/USO): GSO superpackets are read
+    /// and split, translated packets are coalesced into GRO superpackets.
+    /// Falls back to one packet per syscall when the kernel refuses them.
+    #[serde(default = "default_true")]
+    pub offload: bool,
     /// Session lifetimes in seconds.
     #[serde(default)]
     pub timeouts: TimeoutsSection,
@@ -628,12 +633,25 @@ mod tests {
         let nat = c.nat64.as_ref().unwrap();
         assert_eq!(nat.prefix.to_string(), "64:ff9b::/96");
         assert_eq!(nat.tun, "nat64");
+        assert_eq!(nat.mtu, 1500);
+        assert!(nat.offload);
         assert_eq!(
             c.dns64.as_ref().unwrap().prefix.unwrap().to_string(),
             "64:ff9b::/96"
         );
         let text = c.to_toml();
         assert_eq!(Config::from_toml(&text).unwrap(), c, "{text}");
+    }
+
+    #[test]
+    fn offload_is_a_boolean_and_can_be_turned_off() {
+        let c = Config::from_toml("[nat64]\noffload = false\n").unwrap();
+        assert!(!c.nat64.as_ref().unwrap().offload);
+        let text = c.to_toml();
+        assert!(text.contains("offload = false"), "{text}");
+        assert_eq!(Config::from_toml(&text).unwrap(), c, "{text}");
+        let e = Config::from_toml("[nat64]\noffload = \"yes\"\n").unwrap_err();
+        assert_eq!(e.key, "nat64.offload");
     }
 
     #[test]

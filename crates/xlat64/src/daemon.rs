@@ -76,12 +76,13 @@ impl Running {
             let nets: Vec<_> = nat_section.pool4.iter().map(|p| p.0).collect();
             let pool4 = Pool4::new(&nets).map_err(|e| format!("nat64.pool4: {e}"))?;
             warn_if_not_forwarding();
-            let dev = tun::open(&nat_section.tun, nat_section.mtu).map_err(|e| {
-                format!(
-                    "nat64.tun: cannot open TUN device `{}`: {e}",
-                    nat_section.tun
-                )
-            })?;
+            let dev =
+                tun::open(&nat_section.tun, nat_section.mtu, nat_section.offload).map_err(|e| {
+                    format!(
+                        "nat64.tun: cannot open TUN device `{}`: {e}",
+                        nat_section.tun
+                    )
+                })?;
             let ifindex = dev.if_index().map_err(|e| {
                 format!(
                     "nat64.tun: cannot read the index of `{}`: {e}",

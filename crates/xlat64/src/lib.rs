@@ -12,3 +12,4 @@ pub mod lab;
 pub mod netlink;
 pub mod stats;
 pub mod tun;
+mod tun_offload;

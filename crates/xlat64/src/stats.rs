@@ -23,10 +23,26 @@ pub struct PacketCounters {
     pub v4_to_v6_packets: AtomicU64,
     /// Bytes of those IPv6 packets.
     pub v4_to_v6_bytes: AtomicU64,
-    /// Packets read from the TUN device.
+    /// Packets read from the TUN device (GSO superpackets counted after splitting).
     pub tun_rx_packets: AtomicU64,
-    /// Writes to the TUN device that failed (packet lost).
+    /// Translated packets lost because a write to the TUN device failed
+    /// (with offloads, every packet of a failed batch counts).
     pub tun_tx_errors: AtomicU64,
+    /// 1 while the packet thread runs with TUN offloads (virtio-net header,
+    /// GSO reads split, GRO writes coalesced), 0 for one packet per syscall.
+    pub tun_offload: AtomicU64,
+    /// Reads that carried a GSO superpacket of several packets.
+    pub tun_rx_gso_superpackets: AtomicU64,
+    /// Packets split out of those superpackets (part of `tun_rx_packets`).
+    pub tun_rx_gso_segments: AtomicU64,
+    /// Reads dropped because their virtio-net header or GSO superpacket could
+    /// not be split (malformed, or more segments than a batch holds); the
+    /// packets in them are lost and not in `tun_rx_packets`.
+    pub tun_rx_gso_errors: AtomicU64,
+    /// Writes that carried a GRO superpacket of several translated packets.
+    pub tun_tx_gro_superpackets: AtomicU64,
+    /// Translated packets coalesced into those superpackets.
+    pub tun_tx_gro_segments: AtomicU64,
 }
 
 impl Default for PacketCounters {
@@ -39,6 +55,12 @@ impl Default for PacketCounters {
             v4_to_v6_bytes: AtomicU64::new(0),
             tun_rx_packets: AtomicU64::new(0),
             tun_tx_errors: AtomicU64::new(0),
+            tun_offload: AtomicU64::new(0),
+            tun_rx_gso_superpackets: AtomicU64::new(0),
+            tun_rx_gso_segments: AtomicU64::new(0),
+            tun_rx_gso_errors: AtomicU64::new(0),
+            tun_tx_gro_superpackets: AtomicU64::new(0),
+            tun_tx_gro_segments: AtomicU64::new(0),
         }
     }
 }
@@ -90,6 +112,12 @@ impl PacketCounters {
             ("translated_v4_to_v6_bytes", &self.v4_to_v6_bytes),
             ("tun_rx_packets", &self.tun_rx_packets),
             ("tun_tx_errors", &self.tun_tx_errors),
+            ("tun_offload", &self.tun_offload),
+            ("tun_rx_gso_superpackets", &self.tun_rx_gso_superpackets),
+            ("tun_rx_gso_segments", &self.tun_rx_gso_segments),
+            ("tun_rx_gso_errors", &self.tun_rx_gso_errors),
+            ("tun_tx_gro_superpackets", &self.tun_tx_gro_superpackets),
+            ("tun_tx_gro_segments", &self.tun_tx_gro_segments),
         ];
         for (name, c) in named {
             out.insert(name.to_string(), c.load(Ordering::Relaxed));
