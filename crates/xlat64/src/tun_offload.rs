@@ -12,7 +12,9 @@
 //! over, exactly the packets the one-packet path writes; forwarding then
 //! checks each segment against the egress MTU as for any packet.
 //!
-//! Buffers are allocated once, when the loop starts.
+//! Buffers are allocated once, when the loop starts; split packets are sized
+//! by the device MTU read then (a packet larger than that, after raising the
+//! MTU under a running daemon, is lost and counted in `tun_rx_gso_errors`).
 
 use crate::stats::PacketCounters;
 use crate::tun::{count_translated, run_timers, translate, wait_for_timers, Direction, MAX_GROWTH};
@@ -200,7 +202,13 @@ pub(crate) fn packet_loop(
     counters: &PacketCounters,
     stop: &InterruptEvent,
 ) -> io::Result<()> {
-    let mtu = usize::from(dev.mtu()?).max(1280);
+    let mtu = match dev.mtu() {
+        Ok(mtu) => usize::from(mtu).max(1280),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the TUN MTU; split buffers sized for 64 KiB");
+            MAX_SUPERPACKET
+        }
+    };
     let mut reads = Reads::new(mtu);
     let mut batch = Batch::new();
     loop {
