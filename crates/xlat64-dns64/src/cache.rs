@@ -14,6 +14,7 @@
 //!   min-heap on the expiry time with lazy deletion: O(log n) per insert).
 
 use crate::query::ClientQuery;
+use foldhash::fast::RandomState;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
@@ -30,38 +31,157 @@ const TYPE_OPT: u16 = 41;
 /// What a reply is cached under: the question (name in lowercase wire
 /// form, type, class) and every query bit that changes the answer (DO, CD,
 /// RD, EDNS present), plus whether the client gets synthesized answers.
+///
+/// Held as one byte string, `flags, qtype, qclass, labels...` (the labels
+/// as length-prefixed lowercase bytes, no root byte), so that the key of a
+/// decoded query ([`CacheKey::new`]) and the key read straight from a
+/// datagram ([`CacheKey::set_from_wire`]) are the same bytes, and a lookup
+/// can reuse one buffer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CacheKey {
-    qname: Vec<u8>,
-    qtype: u16,
-    qclass: u16,
-    flags: u8,
-}
+pub struct CacheKey(Vec<u8>);
+
+/// Bits of the key's flags byte.
+const KEY_DO: u8 = 1;
+const KEY_CD: u8 = 1 << 1;
+const KEY_RD: u8 = 1 << 2;
+const KEY_EDNS: u8 = 1 << 3;
+const KEY_SYNTHESIZE: u8 = 1 << 4;
+/// Flags, qtype and qclass come before the name.
+const KEY_FIXED: usize = 5;
+/// EDNS option code of Client Subnet (RFC 7871), whose contents the
+/// decoder checks: such queries take the decoding path.
+const OPTION_CLIENT_SUBNET: u16 = 8;
 
 impl CacheKey {
     /// The key of `query` for a client that does (`synthesize`) or does not
     /// get synthesized answers.
     pub fn new(query: &ClientQuery, synthesize: bool) -> Self {
         let q = query.question();
-        let mut qname = Vec::with_capacity(64);
+        let m = query.message();
+        let flags = key_flags(
+            query.dnssec_ok(),
+            m.checking_disabled(),
+            m.recursion_desired(),
+            m.extensions().is_some(),
+            synthesize,
+        );
+        let mut key = Vec::with_capacity(64);
+        key.push(flags);
+        key.extend_from_slice(&u16::from(q.query_type()).to_be_bytes());
+        key.extend_from_slice(&u16::from(q.query_class()).to_be_bytes());
         for label in q.name().iter() {
             // A label is at most 63 bytes in a decoded name.
-            qname.push(label.len().min(255) as u8);
-            qname.extend(label.iter().map(u8::to_ascii_lowercase));
+            key.push(label.len().min(255) as u8);
+            key.extend(label.iter().map(u8::to_ascii_lowercase));
         }
-        let m = query.message();
-        let flags = u8::from(query.dnssec_ok())
-            | u8::from(m.checking_disabled()) << 1
-            | u8::from(m.recursion_desired()) << 2
-            | u8::from(m.extensions().is_some()) << 3
-            | u8::from(synthesize) << 4;
-        CacheKey {
-            qname,
-            qtype: u16::from(q.query_type()),
-            qclass: u16::from(q.query_class()),
-            flags,
-        }
+        CacheKey(key)
     }
+
+    /// An empty key, to be filled by [`CacheKey::set_from_wire`]; its buffer
+    /// is kept between calls.
+    pub fn with_capacity() -> Self {
+        CacheKey(Vec::with_capacity(KEY_FIXED + 255))
+    }
+
+    /// Rewrites this key into that of the client query in `bytes`, read
+    /// from the bytes without decoding them (the cache-hit path), and
+    /// returns the client's UDP payload limit (as
+    /// [`ClientQuery::udp_payload_limit`]).
+    ///
+    /// Only the plainest queries are read this way: QR=0, opcode QUERY,
+    /// one question with an uncompressed name of at most 255 bytes, no
+    /// answer or authority records, at most an OPT record (root owner,
+    /// version 0, no extended rcode, options well formed and no Client
+    /// Subnet), nothing after it. For anything else, `None`: the caller
+    /// decodes the query with [`parse_query`](crate::parse_query), which
+    /// decides about errors. Whenever this returns `Some`, `parse_query`
+    /// accepts the same bytes and [`CacheKey::new`] gives the same key.
+    pub fn set_from_wire(&mut self, bytes: &[u8], synthesize: bool) -> Option<usize> {
+        let key = &mut self.0;
+        key.clear();
+        let header = bytes.get(..HEADER_LEN)?;
+        let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+        let opcode = (header[2] >> 3) & 0x0f;
+        if header[2] & 0x80 != 0 || opcode != 0 {
+            return None;
+        }
+        if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+            return None;
+        }
+        key.extend_from_slice(&[0; KEY_FIXED]);
+        let mut at = HEADER_LEN;
+        loop {
+            let len = usize::from(*bytes.get(at)?);
+            if len == 0 {
+                at += 1;
+                break;
+            }
+            // Compression pointers and extended label types: decode instead.
+            if len > 63 {
+                return None;
+            }
+            let label = bytes.get(at + 1..at + 1 + len)?;
+            // The name's wire length, root byte included (RFC 1035 §3.1).
+            if key.len() - KEY_FIXED + 1 + len + 1 > 255 {
+                return None;
+            }
+            key.push(len as u8);
+            key.extend(label.iter().map(u8::to_ascii_lowercase));
+            at += 1 + len;
+        }
+        let fixed = bytes.get(at..at + 4)?;
+        key[1..KEY_FIXED].copy_from_slice(fixed);
+        at += 4;
+        let (mut edns, mut dnssec_ok, mut limit) = (false, false, 512);
+        if count(10) == 1 {
+            // The OPT pseudo-record (RFC 6891 §6.1.2): root owner.
+            if *bytes.get(at)? != 0 {
+                return None;
+            }
+            let opt = bytes.get(at + 1..at + 11)?;
+            let rtype = u16::from_be_bytes([opt[0], opt[1]]);
+            let payload = u16::from_be_bytes([opt[2], opt[3]]);
+            let (ext_rcode, version) = (opt[4], opt[5]);
+            let rdlen = usize::from(u16::from_be_bytes([opt[8], opt[9]]));
+            if rtype != TYPE_OPT || ext_rcode != 0 || version != 0 {
+                return None;
+            }
+            let mut options = bytes.get(at + 11..at + 11 + rdlen)?;
+            while !options.is_empty() {
+                let head = options.get(..4)?;
+                let code = u16::from_be_bytes([head[0], head[1]]);
+                let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+                if code == OPTION_CLIENT_SUBNET {
+                    return None;
+                }
+                options = options.get(4 + len..)?;
+            }
+            edns = true;
+            dnssec_ok = opt[6] & 0x80 != 0;
+            limit = payload.clamp(512, crate::UDP_PAYLOAD_LIMIT);
+            at += 11 + rdlen;
+        }
+        if at != bytes.len() {
+            return None;
+        }
+        key[0] = key_flags(
+            dnssec_ok,
+            header[3] & 0x10 != 0,
+            header[2] & 0x01 != 0,
+            edns,
+            synthesize,
+        );
+        Some(usize::from(limit))
+    }
+}
+
+fn key_flags(dnssec_ok: bool, cd: bool, rd: bool, edns: bool, synthesize: bool) -> u8 {
+    let bit = |on: bool, bit: u8| if on { bit } else { 0 };
+    bit(dnssec_ok, KEY_DO)
+        | bit(cd, KEY_CD)
+        | bit(rd, KEY_RD)
+        | bit(edns, KEY_EDNS)
+        | bit(synthesize, KEY_SYNTHESIZE)
 }
 
 /// Counters of a [`Dns64Cache`].
@@ -88,7 +208,8 @@ struct Entry {
 /// The reply cache.
 pub struct Dns64Cache {
     capacity: usize,
-    entries: HashMap<CacheKey, Entry>,
+    /// Keyed with a random seed per cache: names come from clients.
+    entries: HashMap<CacheKey, Entry, RandomState>,
     by_expiry: BinaryHeap<Reverse<(Instant, u64, CacheKey)>>,
     next_generation: u64,
     stats: CacheStats,
@@ -99,7 +220,10 @@ impl Dns64Cache {
     pub fn new(capacity: usize) -> Self {
         Dns64Cache {
             capacity,
-            entries: HashMap::with_capacity(capacity.min(1 << 16)),
+            entries: HashMap::with_capacity_and_hasher(
+                capacity.min(1 << 16),
+                RandomState::default(),
+            ),
             by_expiry: BinaryHeap::new(),
             next_generation: 0,
             stats: CacheStats::default(),
@@ -125,30 +249,52 @@ impl Dns64Cache {
     /// is `query_bytes`: its id and question name spelling, TTLs decreased
     /// by the age of the entry.
     pub fn get(&mut self, key: &CacheKey, query_bytes: &[u8], now: Instant) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        if self.get_hit_into(key, query_bytes, now, &mut out) {
+            return Some(out);
+        }
+        self.stats.misses += 1;
+        if self.entries.get(key).is_some_and(|e| now >= e.expires) {
+            self.entries.remove(key);
+        }
+        None
+    }
+
+    /// As [`Dns64Cache::get`], but the reply is written into `out` (cleared
+    /// first; no allocation once `out` is large enough), and a miss is
+    /// neither counted nor removes an expired entry: the caller then takes
+    /// the full path, whose [`Dns64Cache::get`] does both. True on a hit.
+    pub fn get_hit_into(
+        &mut self,
+        key: &CacheKey,
+        query_bytes: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        out.clear();
         let Some(entry) = self.entries.get(key) else {
-            self.stats.misses += 1;
-            return None;
+            return false;
         };
         if now >= entry.expires {
-            self.entries.remove(key);
-            self.stats.misses += 1;
-            return None;
+            return false;
         }
         self.stats.hits += 1;
         let age = u32::try_from(now.saturating_duration_since(entry.stored).as_secs())
             .unwrap_or(u32::MAX);
-        let mut out = entry.bytes.clone();
-        for &at in &entry.ttl_offsets {
-            if let Some(field) = out.get_mut(at..at + 4) {
-                let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
-                field.copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+        out.extend_from_slice(&entry.bytes);
+        if age > 0 {
+            for &at in &entry.ttl_offsets {
+                if let Some(field) = out.get_mut(at..at + 4) {
+                    let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+                    field.copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+                }
             }
         }
-        copy_question_name(&mut out, query_bytes);
+        copy_question_name(out, query_bytes);
         if let (Some(dst), Some(src)) = (out.get_mut(..2), query_bytes.get(..2)) {
             dst.copy_from_slice(src);
         }
-        Some(out)
+        true
     }
 
     /// Stores `reply` (a complete response to the query of `key`) for its
@@ -516,5 +662,212 @@ mod tests {
             positive("a.example.", &[300]),
             Instant::now()
         ));
+    }
+
+    fn raw_key(bytes: &[u8], synthesize: bool) -> Option<(CacheKey, usize)> {
+        let mut k = CacheKey::with_capacity();
+        let limit = k.set_from_wire(bytes, synthesize)?;
+        Some((k, limit))
+    }
+
+    #[test]
+    fn raw_key_equals_decoded_key() {
+        let cases = [
+            query("a.example.", RecordType::AAAA).to_vec().unwrap(),
+            query("A.eXample.", RecordType::A).to_vec().unwrap(),
+            query(".", RecordType::NS).to_vec().unwrap(),
+            query_edns("a.example.", RecordType::AAAA, 4096, true, true),
+            query_edns("a.example.", RecordType::AAAA, 100, false, true),
+            query_edns("a.example.", RecordType::PTR, 1232, true, false),
+        ];
+        for bytes in &cases {
+            let q = parse_query(bytes).unwrap();
+            for synthesize in [true, false] {
+                let (k, limit) = raw_key(bytes, synthesize).expect("plain query");
+                assert_eq!(k, CacheKey::new(&q, synthesize));
+                assert_eq!(limit, q.udp_payload_limit());
+            }
+        }
+    }
+
+    #[test]
+    fn raw_key_is_case_insensitive() {
+        let lower = raw_key(&query_bytes("www.example.", 1), true).unwrap().0;
+        let upper = raw_key(&query_bytes("WwW.ExAMPLE.", 2), true).unwrap().0;
+        assert_eq!(lower, upper);
+        assert_eq!(lower, key("WWW.EXAMPLE."));
+        // Only ASCII letters fold: 0xC3 and 0xE3 stay apart.
+        let mut a = query_bytes("x.example.", 1);
+        let mut b = a.clone();
+        a[13] = 0xc3;
+        b[13] = 0xe3;
+        assert_ne!(raw_key(&a, true).unwrap().0, raw_key(&b, true).unwrap().0);
+    }
+
+    #[test]
+    fn raw_key_flag_bits_are_separate_entries() {
+        let mut keys = vec![
+            raw_key(&query_bytes("a.example.", 1), true).unwrap().0,
+            raw_key(&query_bytes("a.example.", 1), false).unwrap().0,
+        ];
+        let mut no_rd = query_bytes("a.example.", 1);
+        no_rd[2] &= !0x01;
+        keys.push(raw_key(&no_rd, true).unwrap().0);
+        for (dnssec_ok, cd) in [(false, false), (true, false), (false, true), (true, true)] {
+            let bytes = query_edns("a.example.", RecordType::AAAA, 1232, dnssec_ok, cd);
+            keys.push(raw_key(&bytes, true).unwrap().0);
+        }
+        let mut cd_only = query_bytes("a.example.", 1);
+        cd_only[3] |= 0x10;
+        keys.push(raw_key(&cd_only, true).unwrap().0);
+        keys.push(
+            raw_key(&query("a.example.", RecordType::A).to_vec().unwrap(), true)
+                .unwrap()
+                .0,
+        );
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // The id and the AD/Z bits do not matter.
+        let mut ad = query_bytes("a.example.", 99);
+        ad[3] |= 0x20 | 0x40;
+        assert_eq!(raw_key(&ad, true).unwrap().0, keys[0]);
+    }
+
+    #[test]
+    fn raw_key_refuses_what_it_does_not_read_and_never_panics() {
+        let good = query_bytes("a.example.", 1);
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        // Every prefix of a good query, and one byte more.
+        cases.extend((0..good.len()).map(|n| good[..n].to_vec()));
+        let mut longer = good.clone();
+        longer.push(0);
+        cases.push(longer);
+        // QR=1, opcode NOTIFY, QDCOUNT 2, ANCOUNT 1.
+        for (at, value) in [(2, 0x81), (2, 0x21), (5, 2), (7, 1)] {
+            let mut b = good.clone();
+            b[at] = value;
+            cases.push(b);
+        }
+        // A compression pointer and a reserved label type in the question.
+        let mut b = good[..12].to_vec();
+        b.extend_from_slice(&[0xc0, 0x0c, 0, 28, 0, 1]);
+        cases.push(b);
+        let mut b = good[..12].to_vec();
+        b.extend_from_slice(&[0x41, 0, 28, 0, 1]);
+        cases.push(b);
+        // A name longer than 255 bytes: 5 labels of 63.
+        let mut b = good[..12].to_vec();
+        for _ in 0..5 {
+            b.push(63);
+            b.extend_from_slice(&[b'a'; 63]);
+        }
+        b.extend_from_slice(&[0, 0, 28, 0, 1]);
+        cases.push(b);
+        // EDNS version 1, a Client Subnet option, an option running past
+        // the record, an OPT with a non-root owner.
+        let edns = query_edns("a.example.", RecordType::AAAA, 1232, false, false);
+        let opt = edns.len() - 11;
+        let mut b = edns.clone();
+        b[opt + 6] = 1;
+        cases.push(b);
+        let mut b = edns.clone();
+        b[opt + 10] = 4;
+        b.extend_from_slice(&[0, 8, 0, 0]);
+        cases.push(b);
+        let mut b = edns.clone();
+        b[opt + 10] = 4;
+        b.extend_from_slice(&[0, 10, 0, 8]);
+        cases.push(b);
+        let mut b = edns.clone();
+        b[opt] = 1;
+        cases.push(b);
+        for bytes in &cases {
+            assert_eq!(raw_key(bytes, true), None, "{bytes:?}");
+        }
+        // A well-formed cookie option is read.
+        let mut b = edns.clone();
+        b[opt + 10] = 12;
+        b.extend_from_slice(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(raw_key(&b, true).is_some());
+    }
+
+    #[test]
+    fn get_hit_into_reuses_buffer_and_matches_get() {
+        let t0 = Instant::now();
+        let mut c = Dns64Cache::new(10);
+        c.insert(key("a.example."), positive("a.example.", &[300]), t0);
+        let q = query_bytes("A.example.", 0x4242);
+        let (k, _) = raw_key(&q, true).unwrap();
+        let mut out = vec![0xee; 3];
+        let later = t0 + Duration::from_secs(10);
+        assert!(c.get_hit_into(&k, &q, later, &mut out));
+        assert_eq!(Some(out.clone()), c.get(&k, &q, later));
+        assert_eq!(ttls(&out), vec![290]);
+        // Misses are not counted here (the full path counts them).
+        let other = raw_key(&query_bytes("b.example.", 1), true).unwrap().0;
+        assert!(!c.get_hit_into(&other, &q, later, &mut out));
+        assert!(out.is_empty());
+        assert!(!c.get_hit_into(&k, &q, t0 + Duration::from_secs(300), &mut out));
+        assert_eq!(c.stats().hits, 2);
+        assert_eq!(c.stats().misses, 0);
+        assert_eq!(c.len(), 1);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn label() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(prop::sample::select(b"aBcZz09-_".to_vec()), 1..20),
+                proptest::collection::vec(any::<u8>(), 1..64),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn raw_key_matches_decoded_key(
+                labels in proptest::collection::vec(label(), 0..5),
+                qtype in any::<u16>(),
+                qclass in prop::sample::select(vec![1u16, 3, 4, 254, 255]),
+                rd in any::<bool>(),
+                cd in any::<bool>(),
+                edns in proptest::option::of((any::<u16>(), any::<bool>())),
+                synthesize in any::<bool>(),
+            ) {
+                let mut b = vec![0x12, 0x34, u8::from(rd), if cd { 0x10 } else { 0 }, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())];
+                for l in &labels {
+                    b.push(l.len() as u8);
+                    b.extend_from_slice(l);
+                }
+                b.push(0);
+                b.extend_from_slice(&qtype.to_be_bytes());
+                b.extend_from_slice(&qclass.to_be_bytes());
+                if let Some((size, dnssec_ok)) = edns {
+                    b.extend_from_slice(&[0, 0, 41]);
+                    b.extend_from_slice(&size.to_be_bytes());
+                    b.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+                }
+                let raw = raw_key(&b, synthesize);
+                match parse_query(&b) {
+                    Ok(q) => {
+                        let (k, limit) = raw.expect("a plain query has a raw key");
+                        prop_assert_eq!(k, CacheKey::new(&q, synthesize));
+                        prop_assert_eq!(limit, q.udp_payload_limit());
+                    }
+                    Err(_) => prop_assert!(raw.is_none()),
+                }
+            }
+
+            #[test]
+            fn raw_key_random_bytes_never_panic_and_agree(
+                bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            ) {
+                crate::fuzzing::parse_query_roundtrip(&bytes);
+            }
+        }
     }
 }

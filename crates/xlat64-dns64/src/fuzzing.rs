@@ -22,9 +22,17 @@ use xlat64_packet::prefix::Prefix6052;
 ///   used as upstream answers) must encode and decode again;
 /// - UDP truncation stays within the limit; the cache never panics.
 pub fn parse_query_roundtrip(bytes: &[u8]) {
+    // The key read from the raw bytes (the cache-hit path) exists only for
+    // queries that decode, and is the decoded query's key.
+    let mut raw_key = CacheKey::with_capacity();
+    let raw_limit = raw_key.set_from_wire(bytes, true);
     let query = match parse_query(bytes) {
         Ok(q) => q,
         Err(e) => {
+            assert!(
+                raw_limit.is_none(),
+                "raw key for a query that does not decode"
+            );
             if let Some(reply) = e.reply() {
                 let encoded = reply.to_vec().expect("error reply encodes");
                 let back = Message::from_vec(&encoded).expect("error reply decodes");
@@ -34,6 +42,10 @@ pub fn parse_query_roundtrip(bytes: &[u8]) {
             return;
         }
     };
+    if let Some(limit) = raw_limit {
+        assert_eq!(raw_key, CacheKey::new(&query, true));
+        assert_eq!(limit, query.udp_payload_limit());
+    }
     let policies = policies();
     for policy in &policies {
         for synthesize_for in [true, false] {

@@ -18,12 +18,18 @@ use xlat64_nat::{Nat64, Nat64Config, Pool4};
 
 /// Runs the daemon; returns the process exit code (0 after a clean stop).
 pub fn run(config: Config) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.runtime.io_threads)
-        .thread_name("xlat64-io")
-        .enable_all()
-        .build()
-    {
+    // One io thread: a current-thread runtime, on this thread. Its tasks
+    // never move between threads, with no work-stealing queues and no
+    // cross-thread wakeups, which a multi-thread runtime of one worker
+    // still pays for (and it would add a second thread, this one, blocked).
+    let mut builder = if config.runtime.io_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(config.runtime.io_threads);
+        b
+    };
+    let runtime = match builder.thread_name("xlat64-io").enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

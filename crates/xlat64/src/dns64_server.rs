@@ -1,7 +1,11 @@
 //! The DNS64 server: UDP and TCP listeners, forwarding to the upstreams, and
 //! synthesis through `xlat64-dns64`.
 //!
-//! Every query runs in its own task. Upstream queries go out over UDP from
+//! UDP datagrams are read and answered in batches (`recvmmsg`/`sendmmsg`,
+//! `dns64_udp_batch`); a query the cache answers is served right
+//! in the receive loop from its raw bytes ([`CacheKey::set_from_wire`]),
+//! with no decoding, task or allocation. Every other query runs in its own
+//! task. Upstream queries go out over UDP from
 //! a fresh socket (random source port from the kernel) with a random id; a
 //! reply is accepted only when its id and question match (RFC 5452 §9.1).
 //! A truncated (TC=1) upstream reply is retried over TCP. Each upstream gets
@@ -18,6 +22,7 @@
 //! (`parallel-a`), so synthesis costs one upstream round trip, not two.
 
 use crate::config::Dns64Section;
+use crate::dns64_udp_batch::{RecvBatch, SendBatch, BATCH};
 use futures::future::{select, Either};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -27,11 +32,12 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
@@ -223,44 +229,115 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Receive rounds per wakeup before the loop looks at its other events
+/// (finished tasks, shutdown).
+const UDP_ROUNDS_PER_WAKEUP: usize = 8;
+
+/// The UDP listener. Datagrams are read in batches ([`RecvBatch`]); cache
+/// hits are answered right here, with no task and no allocation, and their
+/// replies leave in batches ([`SendBatch`]); everything else gets a task.
 async fn serve_udp(engine: Arc<Engine>, socket: Arc<UdpSocket>, shutdown: CancellationToken) {
     let mut tasks = JoinSet::new();
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut recv = RecvBatch::new();
+    let mut send = SendBatch::new();
+    let mut key = CacheKey::with_capacity();
+    let fd = socket.as_raw_fd();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            received = socket.recv_from(&mut buf) => {
-                let (len, peer) = match received {
-                    Ok(r) => r,
-                    Err(e) => {
-                        debug!("dns64: UDP receive error: {e}");
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            ready = socket.readable() => {
+                if let Err(e) = ready {
+                    debug!("dns64: UDP socket: {e}");
+                    continue;
+                }
+            }
+        }
+        for _ in 0..UDP_ROUNDS_PER_WAKEUP {
+            let n = match socket.try_io(Interest::READABLE, || recv.recv(fd)) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    debug!("dns64: UDP receive error: {e}");
+                    break;
+                }
+            };
+            for i in 0..n {
+                let (query, peer) = recv.datagram(i);
+                let Some(peer) = peer else { continue };
+                Dns64Counters::inc(&engine.counters.queries_udp);
+                if let Some(out) = send.next_buffer() {
+                    if engine.answer_cached(query, peer.ip(), &mut key, out) {
+                        send.commit(peer);
+                        if send.is_full() {
+                            flush_udp(&socket, &mut send).await;
+                        }
                         continue;
                     }
-                };
-                Dns64Counters::inc(&engine.counters.queries_udp);
+                }
                 if tasks.len() >= MAX_UDP_IN_FLIGHT {
                     Dns64Counters::inc(&engine.counters.dropped_overload);
                     continue;
                 }
-                let query = buf[..len].to_vec();
-                let engine = engine.clone();
-                let socket = socket.clone();
-                tasks.spawn(async move {
-                    let Some(reply) = engine.answer(&query, peer.ip()).await else {
-                        return;
-                    };
-                    let (out, truncated) = wire::fit_udp(reply.bytes, reply.udp_limit);
-                    if truncated {
-                        Dns64Counters::inc(&engine.counters.truncated_udp);
-                    }
-                    if let Err(e) = socket.send_to(&out, peer).await {
-                        debug!("dns64: UDP send to {peer}: {e}");
-                    }
-                });
+                tasks.spawn(answer_udp(
+                    engine.clone(),
+                    socket.clone(),
+                    query.to_vec(),
+                    peer,
+                ));
+            }
+            flush_udp(&socket, &mut send).await;
+            if n < BATCH {
+                break;
             }
         }
     }
+}
+
+/// A query the cache could not answer, in its own task.
+async fn answer_udp(engine: Arc<Engine>, socket: Arc<UdpSocket>, query: Vec<u8>, peer: SocketAddr) {
+    let Some(reply) = engine.answer(&query, peer.ip()).await else {
+        return;
+    };
+    let (out, truncated) = wire::fit_udp(reply.bytes, reply.udp_limit);
+    if truncated {
+        Dns64Counters::inc(&engine.counters.truncated_udp);
+    }
+    if let Err(e) = socket.send_to(&out, peer).await {
+        debug!("dns64: UDP send to {peer}: {e}");
+    }
+}
+
+/// Sends the queued replies: in batches while the socket takes them, then
+/// one by one, waiting for room.
+async fn flush_udp(socket: &UdpSocket, send: &mut SendBatch) {
+    if send.is_empty() {
+        return;
+    }
+    let fd = socket.as_raw_fd();
+    let mut next = 0;
+    while next < send.len() {
+        match socket.try_io(Interest::WRITABLE, || send.send(fd, next)) {
+            Ok(0) => break,
+            Ok(sent) => next += sent,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Some((bytes, to)) = send.reply(next) {
+                    if let Err(e) = socket.send_to(bytes, to).await {
+                        debug!("dns64: UDP send to {to}: {e}");
+                    }
+                }
+                next += 1;
+            }
+            Err(e) => {
+                // This reply's destination failed (e.g. unreachable): skip it.
+                if let Some((_, to)) = send.reply(next) {
+                    debug!("dns64: UDP send to {to}: {e}");
+                }
+                next += 1;
+            }
+        }
+    }
+    send.clear();
 }
 
 async fn serve_tcp(engine: Arc<Engine>, listener: TcpListener, shutdown: CancellationToken) {
@@ -447,6 +524,49 @@ impl Engine {
             }
         };
         Some(self.finish(&query, bytes))
+    }
+
+    /// The cache-hit path for a UDP query, no decoding and no allocation:
+    /// true when the reply (ready to send, truncated to the client's limit)
+    /// is in `out`. False sends the query down [`Engine::answer`], which
+    /// does everything again, so nothing is counted here then. The rules
+    /// are those of `answer`: `allow` first (REFUSED comes from `answer`),
+    /// the key under the client's `synthesize-for` view.
+    fn answer_cached(
+        &self,
+        query: &[u8],
+        peer: IpAddr,
+        key: &mut CacheKey,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let Some(cache) = self.cache.as_ref() else {
+            return false;
+        };
+        if !self.allow.contains(peer) {
+            return false;
+        }
+        let Some(udp_limit) = key.set_from_wire(query, self.synthesize_for.contains(peer)) else {
+            return false;
+        };
+        let Ok(mut cache) = cache.lock() else {
+            return false;
+        };
+        if !cache.get_hit_into(key, query, std::time::Instant::now(), out) {
+            return false;
+        }
+        self.publish_cache_stats(&cache);
+        drop(cache);
+        let c = &self.counters;
+        Dns64Counters::inc(&c.queries);
+        if out.len() >= 4 && out[3] & 0x0f == 3 {
+            Dns64Counters::inc(&c.nxdomain);
+        }
+        if out.len() > udp_limit {
+            let (fitted, _) = wire::fit_udp(std::mem::take(out), udp_limit);
+            *out = fitted;
+            Dns64Counters::inc(&c.truncated_udp);
+        }
+        true
     }
 
     fn finish(&self, query: &ClientQuery, bytes: Vec<u8>) -> Reply {

@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod dns64_server;
+mod dns64_udp_batch;
 pub mod lab;
 pub mod netlink;
 pub mod stats;
