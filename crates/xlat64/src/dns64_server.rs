@@ -940,9 +940,18 @@ mod tests {
     }
 
     async fn fake_upstream(shutdown: CancellationToken, delay: Duration) -> FakeUpstream {
-        let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        // The kernel picks a free UDP port; TCP on the same number may be
+        // taken (by another test's connection): then try another port.
+        let (udp, tcp) = 'bound: {
+            for _ in 0..50 {
+                let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+                    break 'bound (Arc::new(udp), tcp);
+                }
+            }
+            panic!("no port free for both UDP and TCP");
+        };
         let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.unwrap();
         let stop = shutdown.clone();
         let queries = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = queries.clone();
@@ -1029,7 +1038,15 @@ mod tests {
     }
 
     async fn start_section(section: Dns64Section) -> Harness {
-        let server = Dns64Server::bind(&section).await.unwrap();
+        // Port 0: as in `fake_upstream`, TCP on the UDP port may be taken.
+        let mut bound = Dns64Server::bind(&section).await;
+        for _ in 0..50 {
+            if bound.is_ok() {
+                break;
+            }
+            bound = Dns64Server::bind(&section).await;
+        }
+        let server = bound.unwrap();
         let addr = server.local_addrs()[0];
         let counters = server.counters();
         let shutdown = CancellationToken::new();
