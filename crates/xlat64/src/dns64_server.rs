@@ -785,13 +785,17 @@ impl Engine {
         // reports ICMP port unreachable as an error.
         socket.connect(server).await.map_err(UpstreamError::Io)?;
         socket.send(packet).await.map_err(UpstreamError::Io)?;
-        let mut buf = vec![0u8; MAX_MESSAGE];
+        // Received into the spare capacity: no 64 KiB to zero per query,
+        // and the reply is returned without another copy.
+        let mut buf = Vec::with_capacity(MAX_MESSAGE);
         loop {
-            match timeout_at(deadline, socket.recv(&mut buf)).await {
+            buf.clear();
+            match timeout_at(deadline, socket.recv_buf(&mut buf)).await {
                 Err(_) => return Err(UpstreamError::Timeout),
                 Ok(Err(e)) => return Err(UpstreamError::Io(e)),
                 Ok(Ok(len)) if wire::reply_matches(&buf[..len], id, question) => {
-                    return Ok(buf[..len].to_vec());
+                    buf.truncate(len);
+                    return Ok(buf);
                 }
                 Ok(Ok(_)) => Dns64Counters::inc(&self.counters.upstream_mismatched),
             }
