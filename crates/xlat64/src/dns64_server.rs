@@ -129,27 +129,43 @@ impl Dns64Counters {
 /// A bound DNS64 server, ready to run.
 pub struct Dns64Server {
     counters: Arc<Dns64Counters>,
-    udp: Vec<UdpSocket>,
+    /// Per `listen` entry, one socket per runtime worker (`SO_REUSEPORT`).
+    udp: Vec<Vec<UdpSocket>>,
     tcp: Vec<TcpListener>,
     engine: Arc<Engine>,
 }
 
 impl Dns64Server {
     /// Binds every listen address (UDP and TCP). The error names the address and cause.
+    ///
+    /// On a runtime with several worker threads each address gets one UDP
+    /// socket per worker, sharing the port through `SO_REUSEPORT`: the
+    /// kernel spreads clients over them (by address and port hash), and
+    /// each socket's receive loop can run on its own thread.
     pub async fn bind(section: &Dns64Section) -> Result<Self, String> {
         let policy = section.policy().map_err(|e| e.to_string())?;
         if section.upstream.is_empty() {
             return Err("dns64.upstream: no upstream server to forward to".to_string());
         }
+        let per_address = tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_workers())
+            .unwrap_or(1)
+            .clamp(1, 64);
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for addr in &section.listen {
             let named = |what: &str, e: io::Error| format!("dns64.listen {addr}: {what}: {e}");
-            let u = bind_udp(*addr).map_err(|e| named("UDP", e))?;
-            // With port 0 (tests), serve TCP on the port the kernel gave UDP.
-            let tcp_addr = u.local_addr().map_err(|e| named("UDP", e))?;
-            let t = bind_tcp(tcp_addr).map_err(|e| named("TCP", e))?;
-            udp.push(u);
+            let reuse_port = per_address > 1;
+            let u = bind_udp(*addr, reuse_port).map_err(|e| named("UDP", e))?;
+            // With port 0 (tests), serve TCP and the other UDP sockets on
+            // the port the kernel gave the first one.
+            let bound = u.local_addr().map_err(|e| named("UDP", e))?;
+            let mut group = vec![u];
+            for _ in 1..per_address {
+                group.push(bind_udp(bound, true).map_err(|e| named("UDP", e))?);
+            }
+            let t = bind_tcp(bound).map_err(|e| named("TCP", e))?;
+            udp.push(group);
             tcp.push(t);
         }
         let counters = Arc::new(Dns64Counters::default());
@@ -183,14 +199,14 @@ impl Dns64Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.udp
             .iter()
-            .filter_map(|s| s.local_addr().ok())
+            .filter_map(|group| group.first()?.local_addr().ok())
             .collect()
     }
 
     /// Serves until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut listeners = JoinSet::new();
-        for socket in self.udp {
+        for socket in self.udp.into_iter().flatten() {
             let engine = self.engine.clone();
             listeners.spawn(serve_udp(engine, Arc::new(socket), shutdown.clone()));
         }
@@ -215,8 +231,11 @@ fn new_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Sock
     Ok(socket)
 }
 
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    if reuse_port {
+        crate::dns64_udp_batch::set_reuse_port(socket.as_raw_fd())?;
+    }
     socket.bind(&SockAddr::from(addr))?;
     UdpSocket::from_std(socket.into())
 }
@@ -1327,6 +1346,48 @@ mod tests {
             err.starts_with(&format!("dns64.listen {addr}: UDP: ")),
             "{err}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_workers_get_one_udp_socket_each_on_one_port() {
+        let (h, up) = start_fake_with(Duration::ZERO, |_| {}).await;
+        let mut section = section(vec![up.addr], 300);
+        section.listen = vec![h.addr];
+        // Another server on the same port fails: UDP would join the group,
+        // but the TCP port is taken.
+        assert!(Dns64Server::bind(&section).await.is_err());
+        // Clients from many source ports, spread over both sockets, share
+        // one cache.
+        for i in 0..20 {
+            let mut q = query("v4only.test.", RecordType::AAAA);
+            q.set_id(i);
+            let m = ask_udp(h.addr, &q).await;
+            assert_eq!(m.id(), i);
+            assert_eq!(aaaa_of(&m).len(), 1);
+        }
+        assert_eq!(counter(&h, "dns64_cache_hits"), 19);
+        assert_eq!(counter(&h, "dns64_queries_udp"), 20);
+        assert_eq!(up.count(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+    async fn bind_makes_a_reuseport_group_per_address() {
+        let mut section = section(vec!["127.0.0.1:53".parse().unwrap()], 100);
+        section.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        let mut bound = Dns64Server::bind(&section).await;
+        for _ in 0..50 {
+            if bound.is_ok() {
+                break;
+            }
+            bound = Dns64Server::bind(&section).await;
+        }
+        let server = bound.unwrap();
+        assert_eq!(server.udp.len(), 1);
+        assert_eq!(server.udp[0].len(), 3);
+        let port = server.local_addrs()[0].port();
+        assert!(server.udp[0]
+            .iter()
+            .all(|s| s.local_addr().unwrap().port() == port));
     }
 
     #[tokio::test]

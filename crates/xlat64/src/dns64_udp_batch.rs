@@ -85,6 +85,27 @@ impl RawAddr {
     }
 }
 
+/// Sets `SO_REUSEPORT` (before `bind`): several sockets of this process
+/// share one UDP port, one per io thread. (socket2 has it only behind its
+/// `all` feature.)
+pub(crate) fn set_reuse_port(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is a c_int that lives for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Datagrams received by one `recvmmsg` call.
 pub(crate) struct RecvBatch {
     buffers: Vec<u8>,
