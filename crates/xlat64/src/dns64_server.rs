@@ -281,12 +281,15 @@ async fn serve_udp(engine: Arc<Engine>, socket: Arc<UdpSocket>, shutdown: Cancel
                     break;
                 }
             };
+            // One clock read per batch: it is received within microseconds,
+            // and cache ages are counted in seconds.
+            let now = std::time::Instant::now();
             for i in 0..n {
                 let (query, peer) = recv.datagram(i);
                 let Some(peer) = peer else { continue };
                 Dns64Counters::inc(&engine.counters.queries_udp);
                 if let Some(out) = send.next_buffer() {
-                    if engine.answer_cached(query, peer.ip(), &mut key, out) {
+                    if engine.answer_cached(query, peer.ip(), now, &mut key, out) {
                         send.commit(peer);
                         if send.is_full() {
                             flush_udp(&socket, &mut send).await;
@@ -555,6 +558,7 @@ impl Engine {
         &self,
         query: &[u8],
         peer: IpAddr,
+        now: std::time::Instant,
         key: &mut CacheKey,
         out: &mut Vec<u8>,
     ) -> bool {
@@ -570,7 +574,7 @@ impl Engine {
         let Ok(mut cache) = cache.lock() else {
             return false;
         };
-        if !cache.get_hit_into(key, query, std::time::Instant::now(), out) {
+        if !cache.get_hit_into(key, query, now, out) {
             return false;
         }
         self.publish_cache_stats(&cache);
