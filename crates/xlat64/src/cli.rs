@@ -119,8 +119,17 @@ fn field(v: &Value, key: &str) -> String {
     }
 }
 
-fn print_rows(header: &[&str], rows: Vec<Vec<String>>) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+/// Prints a JSON array of objects as a table: one column per `(header, key)`.
+fn print_table(v: &Value, columns: &[(&str, &str)]) {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|row| columns.iter().map(|(_, k)| field(row, k)).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
@@ -134,7 +143,7 @@ fn print_rows(header: &[&str], rows: Vec<Vec<String>>) {
             .collect();
         println!("{}", parts.join("  ").trim_end());
     };
-    line(header.iter().map(|s| s.to_string()).collect());
+    line(columns.iter().map(|(h, _)| h.to_string()).collect());
     let count = rows.len();
     for row in rows {
         line(row);
@@ -143,50 +152,30 @@ fn print_rows(header: &[&str], rows: Vec<Vec<String>>) {
 }
 
 fn print_sessions(v: &Value) {
-    let keys = [
-        "protocol",
-        "v6_client",
-        "v6_server",
-        "v4_local",
-        "v4_server",
-        "state",
-        "expires_in_s",
-    ];
-    let rows = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| keys.iter().map(|k| field(s, k)).collect())
-                .collect()
-        })
-        .unwrap_or_default();
-    print_rows(
+    print_table(
+        v,
         &[
-            "PROTO",
-            "V6 CLIENT",
-            "V6 SERVER",
-            "V4 LOCAL",
-            "V4 SERVER",
-            "STATE",
-            "EXPIRES(s)",
+            ("PROTO", "protocol"),
+            ("V6 CLIENT", "v6_client"),
+            ("V6 SERVER", "v6_server"),
+            ("V4 LOCAL", "v4_local"),
+            ("V4 SERVER", "v4_server"),
+            ("STATE", "state"),
+            ("EXPIRES(s)", "expires_in_s"),
         ],
-        rows,
     );
 }
 
 fn print_bib(v: &Value) {
-    let keys = ["protocol", "v6_client", "v4_local", "static", "sessions"];
-    let rows = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| keys.iter().map(|k| field(s, k)).collect())
-                .collect()
-        })
-        .unwrap_or_default();
-    print_rows(
-        &["PROTO", "V6 CLIENT", "V4 LOCAL", "STATIC", "SESSIONS"],
-        rows,
+    print_table(
+        v,
+        &[
+            ("PROTO", "protocol"),
+            ("V6 CLIENT", "v6_client"),
+            ("V4 LOCAL", "v4_local"),
+            ("STATIC", "static"),
+            ("SESSIONS", "sessions"),
+        ],
     );
 }
 
