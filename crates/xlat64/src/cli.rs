@@ -55,7 +55,7 @@ pub fn main() -> i32 {
         Command::Demo => crate::demo::run_demo(),
         Command::Check => match load(&cli.config) {
             Ok(config) => {
-                print!("{}", config.to_toml());
+                emit(&config.to_toml());
                 0
             }
             Err(code) => code,
@@ -64,9 +64,9 @@ pub fn main() -> i32 {
             Ok(config) => crate::daemon::run(config),
             Err(code) => code,
         },
-        Command::Sessions { json } => query(&cli.config, "sessions", json, print_sessions),
-        Command::Bib { json } => query(&cli.config, "bib", json, print_bib),
-        Command::Stats { json } => query(&cli.config, "stats", json, print_stats),
+        Command::Sessions { json } => query(&cli.config, "sessions", json, render_sessions),
+        Command::Bib { json } => query(&cli.config, "bib", json, render_bib),
+        Command::Stats { json } => query(&cli.config, "stats", json, render_stats),
     }
 }
 
@@ -76,6 +76,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -90,7 +91,7 @@ fn load(path: &Option<PathBuf>) -> Result<Config, i32> {
     })
 }
 
-fn query(path: &Option<PathBuf>, command: &str, json: bool, print: fn(&Value)) -> i32 {
+fn query(path: &Option<PathBuf>, command: &str, json: bool, render: fn(&Value) -> String) -> i32 {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -98,9 +99,9 @@ fn query(path: &Option<PathBuf>, command: &str, json: bool, print: fn(&Value)) -
     match control::request(&config.control.socket, command) {
         Ok(value) => {
             if json {
-                println!("{value}");
+                emit(&format!("{value}\n"));
             } else {
-                print(&value);
+                emit(&render(&value));
             }
             0
         }
@@ -119,8 +120,8 @@ fn field(v: &Value, key: &str) -> String {
     }
 }
 
-/// Prints a JSON array of objects as a table: one column per `(header, key)`.
-fn print_table(v: &Value, columns: &[(&str, &str)]) {
+/// Renders a JSON array of objects as a table: one column per `(header, key)`.
+fn render_table(v: &Value, columns: &[(&str, &str)]) -> String {
     let rows: Vec<Vec<String>> = v
         .as_array()
         .map(|a| {
@@ -135,24 +136,27 @@ fn print_table(v: &Value, columns: &[(&str, &str)]) {
             *w = (*w).max(cell.len());
         }
     }
-    let line = |cells: Vec<String>| {
+    let mut text = String::new();
+    let mut line = |cells: Vec<String>| {
         let parts: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        text.push_str(parts.join("  ").trim_end());
+        text.push('\n');
     };
     line(columns.iter().map(|(h, _)| h.to_string()).collect());
     let count = rows.len();
     for row in rows {
         line(row);
     }
-    println!("({count} entries)");
+    text.push_str(&format!("({count} entries)\n"));
+    text
 }
 
-fn print_sessions(v: &Value) {
-    print_table(
+fn render_sessions(v: &Value) -> String {
+    render_table(
         v,
         &[
             ("PROTO", "protocol"),
@@ -163,11 +167,11 @@ fn print_sessions(v: &Value) {
             ("STATE", "state"),
             ("EXPIRES(s)", "expires_in_s"),
         ],
-    );
+    )
 }
 
-fn print_bib(v: &Value) {
-    print_table(
+fn render_bib(v: &Value) -> String {
+    render_table(
         v,
         &[
             ("PROTO", "protocol"),
@@ -176,14 +180,55 @@ fn print_bib(v: &Value) {
             ("STATIC", "static"),
             ("SESSIONS", "sessions"),
         ],
-    );
+    )
 }
 
-fn print_stats(v: &Value) {
+fn render_stats(v: &Value) -> String {
+    let mut text = String::new();
     if let Some(map) = v.as_object() {
         let width = map.keys().map(|k| k.len()).max().unwrap_or(0);
         for (k, val) in map {
-            println!("{k:<width$}  {val}");
+            text.push_str(&format!("{k:<width$}  {val}\n"));
         }
+    }
+    text
+}
+
+/// Writes command output to stdout. A reader that went away (`xlat64 stats | head`)
+/// is not an error worth a panic: the rest of the output is simply not wanted.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the output: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_align_columns_and_count_rows() {
+        let bib = json!([
+            {"protocol": "udp", "v6_client": "[2001:db8:1::2]:5353", "v4_local": "192.0.2.1:5353", "static": false, "sessions": 2},
+            {"protocol": "icmp", "v6_client": "[2001:db8:1::2]:7", "v4_local": "192.0.2.1:7", "static": false, "sessions": 1},
+        ]);
+        let text = render_bib(&bib);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines[0], "PROTO  V6 CLIENT             V4 LOCAL        STATIC  SESSIONS");
+        assert_eq!(lines[1], "udp    [2001:db8:1::2]:5353  192.0.2.1:5353  false   2");
+        assert_eq!(lines[3], "(2 entries)");
+        assert_eq!(render_sessions(&json!([])).lines().last(), Some("(0 entries)"));
+    }
+
+    #[test]
+    fn stats_are_one_aligned_line_per_counter() {
+        let text = render_stats(&json!({"drop_no_binding": 3, "tun_rx_packets": 10}));
+        assert_eq!(text, "drop_no_binding  3\ntun_rx_packets   10\n");
     }
 }
