@@ -220,10 +220,19 @@ mod tests {
         let text = render_bib(&bib);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
-        assert_eq!(lines[0], "PROTO  V6 CLIENT             V4 LOCAL        STATIC  SESSIONS");
-        assert_eq!(lines[1], "udp    [2001:db8:1::2]:5353  192.0.2.1:5353  false   2");
+        assert_eq!(
+            lines[0],
+            "PROTO  V6 CLIENT             V4 LOCAL        STATIC  SESSIONS"
+        );
+        assert_eq!(
+            lines[1],
+            "udp    [2001:db8:1::2]:5353  192.0.2.1:5353  false   2"
+        );
         assert_eq!(lines[3], "(2 entries)");
-        assert_eq!(render_sessions(&json!([])).lines().last(), Some("(0 entries)"));
+        assert_eq!(
+            render_sessions(&json!([])).lines().last(),
+            Some("(0 entries)")
+        );
     }
 
     #[test]
