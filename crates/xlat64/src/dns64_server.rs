@@ -1064,16 +1064,21 @@ mod tests {
         start_section(section(upstreams, timeout_ms)).await
     }
 
-    async fn start_section(section: Dns64Section) -> Harness {
-        // Port 0: as in `fake_upstream`, TCP on the UDP port may be taken.
-        let mut bound = Dns64Server::bind(&section).await;
+    /// Binds on port 0; as in `fake_upstream`, TCP on the port the kernel
+    /// gave UDP may be taken by another test, so a few tries are allowed.
+    async fn bind_retrying(section: &Dns64Section) -> Dns64Server {
+        let mut bound = Dns64Server::bind(section).await;
         for _ in 0..50 {
             if bound.is_ok() {
                 break;
             }
-            bound = Dns64Server::bind(&section).await;
+            bound = Dns64Server::bind(section).await;
         }
-        let server = bound.unwrap();
+        bound.unwrap()
+    }
+
+    async fn start_section(section: Dns64Section) -> Harness {
+        let server = bind_retrying(&section).await;
         let addr = server.local_addrs()[0];
         let counters = server.counters();
         let shutdown = CancellationToken::new();
@@ -1378,14 +1383,7 @@ mod tests {
     async fn bind_makes_a_reuseport_group_per_address() {
         let mut section = section(vec!["127.0.0.1:53".parse().unwrap()], 100);
         section.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        let mut bound = Dns64Server::bind(&section).await;
-        for _ in 0..50 {
-            if bound.is_ok() {
-                break;
-            }
-            bound = Dns64Server::bind(&section).await;
-        }
-        let server = bound.unwrap();
+        let server = bind_retrying(&section).await;
         assert_eq!(server.udp.len(), 1);
         assert_eq!(server.udp[0].len(), 3);
         let port = server.local_addrs()[0].port();
