@@ -10,14 +10,20 @@
 //! what they validated.
 #![warn(missing_docs, unreachable_pub)]
 
+mod bytes;
 pub mod checksum;
 pub mod drop;
 pub mod flow;
+pub mod fragment;
+pub mod icmp_build;
+pub mod icmp_error;
+pub mod icmp_map;
+pub mod ipv6_ext;
 pub mod prefix;
 pub mod special;
 pub mod translate;
 
 pub use drop::DropReason;
-pub use flow::{Flow4, Flow6, L4Proto, Parsed4, Parsed6};
+pub use flow::{Flow4, Flow6, L4Proto, Parsed4, Parsed6, Quoted};
 pub use prefix::{Prefix6052, PrefixError};
-pub use translate::{parse_v4, parse_v6, translate_4to6, translate_6to4};
+pub use translate::{is_fragment_v4, parse_v4, parse_v6, translate_4to6, translate_6to4};

@@ -1,41 +1,44 @@
-//! The RFC 7915 IP/ICMP translation algorithm (the common case: TCP, UDP and
-//! ICMP echo, no fragments, no extension headers; IPv4 options are ignored).
+//! The RFC 7915 IP/ICMP translation algorithm for packets that are not ICMP
+//! errors: TCP, UDP and ICMP echo, with IPv6 extension headers skipped
+//! (§5.1), IPv4 options ignored (§4.1), atomic fragments taken as whole
+//! packets (RFC 6946) and reassembled packets carrying their fragment
+//! identity (§5.1.1). ICMP errors are parsed here and translated by
+//! [`crate::icmp_error`].
+//!
+//! Hop limit: the gateway runs the translator behind the kernel's forwarding
+//! path, which already decrements the TTL / hop limit once when it routes a
+//! packet into the TUN device (and answers Time Exceeded from the gateway's
+//! own address when it runs out there) and again when it routes the
+//! translated packet out. So that a packet crossing the gateway loses exactly
+//! one, as across any router (RFC 7915 §4.1, §5.1), the translator gives the
+//! second decrement back: the translated packet leaves with the hop limit it
+//! arrived with plus one.
 //!
 //! Panic rule: `parse_*` check every length once. The translators still reach
 //! bytes only through `first_chunk`/`get`, so a `Parsed*` that does not match
 //! its packet yields a drop reason, never a panic. Fixed-size headers are
 //! handled as arrays so that constant indexes are checked by the compiler.
 
+use crate::bytes::{array_at, be16, get16};
 use crate::checksum::{combine, finish, is_valid, pseudo_v4, pseudo_v6, sum, update};
+use crate::flow::Quoted;
+use crate::icmp_map::{v4 as icmp4, v6 as icmp6};
+use crate::ipv6_ext;
 use crate::{DropReason, Flow4, Flow6, L4Proto, Parsed4, Parsed6};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
-const IPV6_HEADER_LEN: usize = 40;
-const IPV4_HEADER_LEN: usize = 20;
+pub(crate) const IPV6_HEADER_LEN: usize = 40;
+pub(crate) const IPV4_HEADER_LEN: usize = 20;
 const TCP_HEADER_LEN: usize = 20;
 const UDP_HEADER_LEN: usize = 8;
-const ICMP_HEADER_LEN: usize = 8;
+pub(crate) const ICMP_HEADER_LEN: usize = 8;
 
 /// IANA protocol numbers used here.
-mod proto {
-    pub(super) const ICMP: u8 = 1;
-    pub(super) const TCP: u8 = 6;
-    pub(super) const UDP: u8 = 17;
-    pub(super) const FRAGMENT: u8 = 44;
-    pub(super) const ICMPV6: u8 = 58;
-}
-
-/// IPv6 extension headers other than Fragment (RFC 8200 §4, IANA "IPv6
-/// Extension Header Types"): Hop-by-Hop, Routing, ESP, AH, Destination
-/// Options, Mobility, HIP, Shim6 and the two experimental values.
-const EXTENSION_HEADERS: [u8; 10] = [0, 43, 50, 51, 60, 135, 139, 140, 253, 254];
-
-/// ICMP types handled (RFC 4443 §4, RFC 792).
-mod icmp {
-    pub(super) const V6_ECHO_REQUEST: u8 = 128;
-    pub(super) const V6_ECHO_REPLY: u8 = 129;
-    pub(super) const V4_ECHO_REPLY: u8 = 0;
-    pub(super) const V4_ECHO_REQUEST: u8 = 8;
+pub(crate) mod proto {
+    pub(crate) const ICMP: u8 = 1;
+    pub(crate) const TCP: u8 = 6;
+    pub(crate) const UDP: u8 = 17;
+    pub(crate) const ICMPV6: u8 = 58;
 }
 
 /// IPv4 options that RFC 7915 §4.1 says to act on (RFC 791 §3.1).
@@ -47,26 +50,18 @@ mod ipv4_option {
 }
 
 /// RFC 7915 §5.1: DF is set only on translated packets above this size.
-const DF_THRESHOLD: usize = 1260;
-const IPV4_FLAG_DF: u8 = 0x40;
-const IPV4_FLAG_MF: u16 = 0x2000;
-const IPV4_FRAG_OFFSET: u16 = 0x1fff;
-
-fn be16(b: [u8; 2]) -> u16 {
-    u16::from_be_bytes(b)
-}
+pub(crate) const DF_THRESHOLD: usize = 1260;
+pub(crate) const IPV4_FLAG_DF: u8 = 0x40;
+pub(crate) const IPV4_FLAG_MF: u16 = 0x2000;
+pub(crate) const IPV4_FRAG_OFFSET: u16 = 0x1fff;
 
 fn put16(dst: &mut [u8; 2], v: u16) {
     *dst = v.to_be_bytes();
 }
 
-/// `N` bytes of `b` from `at` as an array. Called only with constant
-/// offsets inside fixed-size headers; out of range would give zeros.
-fn array_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    b.get(at..)
-        .and_then(|b| b.first_chunk::<N>())
-        .copied()
-        .unwrap_or([0; N])
+/// The hop limit / TTL a translated packet leaves with (see the module doc).
+pub(crate) fn outgoing_hop_limit(incoming: u8) -> u8 {
+    incoming.saturating_add(1)
 }
 
 /// True when the UDP header in `l4` carries a zero checksum.
@@ -137,10 +132,48 @@ fn bad_v4_address(a: Ipv4Addr) -> bool {
     a.octets()[0] == 0 || a.is_loopback() || a.is_multicast() || a.is_broadcast()
 }
 
+/// Ports (or echo identifier) of a packet quoted in an ICMP error, which may
+/// be cut short: only the first 8 transport bytes are needed (RFC 792, RFC
+/// 4443 §3). `echo` is the pair of echo types of the quoted family; other
+/// ICMP messages (an error quoting an error) are refused (RFC 7915 §4.3).
+fn quoted_ports(proto: u8, l4: &[u8], icmp_proto: u8, echo: [u8; 2]) -> Result<(L4Proto, u16, u16), DropReason> {
+    let h = l4
+        .first_chunk::<8>()
+        .ok_or(DropReason::IcmpQuoteUntranslatable)?;
+    match proto {
+        proto::TCP => Ok((L4Proto::Tcp, be16([h[0], h[1]]), be16([h[2], h[3]]))),
+        proto::UDP => Ok((L4Proto::Udp, be16([h[0], h[1]]), be16([h[2], h[3]]))),
+        p if p == icmp_proto && echo.contains(&h[0]) => {
+            let id = be16([h[4], h[5]]);
+            Ok((L4Proto::Icmp, id, id))
+        }
+        _ => Err(DropReason::IcmpQuoteUntranslatable),
+    }
+}
+
+/// Checks the ICMPv6 checksum of `l4` (RFC 4443 §2.3): the ICMPv4 checksum
+/// is computed anew on translation, so a corrupt message would otherwise
+/// leave with a valid one.
+fn check_icmpv6(src: &Ipv6Addr, dst: &Ipv6Addr, l4: &[u8]) -> Result<(), DropReason> {
+    let s = combine(
+        pseudo_v6(src, dst, proto::ICMPV6, l4.len() as u32),
+        sum(l4),
+    );
+    if is_valid(s) {
+        Ok(())
+    } else {
+        Err(DropReason::BadTransportChecksum)
+    }
+}
+
 /// Validates an IPv6 packet leaving the IPv6 side and extracts its flow.
 ///
-/// Drops (with the reason) anything the translator cannot translate,
-/// including a hop limit that would expire (RFC 7915 §5.1).
+/// Extension headers are walked (RFC 7915 §5.1); a packet with a Fragment
+/// header that is not atomic is refused with [`DropReason::Fragment`]: the
+/// caller reassembles fragments first. An ICMPv6 error is parsed together
+/// with the packet it quotes, and its flow is that packet's flow reversed:
+/// the flow of the session the error is about, as seen from this side
+/// (RFC 6146 §3.4).
 pub fn parse_v6(pkt: &[u8]) -> Result<Parsed6, DropReason> {
     let first = *pkt.first().ok_or(DropReason::Truncated)?;
     if first >> 4 != 6 {
@@ -151,40 +184,68 @@ pub fn parse_v6(pkt: &[u8]) -> Result<Parsed6, DropReason> {
         .ok_or(DropReason::Truncated)?;
     // RFC 8200 §3: Payload Length counts everything after the fixed header.
     let total_len = IPV6_HEADER_LEN + usize::from(be16([hdr[4], hdr[5]]));
-    let l4 = pkt
-        .get(IPV6_HEADER_LEN..total_len)
-        .ok_or(DropReason::Truncated)?;
-    let next_header = hdr[6];
+    if pkt.len() < total_len {
+        return Err(DropReason::Truncated);
+    }
     let hop_limit = hdr[7];
     let src = Ipv6Addr::from(array_at::<16>(hdr, 8));
     let dst = Ipv6Addr::from(array_at::<16>(hdr, 24));
     if bad_v6_address(&src, &dst) {
         return Err(DropReason::BadAddress);
     }
+    let chain = ipv6_ext::walk(pkt, total_len, true)?;
+    let fragment_id = match chain.fragment {
+        Some(f) if !f.is_atomic() => return Err(DropReason::Fragment),
+        Some(f) => Some(f.id),
+        None => None,
+    };
+    let l4 = pkt
+        .get(chain.l4_offset..total_len)
+        .ok_or(DropReason::TruncatedTransport)?;
 
-    let (proto, src_port, dst_port, tcp_flags) = match next_header {
+    let mut icmp_error = None;
+    let mut reversed = None;
+    let (proto, src_port, dst_port, tcp_flags) = match chain.proto {
         proto::ICMPV6 => {
             let ih = l4
                 .first_chunk::<ICMP_HEADER_LEN>()
                 .ok_or(DropReason::TruncatedTransport)?;
-            // Only queries leave the IPv6 side; errors are a later step.
-            if ih[0] != icmp::V6_ECHO_REQUEST {
-                return Err(DropReason::Icmpv6TypeUnsupported);
+            match ih[0] {
+                icmp6::ECHO_REQUEST => {
+                    check_icmpv6(&src, &dst, l4)?;
+                    let id = be16([ih[4], ih[5]]);
+                    (L4Proto::Icmp, id, id, 0)
+                }
+                icmp6::DEST_UNREACHABLE
+                | icmp6::PACKET_TOO_BIG
+                | icmp6::TIME_EXCEEDED
+                | icmp6::PARAMETER_PROBLEM => {
+                    check_icmpv6(&src, &dst, l4)?;
+                    let inner_at = chain.l4_offset + ICMP_HEADER_LEN;
+                    let q = parse_quoted_v6(pkt.get(inner_at..total_len).unwrap_or_default())?;
+                    // The error must go to the quoted packet's sender.
+                    if q.flow.src != dst {
+                        return Err(DropReason::IcmpQuoteUntranslatable);
+                    }
+                    icmp_error = Some(Quoted {
+                        icmp_type: ih[0],
+                        code: ih[1],
+                        ip_offset: inner_at,
+                        l4_offset: inner_at + q.l4_offset,
+                        l4_len: q.l4_len,
+                        proto: q.proto,
+                        src: q.flow.src.into(),
+                        dst: q.flow.dst.into(),
+                        hop_limit: q.hop_limit,
+                        traffic_class: q.traffic_class,
+                    });
+                    let f = q.flow;
+                    reversed = Some((f.dst, f.src));
+                    (f.proto, f.dst_port, f.src_port, 0)
+                }
+                _ => return Err(DropReason::Icmpv6TypeUnsupported),
             }
-            // The ICMPv4 checksum is recomputed from scratch on translation,
-            // so a corrupt message would otherwise leave with a valid one.
-            let s = combine(
-                pseudo_v6(&src, &dst, proto::ICMPV6, l4.len() as u32),
-                sum(l4),
-            );
-            if !is_valid(s) {
-                return Err(DropReason::BadTransportChecksum);
-            }
-            let id = be16([ih[4], ih[5]]);
-            (L4Proto::Icmp, id, id, 0)
         }
-        proto::FRAGMENT => return Err(DropReason::Fragment),
-        nh if EXTENSION_HEADERS.contains(&nh) => return Err(DropReason::ExtensionHeader),
         nh => {
             let ports = parse_ports(nh, l4)?;
             // RFC 8200 §8.1: IPv6 receivers discard UDP with a zero checksum.
@@ -195,28 +256,125 @@ pub fn parse_v6(pkt: &[u8]) -> Result<Parsed6, DropReason> {
         }
     };
 
-    // RFC 7915 §5.1: the hop limit is decremented and must not reach zero.
-    if hop_limit <= 1 {
+    // The kernel decremented the hop limit when it routed the packet here;
+    // zero means it was sent from the gateway itself with no hops left.
+    if hop_limit == 0 {
         return Err(DropReason::HopLimitExceeded);
     }
 
+    let (src, dst) = reversed.unwrap_or((src, dst));
+    let flow = Flow6 {
+        proto,
+        src,
+        dst,
+        src_port,
+        dst_port,
+        tcp_flags,
+    };
     Ok(Parsed6 {
+        flow,
+        l4_offset: chain.l4_offset,
+        total_len,
+        fragment_id,
+        icmp_error,
+    })
+}
+
+/// What the translator needs of a packet quoted in an ICMP error.
+struct QuotedParse<F> {
+    flow: F,
+    /// Transport header offset from the quoted IP header.
+    l4_offset: usize,
+    /// Upper-layer length from the quoted header's length field.
+    l4_len: u16,
+    proto: u8,
+    hop_limit: u8,
+    traffic_class: u8,
+}
+
+/// The IPv6 packet quoted in an ICMPv6 error (RFC 4443 §3), possibly cut short.
+fn parse_quoted_v6(q: &[u8]) -> Result<QuotedParse<Flow6>, DropReason> {
+    let hdr = q
+        .first_chunk::<IPV6_HEADER_LEN>()
+        .ok_or(DropReason::IcmpQuoteUntranslatable)?;
+    if hdr[0] >> 4 != 6 {
+        return Err(DropReason::IcmpQuoteUntranslatable);
+    }
+    let total_len = IPV6_HEADER_LEN + usize::from(be16([hdr[4], hdr[5]]));
+    let chain = ipv6_ext::walk(q, total_len, false)
+        .map_err(|_| DropReason::IcmpQuoteUntranslatable)?;
+    // Only the first fragment carries the ports.
+    if chain.fragment.is_some_and(|f| f.offset != 0) {
+        return Err(DropReason::IcmpQuoteUntranslatable);
+    }
+    let l4 = q.get(chain.l4_offset..).unwrap_or_default();
+    let (proto, src_port, dst_port) = quoted_ports(
+        chain.proto,
+        l4,
+        proto::ICMPV6,
+        [icmp6::ECHO_REQUEST, icmp6::ECHO_REPLY],
+    )?;
+    let l4_len = u16::try_from(total_len.saturating_sub(chain.l4_offset))
+        .map_err(|_| DropReason::IcmpQuoteUntranslatable)?;
+    Ok(QuotedParse {
         flow: Flow6 {
             proto,
-            src,
-            dst,
+            src: Ipv6Addr::from(array_at::<16>(hdr, 8)),
+            dst: Ipv6Addr::from(array_at::<16>(hdr, 24)),
             src_port,
             dst_port,
-            tcp_flags,
+            tcp_flags: 0,
         },
-        l4_offset: IPV6_HEADER_LEN,
-        total_len,
+        l4_offset: chain.l4_offset,
+        l4_len,
+        proto: chain.proto,
+        hop_limit: hdr[7],
+        traffic_class: (hdr[0] << 4) | (hdr[1] >> 4),
+    })
+}
+
+/// The IPv4 packet quoted in an ICMPv4 error (RFC 792), possibly cut short.
+fn parse_quoted_v4(q: &[u8]) -> Result<QuotedParse<Flow4>, DropReason> {
+    let hdr = q
+        .first_chunk::<IPV4_HEADER_LEN>()
+        .ok_or(DropReason::IcmpQuoteUntranslatable)?;
+    let header_len = usize::from(hdr[0] & 0x0f) * 4;
+    if hdr[0] >> 4 != 4 || header_len < IPV4_HEADER_LEN {
+        return Err(DropReason::IcmpQuoteUntranslatable);
+    }
+    if be16([hdr[6], hdr[7]]) & IPV4_FRAG_OFFSET != 0 {
+        return Err(DropReason::IcmpQuoteUntranslatable);
+    }
+    let l4 = q.get(header_len..).unwrap_or_default();
+    let (proto, src_port, dst_port) = quoted_ports(
+        hdr[9],
+        l4,
+        proto::ICMP,
+        [icmp4::ECHO_REQUEST, icmp4::ECHO_REPLY],
+    )?;
+    let l4_len = usize::from(be16([hdr[2], hdr[3]]))
+        .checked_sub(header_len)
+        .ok_or(DropReason::IcmpQuoteUntranslatable)?;
+    Ok(QuotedParse {
+        flow: Flow4 {
+            proto,
+            src: Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]),
+            dst: Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]),
+            src_port,
+            dst_port,
+            tcp_flags: 0,
+        },
+        l4_offset: header_len,
+        l4_len: l4_len as u16,
+        proto: hdr[9],
+        hop_limit: hdr[8],
+        traffic_class: hdr[1],
     })
 }
 
 /// Walks the IPv4 options (RFC 791 §3.1). RFC 7915 §4.1: options are not
 /// translated, but an unexpired source route option means the packet must be
-/// discarded.
+/// discarded (with ICMPv4 Source Route Failed, sent by the caller).
 fn check_ipv4_options(mut opts: &[u8]) -> Result<(), DropReason> {
     while let Some((&kind, after_kind)) = opts.split_first() {
         match kind {
@@ -245,10 +403,19 @@ fn check_ipv4_options(mut opts: &[u8]) -> Result<(), DropReason> {
     Ok(())
 }
 
+/// Whether an IPv4 header (validated by the caller) is a fragment: More
+/// Fragments set or a non-zero offset (RFC 791 §3.2).
+pub fn is_fragment_v4(pkt: &[u8]) -> bool {
+    get16(pkt, 6) & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET) != 0
+}
+
 /// Validates an IPv4 packet arriving from the IPv4 side and extracts its flow.
 ///
-/// RFC 7915 §4.1: options are ignored except an unexpired source route,
-/// fragments are not handled yet, and a TTL that would expire is dropped.
+/// RFC 7915 §4.1: options are ignored except an unexpired source route;
+/// fragments are refused with [`DropReason::Fragment`] (the caller
+/// reassembles them first). An ICMPv4 error is parsed together with the
+/// packet it quotes, and its flow is that packet's flow reversed (RFC 6146
+/// §3.4).
 pub fn parse_v4(pkt: &[u8]) -> Result<Parsed4, DropReason> {
     let first = *pkt.first().ok_or(DropReason::Truncated)?;
     if first >> 4 != 4 {
@@ -269,8 +436,7 @@ pub fn parse_v4(pkt: &[u8]) -> Result<Parsed4, DropReason> {
     if !is_valid(sum(header)) {
         return Err(DropReason::BadIpv4Checksum);
     }
-    let frag = be16([hdr[6], hdr[7]]);
-    if frag & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET) != 0 {
+    if is_fragment_v4(pkt) {
         return Err(DropReason::Fragment);
     }
     check_ipv4_options(header.get(IPV4_HEADER_LEN..).unwrap_or_default())?;
@@ -282,41 +448,74 @@ pub fn parse_v4(pkt: &[u8]) -> Result<Parsed4, DropReason> {
         return Err(DropReason::BadAddress);
     }
 
+    let mut icmp_error = None;
+    let mut reversed = None;
     let (proto, src_port, dst_port, tcp_flags) = match protocol {
         proto::ICMP => {
             let ih = l4
                 .first_chunk::<ICMP_HEADER_LEN>()
                 .ok_or(DropReason::TruncatedTransport)?;
-            // Only replies to IPv6-initiated queries; errors are a later step.
-            if ih[0] != icmp::V4_ECHO_REPLY {
-                return Err(DropReason::Icmpv4TypeUnsupported);
+            match ih[0] {
+                icmp4::ECHO_REPLY => {
+                    // Recomputed with a pseudo-header on translation: verify first.
+                    if !is_valid(sum(l4)) {
+                        return Err(DropReason::BadTransportChecksum);
+                    }
+                    let id = be16([ih[4], ih[5]]);
+                    (L4Proto::Icmp, id, id, 0)
+                }
+                icmp4::DEST_UNREACHABLE | icmp4::TIME_EXCEEDED | icmp4::PARAMETER_PROBLEM => {
+                    if !is_valid(sum(l4)) {
+                        return Err(DropReason::BadTransportChecksum);
+                    }
+                    let inner_at = header_len + ICMP_HEADER_LEN;
+                    let q = parse_quoted_v4(pkt.get(inner_at..).unwrap_or_default())?;
+                    if q.flow.src != dst {
+                        return Err(DropReason::IcmpQuoteUntranslatable);
+                    }
+                    icmp_error = Some(Quoted {
+                        icmp_type: ih[0],
+                        code: ih[1],
+                        ip_offset: inner_at,
+                        l4_offset: inner_at + q.l4_offset,
+                        l4_len: q.l4_len,
+                        proto: q.proto,
+                        src: q.flow.src.into(),
+                        dst: q.flow.dst.into(),
+                        hop_limit: q.hop_limit,
+                        traffic_class: q.traffic_class,
+                    });
+                    let f = q.flow;
+                    reversed = Some((f.dst, f.src));
+                    (f.proto, f.dst_port, f.src_port, 0)
+                }
+                _ => return Err(DropReason::Icmpv4TypeUnsupported),
             }
-            // Recomputed with a pseudo-header on translation: verify first.
-            if !is_valid(sum(l4)) {
-                return Err(DropReason::BadTransportChecksum);
-            }
-            let id = be16([ih[4], ih[5]]);
-            (L4Proto::Icmp, id, id, 0)
         }
         p => parse_ports(p, l4)?,
     };
 
-    // RFC 7915 §4.1: the TTL is decremented and must not reach zero.
-    if ttl <= 1 {
+    // The kernel decremented the TTL when it routed the packet here.
+    if ttl == 0 {
         return Err(DropReason::HopLimitExceeded);
     }
 
+    let (src, dst) = reversed.unwrap_or((src, dst));
+    let flow = Flow4 {
+        proto,
+        src,
+        dst,
+        src_port,
+        dst_port,
+        tcp_flags,
+    };
     Ok(Parsed4 {
-        flow: Flow4 {
-            proto,
-            src,
-            dst,
-            src_port,
-            dst_port,
-            tcp_flags,
-        },
+        flow,
         l4_offset: header_len,
         total_len,
+        dont_fragment: hdr[6] & IPV4_FLAG_DF != 0,
+        ipv4_id: be16([hdr[4], hdr[5]]),
+        icmp_error,
     })
 }
 
@@ -367,8 +566,9 @@ fn rewrite_ports(
 /// `ipv4_id`, and returns its length.
 ///
 /// RFC 7915 §5.1 header mapping: TOS = Traffic Class, Identification from the
-/// caller, DF set only above 1260 bytes, TTL = Hop Limit - 1, ICMPv6 becomes
-/// ICMP. §5.2: Echo Request 128 becomes 8. §5.5: transport checksums are
+/// caller, DF set only above 1260 bytes (fragments: DF clear, identification
+/// from the Fragment header, §5.1.1), TTL = Hop Limit + 1 (see the module
+/// doc), extension headers dropped, ICMPv6 becomes ICMP. §5.2: Echo Request 128 becomes 8. §5.5: transport checksums are
 /// updated for the pseudo-header.
 pub fn translate_6to4(
     pkt: &[u8],
@@ -378,6 +578,10 @@ pub fn translate_6to4(
     ipv4_id: u16,
     out: &mut [u8],
 ) -> Result<usize, DropReason> {
+    if parsed.icmp_error.is_some() {
+        // ICMP errors go through `icmp_error`, which translates the quote too.
+        return Err(DropReason::IcmpQuoteUntranslatable);
+    }
     let ip6 = pkt
         .first_chunk::<IPV6_HEADER_LEN>()
         .ok_or(DropReason::Truncated)?;
@@ -401,10 +605,12 @@ pub fn translate_6to4(
         L4Proto::Udp => proto::UDP,
         L4Proto::Icmp => proto::ICMP,
     };
-    let flags = if total_len > DF_THRESHOLD {
-        IPV4_FLAG_DF
-    } else {
-        0
+    // RFC 7915 §5.1.1: a fragment (here: reassembled, or atomic) leaves
+    // with DF clear and the low 16 bits of its identification.
+    let (flags, ipv4_id) = match parsed.fragment_id {
+        Some(id) => (0, id as u16),
+        None if total_len > DF_THRESHOLD => (IPV4_FLAG_DF, ipv4_id),
+        None => (0, ipv4_id),
     };
     let [len0, len1] = total16.to_be_bytes();
     let [id0, id1] = ipv4_id.to_be_bytes();
@@ -419,7 +625,7 @@ pub fn translate_6to4(
         id1,
         flags,
         0,
-        hop_limit.saturating_sub(1),
+        outgoing_hop_limit(hop_limit),
         protocol,
         0,
         0,
@@ -445,7 +651,7 @@ pub fn translate_6to4(
             rewrite_ports(flow.proto, l4, old, new, src.port(), dst.port())?;
         }
         // ICMPv4 has no pseudo-header (RFC 792).
-        L4Proto::Icmp => rewrite_echo(l4, icmp::V4_ECHO_REQUEST, src.port(), 0)?,
+        L4Proto::Icmp => rewrite_echo(l4, icmp4::ECHO_REQUEST, src.port(), 0)?,
     }
     Ok(total_len)
 }
@@ -456,7 +662,7 @@ pub fn translate_6to4(
 ///
 /// RFC 7915 §4.1 header mapping: Traffic Class = TOS, Flow Label 0, Payload
 /// Length = Total Length - header length (options dropped), Hop Limit =
-/// TTL - 1, ICMP becomes ICMPv6. §4.2: Echo Reply 0 becomes 129, checksum
+/// TTL + 1 (see the module doc), ICMP becomes ICMPv6. §4.2: Echo Reply 0 becomes 129, checksum
 /// recomputed with the IPv6 pseudo-header. §4.5: TCP/UDP checksums updated
 /// for the pseudo-header; a zero UDP checksum is computed (RFC 6146 §3.4).
 pub fn translate_4to6(
@@ -466,6 +672,10 @@ pub fn translate_4to6(
     dst: SocketAddrV6,
     out: &mut [u8],
 ) -> Result<usize, DropReason> {
+    if parsed.icmp_error.is_some() {
+        // ICMP errors go through `icmp_error`, which translates the quote too.
+        return Err(DropReason::IcmpQuoteUntranslatable);
+    }
     let ip4 = pkt
         .first_chunk::<IPV4_HEADER_LEN>()
         .ok_or(DropReason::Truncated)?;
@@ -498,7 +708,7 @@ pub fn translate_4to6(
         p0,
         p1,
         next_header,
-        ttl.saturating_sub(1),
+        outgoing_hop_limit(ttl),
     ];
     let mut addrs = [0u8; 32];
     addrs[..16].copy_from_slice(&src.ip().octets());
@@ -519,7 +729,7 @@ pub fn translate_4to6(
         }
         L4Proto::Icmp => {
             let pseudo = pseudo_v6(src.ip(), dst.ip(), proto::ICMPV6, u32::from(payload_len));
-            rewrite_echo(l4, icmp::V6_ECHO_REPLY, dst.port(), pseudo)?;
+            rewrite_echo(l4, icmp6::ECHO_REPLY, dst.port(), pseudo)?;
         }
     }
     Ok(total_len)

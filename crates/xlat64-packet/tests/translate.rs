@@ -76,7 +76,7 @@ fn rfc7915_5_1_tcp_6to4_byte_exact() {
     );
     let v4 = six_to_four(&v6, 61000, 443, 0x1234);
     let expected = build(
-        v4_header(POOL4, SERVER4, 63, 0xb9, 0x1234, false),
+        v4_header(POOL4, SERVER4, 65, 0xb9, 0x1234, false),
         &tcp(61000, 443),
         &data,
     );
@@ -93,7 +93,7 @@ fn rfc7915_5_1_udp_6to4_byte_exact() {
     );
     let v4 = six_to_four(&v6, 1024, 53, 7);
     let expected = build(
-        v4_header(POOL4, SERVER4, 1, 0, 7, false),
+        v4_header(POOL4, SERVER4, 3, 0, 7, false),
         &L4::Udp { src: 1024, dst: 53 },
         &data,
     );
@@ -113,7 +113,7 @@ fn rfc7915_5_2_echo_request_6to4_byte_exact() {
     let v6 = build(v6_header(CLIENT6, server6(), 255, 0x10, 0), &echo, &data);
     let v4 = six_to_four(&v6, 0x7777, 0x7777, 0xffff);
     let expected = build(
-        v4_header(POOL4, SERVER4, 254, 0x10, 0xffff, false),
+        v4_header(POOL4, SERVER4, 255, 0x10, 0xffff, false),
         &L4::Echo {
             request: true,
             id: 0x7777,
@@ -136,7 +136,7 @@ fn rfc7915_5_1_df_threshold_1260() {
         );
         let v4 = six_to_four(&v6, 3, 2, 99);
         let expected = build(
-            v4_header(POOL4, SERVER4, 63, 0, 99, df),
+            v4_header(POOL4, SERVER4, 65, 0, 99, df),
             &L4::Udp { src: 3, dst: 2 },
             &data,
         );
@@ -159,7 +159,7 @@ fn trailing_bytes_after_ipv6_payload_ignored() {
     assert_eq!(parsed.total_len, v6.len() - 13);
     let v4 = six_to_four(&v6, 1, 2, 0);
     let expected = build(
-        v4_header(POOL4, SERVER4, 63, 0, 0, false),
+        v4_header(POOL4, SERVER4, 65, 0, 0, false),
         &L4::Udp { src: 1, dst: 2 },
         &data,
     );
@@ -178,7 +178,7 @@ fn rfc7915_4_1_tcp_4to6_byte_exact() {
     );
     let v6 = four_to_six(&v4, 443, 40000);
     let expected = build(
-        v6_header(server6(), CLIENT6, 49, 0x2e, 0),
+        v6_header(server6(), CLIENT6, 51, 0x2e, 0),
         &tcp(443, 40000),
         &data,
     );
@@ -195,7 +195,7 @@ fn rfc7915_4_1_udp_4to6_byte_exact() {
     );
     let v6 = four_to_six(&v4, 53, 5353);
     let expected = build(
-        v6_header(server6(), CLIENT6, 1, 0xff, 0),
+        v6_header(server6(), CLIENT6, 3, 0xff, 0),
         &L4::Udp { src: 53, dst: 5353 },
         &data,
     );
@@ -215,7 +215,7 @@ fn rfc7915_4_5_udp_zero_checksum_computed() {
     v4[27] = 0;
     let v6 = four_to_six(&v4, 53, 5353);
     let expected = build(
-        v6_header(server6(), CLIENT6, 63, 0, 0),
+        v6_header(server6(), CLIENT6, 65, 0, 0),
         &L4::Udp { src: 53, dst: 5353 },
         &data,
     );
@@ -238,7 +238,7 @@ fn rfc7915_4_2_echo_reply_4to6_byte_exact() {
     );
     let v6 = four_to_six(&v4, 0x0bad, 0x0bad);
     let expected = build(
-        v6_header(server6(), CLIENT6, 63, 0, 0),
+        v6_header(server6(), CLIENT6, 65, 0, 0),
         &L4::Echo {
             request: false,
             id: 0x0bad,
@@ -271,7 +271,7 @@ fn rfc7915_4_1_options_ignored() {
     assert_eq!(parsed.l4_offset, 36);
     let v6 = four_to_six(&v4, 53, 5353);
     let expected = build(
-        v6_header(server6(), CLIENT6, 63, 0, 0),
+        v6_header(server6(), CLIENT6, 65, 0, 0),
         &L4::Udp { src: 53, dst: 5353 },
         &data,
     );
@@ -289,7 +289,7 @@ fn trailing_bytes_after_ipv4_total_length_ignored() {
     v4.extend_from_slice(&[0; 18]);
     let v6 = four_to_six(&v4, 53, 5353);
     let expected = build(
-        v6_header(server6(), CLIENT6, 63, 0, 0),
+        v6_header(server6(), CLIENT6, 65, 0, 0),
         &L4::Udp { src: 53, dst: 5353 },
         &data,
     );
@@ -500,9 +500,10 @@ fn drop_unknown_protocol() {
     }
 }
 
+/// RFC 7915 §5.1: AH, ESP, Mobility and the like cannot be translated.
 #[test]
 fn drop_extension_header() {
-    for nh in [0u8, 43, 50, 51, 60, 135] {
+    for nh in [50u8, 51, 135, 139, 140, 253, 254] {
         assert_eq!(
             v6_with(|p| p[6] = nh),
             Err(DropReason::ExtensionHeader),
@@ -511,9 +512,56 @@ fn drop_extension_header() {
     }
 }
 
+/// Inserts the extension header `ext` (next header 17 in its first byte is
+/// kept) after the fixed header of the good UDP packet, named by `nh`.
+fn v6_with_ext(nh: u8, ext: &[u8]) -> Vec<u8> {
+    let mut p = good_v6_udp();
+    let old_nh = p[6];
+    p[6] = nh;
+    p.splice(40..40, ext.iter().copied());
+    p[40] = old_nh;
+    let plen = (p.len() - 40) as u16;
+    p[4..6].copy_from_slice(&plen.to_be_bytes());
+    p
+}
+
+/// RFC 8200 §4: a chain cut short or with two Fragment headers.
+#[test]
+fn drop_bad_extension_header() {
+    // Hop-by-Hop claiming 64 bytes in a short packet.
+    let p = v6_with_ext(0, &[0, 7, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(parse_v6(&p), Err(DropReason::BadExtensionHeader));
+    // Two atomic Fragment headers.
+    let mut p = v6_with_ext(44, &[0, 0, 0, 0, 0, 0, 0, 1]);
+    p.splice(40..40, [44u8, 0, 0, 0, 0, 0, 0, 2]);
+    p[6] = 44;
+    let plen = (p.len() - 40) as u16;
+    p[4..6].copy_from_slice(&plen.to_be_bytes());
+    assert_eq!(parse_v6(&p), Err(DropReason::BadExtensionHeader));
+}
+
+/// RFC 7915 §5.1: a Routing header with Segments Left > 0 is not translated;
+/// Segments Left 0 is skipped like the option headers.
+#[test]
+fn drop_routing_header() {
+    let p = v6_with_ext(43, &[0, 0, 0, 1, 0, 0, 0, 0]);
+    assert_eq!(parse_v6(&p), Err(DropReason::RoutingHeader));
+    assert_eq!(
+        xlat64_packet::ipv6_ext::segments_left_pointer(&p),
+        Some(43)
+    );
+    let p = v6_with_ext(43, &[0, 0, 0, 0, 0, 0, 0, 0]);
+    assert!(parse_v6(&p).is_ok());
+}
+
 #[test]
 fn drop_fragment() {
-    assert_eq!(v6_with(|p| p[6] = 44), Err(DropReason::Fragment));
+    let p = v6_with_ext(44, &[0, 0, 0, 1, 0, 0, 0, 9]);
+    assert_eq!(parse_v6(&p), Err(DropReason::Fragment), "M set");
+    let p = v6_with_ext(44, &[0, 0, 0, 8, 0, 0, 0, 9]);
+    assert_eq!(parse_v6(&p), Err(DropReason::Fragment), "offset 1");
+    let p = v6_with_ext(44, &[0, 0, 0, 0, 0, 0, 0, 9]);
+    assert_eq!(parse_v6(&p).map(|p| p.fragment_id), Ok(Some(9)), "atomic");
     assert_eq!(v4_with(|p| p[6] = 0x20), Err(DropReason::Fragment), "MF");
     assert_eq!(
         v4_with(|p| p[7] = 0x01),
@@ -576,15 +624,14 @@ fn drop_bad_ipv4_options() {
     );
 }
 
-/// RFC 7915 §4.1 / §5.1: TTL and hop limit are decremented; 1 or 0 expires.
+/// RFC 7915 §4.1 / §5.1: the kernel's forwarding already decremented the
+/// TTL / hop limit on the way into the translator; only 0 has expired.
 #[test]
 fn drop_hop_limit_exceeded() {
-    assert_eq!(v6_with(|p| p[7] = 1), Err(DropReason::HopLimitExceeded));
     assert_eq!(v6_with(|p| p[7] = 0), Err(DropReason::HopLimitExceeded));
-    assert_eq!(v6_with(|p| p[7] = 2), Ok(()));
-    assert_eq!(v4_with(|p| p[8] = 1), Err(DropReason::HopLimitExceeded));
+    assert_eq!(v6_with(|p| p[7] = 1), Ok(()));
     assert_eq!(v4_with(|p| p[8] = 0), Err(DropReason::HopLimitExceeded));
-    assert_eq!(v4_with(|p| p[8] = 2), Ok(()));
+    assert_eq!(v4_with(|p| p[8] = 1), Ok(()));
 }
 
 #[test]
@@ -596,9 +643,11 @@ fn drop_icmpv6_type_unsupported() {
     };
     let v6 = build(v6_header(CLIENT6, server6(), 64, 0, 0), &reply, &[]);
     assert_eq!(parse_v6(&v6), Err(DropReason::Icmpv6TypeUnsupported));
-    let mut unreach = v6.clone();
-    unreach[40] = 1;
-    assert_eq!(parse_v6(&unreach), Err(DropReason::Icmpv6TypeUnsupported));
+    for t in [130u8, 133, 134, 135, 136, 137, 200] {
+        let mut other = v6.clone();
+        other[40] = t;
+        assert_eq!(parse_v6(&other), Err(DropReason::Icmpv6TypeUnsupported), "type {t}");
+    }
 }
 
 #[test]
@@ -610,9 +659,11 @@ fn drop_icmpv4_type_unsupported() {
     };
     let v4 = build(v4_header(SERVER4, POOL4, 64, 0, 0, false), &request, &[]);
     assert_eq!(parse_v4(&v4), Err(DropReason::Icmpv4TypeUnsupported));
-    let mut unreach = v4.clone();
-    unreach[20] = 3;
-    assert_eq!(parse_v4(&unreach), Err(DropReason::Icmpv4TypeUnsupported));
+    for t in [4u8, 5, 9, 10, 13, 14, 15, 17] {
+        let mut other = v4.clone();
+        other[20] = t;
+        assert_eq!(parse_v4(&other), Err(DropReason::Icmpv4TypeUnsupported), "type {t}");
+    }
 }
 
 #[test]
@@ -756,9 +807,16 @@ fn every_drop_reason_is_covered_here() {
         DropReason::HopLimitExceeded,
         DropReason::Icmpv6TypeUnsupported,
         DropReason::Icmpv4TypeUnsupported,
+        // In tests/icmp_error.rs:
+        DropReason::IcmpUntranslatable,
+        DropReason::IcmpQuoteUntranslatable,
+        DropReason::RoutingHeader,
+        DropReason::BadExtensionHeader,
         DropReason::BadAddress,
         DropReason::UdpZeroChecksum,
         DropReason::TooBigForIpv4,
+        // In tests/fragment.rs:
+        DropReason::TooBigForIpv6,
         DropReason::OutputTooSmall,
     ];
     assert_eq!(covered, DropReason::ALL);
@@ -771,7 +829,7 @@ fn rfc768_udp_checksum_zero_sent_as_ffff() {
     let udp = L4::Udp { src: 1000, dst: 53 };
     // IPv6 -> IPv4.
     let probe = build(
-        v4_header(POOL4, SERVER4, 63, 0, 5, false),
+        v4_header(POOL4, SERVER4, 65, 0, 5, false),
         &udp,
         &[0, 0, 9, 9],
     );
@@ -786,12 +844,12 @@ fn rfc768_udp_checksum_zero_sent_as_ffff() {
     assert_eq!(&v4[26..28], &[0xff, 0xff]);
     assert_same(
         &v4,
-        &build(v4_header(POOL4, SERVER4, 63, 0, 5, false), &udp, &data),
+        &build(v4_header(POOL4, SERVER4, 65, 0, 5, false), &udp, &data),
     );
 
     // IPv4 -> IPv6.
     let udp = L4::Udp { src: 53, dst: 4242 };
-    let probe = build(v6_header(server6(), CLIENT6, 63, 0, 0), &udp, &[0, 0, 9, 9]);
+    let probe = build(v6_header(server6(), CLIENT6, 65, 0, 0), &udp, &[0, 0, 9, 9]);
     let c = [probe[46], probe[47]];
     let data = [c[0], c[1], 9, 9];
     let v4 = build(
@@ -803,6 +861,6 @@ fn rfc768_udp_checksum_zero_sent_as_ffff() {
     assert_eq!(&v6[46..48], &[0xff, 0xff]);
     assert_same(
         &v6,
-        &build(v6_header(server6(), CLIENT6, 63, 0, 0), &udp, &data),
+        &build(v6_header(server6(), CLIENT6, 65, 0, 0), &udp, &data),
     );
 }
