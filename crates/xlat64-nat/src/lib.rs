@@ -7,8 +7,11 @@
 //! reads, no threads.
 #![warn(missing_docs, unreachable_pub)]
 
+mod icmp_rate;
+mod ipv4_id;
 pub mod pool4;
 mod port_alloc;
+pub mod reassembly;
 mod session_table;
 pub mod stateful;
 pub mod table;
@@ -16,6 +19,7 @@ mod tcp;
 pub mod timeouts;
 
 pub use pool4::Pool4;
-pub use stateful::{Nat64, Nat64Config, NatDrop, Verdict};
+pub use reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
+pub use stateful::{Nat64, Nat64Config, NatCounters, NatDrop, Verdict};
 pub use table::{BibEntry, SessionEntry, TcpState};
 pub use timeouts::Timeouts;

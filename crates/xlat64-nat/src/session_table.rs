@@ -214,6 +214,50 @@ impl SessionTable {
         })
     }
 
+    /// The pool4 transport address of the existing session that `flow`
+    /// (seen from the IPv6 side, to IPv4 `server`) belongs to, without
+    /// creating or refreshing anything: how an ICMP error from the IPv6 side
+    /// finds its session (RFC 6146 §3.4, §3.5).
+    pub(crate) fn find_outbound(&self, flow: &Flow6, server: Ipv4Addr) -> Option<SocketAddrV4> {
+        let key = SessionKey {
+            bind: BindKey {
+                proto: flow.proto,
+                addr: flow.src,
+                port: flow.src_port,
+            },
+            server,
+            server_port: if flow.proto == L4Proto::Icmp {
+                0
+            } else {
+                flow.dst_port
+            },
+        };
+        self.sessions.get(&key).map(|s| s.v4_local)
+    }
+
+    /// The client transport address of the existing session that `flow`
+    /// (seen from the IPv4 side) belongs to, without creating or refreshing
+    /// anything: how an ICMP error from the IPv4 side finds its session.
+    pub(crate) fn find_inbound(&self, flow: &Flow4) -> Option<SocketAddrV6> {
+        let bind = *self.bib4.get(&V4Key {
+            proto: flow.proto,
+            addr: flow.dst,
+            port: flow.dst_port,
+        })?;
+        let key = SessionKey {
+            bind,
+            server: flow.src,
+            server_port: if flow.proto == L4Proto::Icmp {
+                0
+            } else {
+                flow.src_port
+            },
+        };
+        self.sessions
+            .contains_key(&key)
+            .then(|| SocketAddrV6::new(bind.addr, bind.port, 0, 0))
+    }
+
     /// Records an outbound packet that was translated as `plan` says.
     pub(crate) fn commit_outbound(&mut self, now: Instant, plan: OutboundPlan, tcp_flags: u8) {
         let bind = plan.key.bind;

@@ -1,14 +1,35 @@
-//! The stateful translator: prefix + tables + RFC 7915 translation.
+//! The stateful translator: prefix + tables + RFC 7915 translation, ICMP
+//! errors both ways, path MTU, fragment reassembly, and the ICMP errors the
+//! gateway sends itself.
 
+use crate::icmp_rate::IcmpRateLimit;
+use crate::ipv4_id::Ipv4Ids;
+use crate::reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 use crate::session_table::SessionTable;
 use crate::{BibEntry, Pool4, SessionEntry, Timeouts};
+use foldhash::fast::FixedState;
+use ipnet::Ipv4Net;
 use std::hash::{BuildHasher, RandomState};
-use std::net::{SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::Instant;
+use xlat64_packet::fragment::{fragment_v6_in_place, fragmented_len};
+use xlat64_packet::icmp_build::{
+    icmpv4_error, icmpv6_error, may_answer_v4, may_answer_v6, IcmpError, TIME_EXCEEDED_V4,
+    TIME_EXCEEDED_V6,
+};
+use xlat64_packet::icmp_error::{
+    translate_error_4to6, translate_error_6to4, ErrorAddrs,
+};
+use xlat64_packet::icmp_map::{v4 as icmp4, v6 as icmp6};
+use xlat64_packet::ipv6_ext::{self, segments_left_pointer};
 use xlat64_packet::special::allowed_under_well_known;
 use xlat64_packet::{
-    parse_v4, parse_v6, translate_4to6, translate_6to4, DropReason, L4Proto, Prefix6052,
+    is_fragment_v4, parse_v4, parse_v6, translate_4to6, translate_6to4, DropReason, Flow6,
+    L4Proto, Parsed4, Parsed6, Prefix6052,
 };
+
+/// The largest reassembled datagram: 64 KiB plus the longest IPv4 header.
+const MAX_DATAGRAM: usize = 65535 + 60;
 
 /// Static configuration of a stateful NAT64.
 #[derive(Debug, Clone)]
@@ -19,6 +40,50 @@ pub struct Nat64Config {
     pub pool4: Pool4,
     /// Session lifetimes.
     pub timeouts: Timeouts,
+    /// MTU of the IPv6 side (the TUN device): an IPv4 packet with DF whose
+    /// translation is larger gets Fragmentation Needed back (RFC 7915 §4),
+    /// and Packet Too Big / Fragmentation Needed MTUs are capped by it.
+    pub ipv6_mtu: u16,
+    /// RFC 7915 §4: an IPv4 packet without DF whose translation is larger
+    /// than this leaves as IPv6 fragments of at most this size (default
+    /// 1280, the IPv6 minimum MTU, safe on any IPv6 path).
+    pub lowest_ipv6_mtu: u16,
+    /// Source of the ICMPv6 errors the gateway sends, and of translated
+    /// ICMPv4 errors whose IPv4 source cannot be written under the prefix
+    /// (non-global under the well-known prefix, RFC 6052 §3.1). `None`: the
+    /// prefix with the first pool4 address embedded.
+    pub icmp_source_v6: Option<Ipv6Addr>,
+    /// RFC 6791: IPv4 sources for ICMPv6 errors that come from IPv6 nodes
+    /// other than the session's client (routers on the IPv6 side), picked by
+    /// a hash of the node's address. Empty: the session's pool4 address.
+    pub rfc6791_v4: Vec<Ipv4Addr>,
+    /// The gateway's own IPv4 networks: their addresses and directed
+    /// broadcasts are never translated to.
+    pub local_v4: Vec<Ipv4Net>,
+    /// ICMP errors the gateway itself sends per second (Time Exceeded,
+    /// Fragmentation Needed, Parameter Problem, Unreachable); 0: none.
+    pub icmp_errors_per_second: u32,
+    /// Bounds of fragment reassembly (RFC 6146 §3.4).
+    pub fragments: ReassemblyLimits,
+}
+
+impl Nat64Config {
+    /// A configuration with the defaults for everything but the prefix, the
+    /// pool and the timeouts.
+    pub fn new(prefix: Prefix6052, pool4: Pool4, timeouts: Timeouts) -> Self {
+        Nat64Config {
+            prefix,
+            pool4,
+            timeouts,
+            ipv6_mtu: 1500,
+            lowest_ipv6_mtu: 1280,
+            icmp_source_v6: None,
+            rfc6791_v4: Vec::new(),
+            local_v4: Vec::new(),
+            icmp_errors_per_second: 1000,
+            fragments: ReassemblyLimits::default(),
+        }
+    }
 }
 
 /// Why the NAT dropped a packet that parsed fine, or the translator's reason.
@@ -26,6 +91,8 @@ pub struct Nat64Config {
 pub enum NatDrop {
     /// The packet itself could not be translated.
     Packet(DropReason),
+    /// A fragment could not be reassembled.
+    Fragment(FragmentDrop),
     /// IPv6 destination is not under the translation prefix.
     NotInPrefix,
     /// Non-global IPv4 under the well-known prefix (RFC 6052 §3.1).
@@ -36,7 +103,8 @@ pub enum NatDrop {
     NoBinding,
     /// A TCP segment other than SYN with no session (RFC 6146 §3.5.2).
     TcpNoSession,
-    /// No free port/identifier left in pool4.
+    /// No free port/identifier left in pool4 (ICMPv6 Address Unreachable
+    /// back, RFC 6146 §3.5.1.1).
     PoolExhausted,
     /// IPv4 packet for an existing binding from a server address the client
     /// has no session with (address-dependent filtering, RFC 4787 §5).
@@ -47,11 +115,28 @@ pub enum NatDrop {
     /// IPv6 packet to a pool4 address under the prefix (RFC 6146 §3.8
     /// hairpinning is not handled yet).
     Hairpinning,
+    /// IPv6 source inside the translation prefix: spoofed or looped. Such a
+    /// packet would make the gateway a reflector (the replies would come
+    /// back through it to prefix+V and be translated again, towards V).
+    SourceInPrefix,
+    /// IPv6 source that is no host of the IPv6 side: IPv4-mapped or
+    /// -compatible (::ffff:0:0/96, ::/96) or link-local.
+    BadIpv6Source,
+    /// IPv4 destination that is no unicast host: 0.0.0.0/8, 127.0.0.0/8,
+    /// multicast, 240.0.0.0/4 and the limited broadcast (under any prefix).
+    SpecialIpv4Destination,
+    /// IPv4 destination that is the gateway itself: an address or directed
+    /// broadcast of one of its own IPv4 networks.
+    GatewayIpv4Destination,
+    /// An ICMP error whose quoted packet belongs to no session (RFC 6146
+    /// §3.5: it cannot be translated, and must not open one).
+    IcmpErrorNoSession,
 }
 
 impl NatDrop {
-    /// The NAT-specific reasons (the packet ones are `DropReason::ALL`).
-    pub const NAT_ONLY: [NatDrop; 9] = [
+    /// The NAT-specific reasons (the packet ones are `DropReason::ALL`, the
+    /// fragment ones `FragmentDrop::ALL`).
+    pub const NAT_ONLY: [NatDrop; 14] = [
         NatDrop::NotInPrefix,
         NatDrop::NonGlobalUnderWellKnown,
         NatDrop::NotInPool4,
@@ -61,12 +146,18 @@ impl NatDrop {
         NatDrop::Filtered,
         NatDrop::TcpInboundSyn,
         NatDrop::Hairpinning,
+        NatDrop::SourceInPrefix,
+        NatDrop::BadIpv6Source,
+        NatDrop::SpecialIpv4Destination,
+        NatDrop::GatewayIpv4Destination,
+        NatDrop::IcmpErrorNoSession,
     ];
 
     /// Counter name for `xlat64 stats`.
     pub const fn counter_name(self) -> &'static str {
         match self {
             NatDrop::Packet(r) => r.counter_name(),
+            NatDrop::Fragment(r) => r.counter_name(),
             NatDrop::NotInPrefix => "drop_not_in_prefix",
             NatDrop::NonGlobalUnderWellKnown => "drop_non_global_under_well_known_prefix",
             NatDrop::NotInPool4 => "drop_not_in_pool4",
@@ -76,6 +167,11 @@ impl NatDrop {
             NatDrop::Filtered => "drop_filtered",
             NatDrop::TcpInboundSyn => "drop_tcp_inbound_syn",
             NatDrop::Hairpinning => "drop_hairpinning",
+            NatDrop::SourceInPrefix => "drop_source_in_prefix",
+            NatDrop::BadIpv6Source => "drop_bad_ipv6_source",
+            NatDrop::SpecialIpv4Destination => "drop_special_ipv4_destination",
+            NatDrop::GatewayIpv4Destination => "drop_gateway_ipv4_destination",
+            NatDrop::IcmpErrorNoSession => "drop_icmp_error_no_session",
         }
     }
 }
@@ -90,10 +186,32 @@ impl From<DropReason> for NatDrop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum Verdict {
-    /// Send `out[..len]` (an IPv4 packet after `handle_v6`, IPv6 after `handle_v4`).
+    /// Send `out[..len]`: the translated packet (an IPv4 packet after
+    /// `handle_v6`, IPv6 after `handle_v4`), or a train of IPv6 fragments
+    /// back to back (`xlat64_packet::fragment::packets` walks them).
     Forward(usize),
+    /// A fragment was stored for reassembly: nothing to send yet.
+    Held,
     /// Drop, and count the reason.
     Drop(NatDrop),
+    /// Drop and count the reason, and send the ICMP error in `out[..len]`
+    /// back towards the packet's sender.
+    Reject(NatDrop, usize),
+}
+
+/// Counters the NAT keeps besides the per-packet verdicts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NatCounters {
+    /// ICMP errors the gateway sent itself (in [`Verdict::Reject`]).
+    pub icmp_errors_sent: u64,
+    /// ICMP errors not sent because of the rate limit.
+    pub icmp_errors_rate_limited: u64,
+    /// Datagrams reassembled from fragments.
+    pub fragments_reassembled: u64,
+    /// Incomplete datagrams dropped at their reassembly timeout.
+    pub fragment_timeouts: u64,
+    /// Translated IPv4 packets sent as several IPv6 fragments (RFC 7915 §4).
+    pub packets_fragmented: u64,
 }
 
 /// Stateful NAT64 core.
@@ -104,15 +222,26 @@ pub enum Verdict {
 /// filtering option is for later).
 #[derive(Debug)]
 pub struct Nat64 {
+    /// Kept apart from the rest so that a reassembled packet (borrowed from
+    /// it) can be translated by the rest.
+    reassembler: Reassembler,
+    core: Core,
+}
+
+#[derive(Debug)]
+struct Core {
     config: Nat64Config,
     table: SessionTable,
-    /// Identification of the next IPv4 packet (RFC 7915 §5.1).
-    next_ipv4_id: u16,
+    ipv4_ids: Ipv4Ids,
+    rate: IcmpRateLimit,
+    hasher: FixedState,
+    counters: NatCounters,
 }
 
 impl Nat64 {
     /// A NAT64 with empty tables and a fresh random secret for port
-    /// allocation (drawn once, from the OS, through std's `RandomState`).
+    /// allocation, IPv4 identifications and fragment keys (drawn once, from
+    /// the OS, through std's `RandomState`).
     pub fn new(config: Nat64Config) -> Self {
         Self::with_seed(config, RandomState::new().hash_one(0x6146u32))
     }
@@ -122,120 +251,506 @@ impl Nat64 {
     pub fn with_seed(config: Nat64Config, seed: u64) -> Self {
         let table = SessionTable::new(config.pool4.clone(), config.timeouts, seed);
         Nat64 {
-            config,
-            table,
-            next_ipv4_id: (seed >> 48) as u16,
+            reassembler: Reassembler::new(config.fragments, seed.rotate_left(17)),
+            core: Core {
+                table,
+                ipv4_ids: Ipv4Ids::new(seed),
+                rate: IcmpRateLimit::new(config.icmp_errors_per_second),
+                hasher: FixedState::with_seed(seed.rotate_left(41)),
+                counters: NatCounters::default(),
+                config,
+            },
         }
     }
 
     /// The configuration it runs with.
     pub fn config(&self) -> &Nat64Config {
-        &self.config
+        &self.core.config
+    }
+
+    /// The largest output `handle_v6`/`handle_v4` may write for `pkt`: a
+    /// buffer this long never yields `OutputTooSmall`. Small for whole
+    /// packets; a fragment may complete a datagram of up to 64 KiB.
+    pub fn output_bound(&self, pkt: &[u8]) -> usize {
+        let may_complete_datagram = match pkt.first().map(|b| b >> 4) {
+            Some(4) => is_fragment_v4(pkt),
+            // Anything but TCP, UDP or ICMPv6 right after the fixed header
+            // may be (or lead to) a Fragment header.
+            Some(6) => pkt.get(6).is_some_and(|nh| !matches!(nh, 6 | 17 | 58)),
+            _ => false,
+        };
+        self.bound_for(if may_complete_datagram {
+            MAX_DATAGRAM
+        } else {
+            pkt.len()
+        })
+    }
+
+    /// The largest output `handle_v6`/`handle_v4` may write for any packet.
+    pub fn max_output_len(&self) -> usize {
+        self.bound_for(MAX_DATAGRAM)
+    }
+
+    fn bound_for(&self, largest_in: usize) -> usize {
+        let mtu = usize::from(self.core.fragment_mtu());
+        // Translation grows a packet by 20 bytes, fragmentation by 48 per
+        // fragment; an ICMP error by up to two headers and the RFC 4884
+        // padding of the quote to 128 bytes.
+        fragmented_len(largest_in + 20, mtu).max(largest_in + 160)
     }
 
     /// An IPv6 packet from a client (RFC 6146 §3.5, IPv6 -> IPv4): finds or
     /// creates the binding and session, writes the IPv4 packet into `out`.
+    /// Fragments are reassembled first (RFC 6146 §3.4).
     pub fn handle_v6(&mut self, now: Instant, pkt: &[u8], out: &mut [u8]) -> Verdict {
-        match self.outbound(now, pkt, out) {
-            Ok(len) => Verdict::Forward(len),
-            Err(reason) => Verdict::Drop(reason),
+        match parse_v6(pkt) {
+            Err(DropReason::Fragment) => {
+                let total = pkt
+                    .get(4..6)
+                    .map_or(0, |l| 40 + usize::from(u16::from_be_bytes([l[0], l[1]])));
+                let frag = match ipv6_ext::walk(pkt, total, true).map(|c| c.fragment) {
+                    Ok(Some(f)) => f,
+                    _ => return Verdict::Drop(DropReason::Fragment.into()),
+                };
+                match self
+                    .reassembler
+                    .add_v6(now, pkt, frag.header_at, frag.next_header_at)
+                {
+                    Err(e) => Verdict::Drop(NatDrop::Fragment(e)),
+                    Ok(None) => Verdict::Held,
+                    Ok(Some(whole)) => {
+                        self.core.counters.fragments_reassembled += 1;
+                        match parse_v6(whole) {
+                            Ok(mut parsed) => {
+                                parsed.fragment_id = Some(frag.id);
+                                self.core.outbound(now, whole, parsed, out)
+                            }
+                            Err(reason) => self.core.reject_v6(now, whole, reason.into(), out),
+                        }
+                    }
+                }
+            }
+            Ok(parsed) => self.core.outbound(now, pkt, parsed, out),
+            Err(reason) => self.core.reject_v6(now, pkt, reason.into(), out),
         }
     }
 
-    fn outbound(&mut self, now: Instant, pkt: &[u8], out: &mut [u8]) -> Result<usize, NatDrop> {
-        let parsed = parse_v6(pkt)?;
-        let flow = parsed.flow;
+    /// An IPv4 packet from the IPv4 side (RFC 6146 §3.5, IPv4 -> IPv6): only
+    /// packets matching a session are let in; writes the IPv6 packet (or its
+    /// fragments) into `out`. Fragments are reassembled first.
+    ///
+    /// UDP and ICMP packets from a server address the client already has a
+    /// session with open a new session (address-dependent filtering); TCP
+    /// only passes through an existing session.
+    pub fn handle_v4(&mut self, now: Instant, pkt: &[u8], out: &mut [u8]) -> Verdict {
+        match parse_v4(pkt) {
+            Err(DropReason::Fragment) => match self.reassembler.add_v4(now, pkt) {
+                Err(e) => Verdict::Drop(NatDrop::Fragment(e)),
+                Ok(None) => Verdict::Held,
+                Ok(Some(whole)) => {
+                    self.core.counters.fragments_reassembled += 1;
+                    match parse_v4(whole) {
+                        Ok(parsed) => self.core.inbound(now, whole, parsed, out),
+                        Err(reason) => self.core.reject_v4(now, whole, reason.into(), out),
+                    }
+                }
+            },
+            Ok(parsed) => self.core.inbound(now, pkt, parsed, out),
+            Err(reason) => self.core.reject_v4(now, pkt, reason.into(), out),
+        }
+    }
+
+    /// The earliest time a session or an incomplete datagram may expire, if
+    /// any. It may be earlier than any real expiry (a refreshed session is
+    /// re-checked then), never later.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.core.table.poll_timeout(), self.reassembler.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Removes sessions (and bindings left without sessions) and incomplete
+    /// datagrams that expired by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.core.table.handle_timeout(now);
+        self.core.counters.fragment_timeouts += self.reassembler.handle_timeout(now);
+    }
+
+    /// Snapshot of the session table, sorted by protocol, client and server.
+    pub fn sessions(&self) -> Vec<SessionEntry> {
+        let prefix = self.core.config.prefix;
+        self.core.table.sessions(|v4| prefix.embed(v4))
+    }
+
+    /// Snapshot of the BIB, sorted by protocol and client.
+    pub fn bib(&self) -> Vec<BibEntry> {
+        self.core.table.bib()
+    }
+
+    /// Number of sessions (without building a snapshot).
+    pub fn session_count(&self) -> usize {
+        self.core.table.session_count()
+    }
+
+    /// Number of BIB entries (without building a snapshot).
+    pub fn bib_count(&self) -> usize {
+        self.core.table.bib_count()
+    }
+
+    /// Sessions created since start.
+    pub fn sessions_created(&self) -> u64 {
+        self.core.table.sessions_created()
+    }
+
+    /// Sessions removed by expiry since start.
+    pub fn sessions_expired(&self) -> u64 {
+        self.core.table.sessions_expired()
+    }
+
+    /// ICMP error, fragmentation and reassembly counters.
+    pub fn counters(&self) -> NatCounters {
+        self.core.counters
+    }
+
+    /// Datagrams being reassembled and the bytes they hold (gauges).
+    pub fn fragments_in_progress(&self) -> (usize, usize) {
+        (self.reassembler.in_progress(), self.reassembler.bytes_held())
+    }
+}
+
+/// IPv4 destinations no translated packet may have, whatever the prefix:
+/// "this network", loopback, multicast, reserved and limited broadcast.
+fn special_ipv4_destination(a: Ipv4Addr) -> bool {
+    let o = a.octets()[0];
+    o == 0 || o == 127 || o >= 224
+}
+
+/// IPv6 sources that are no host of the IPv6 side.
+fn bad_ipv6_source(a: &Ipv6Addr) -> bool {
+    let s = a.segments();
+    let v4_mapped = s[..5] == [0; 5] && s[5] == 0xffff;
+    let v4_compatible = s[..6] == [0; 6];
+    v4_mapped || v4_compatible || a.is_unicast_link_local()
+}
+
+impl Core {
+    /// The MTU IPv6 fragments are cut to.
+    fn fragment_mtu(&self) -> u16 {
+        self.config.lowest_ipv6_mtu.min(self.config.ipv6_mtu)
+    }
+
+    /// Source of the ICMPv6 errors the gateway sends.
+    fn icmp_source_v6(&self) -> Ipv6Addr {
+        self.config.icmp_source_v6.unwrap_or_else(|| {
+            let first = self
+                .config
+                .pool4
+                .addrs()
+                .first()
+                .copied()
+                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            self.config.prefix.embed(first)
+        })
+    }
+
+    /// Whether the gateway may send one more ICMP error now; counts the refusal.
+    fn error_allowed(&mut self, now: Instant) -> bool {
+        if self.rate.allow(now) {
+            self.counters.icmp_errors_sent += 1;
+            true
+        } else {
+            self.counters.icmp_errors_rate_limited += 1;
+            false
+        }
+    }
+
+    /// Drops an IPv6 packet for `reason`, with the ICMPv6 error RFC 7915 §5.1
+    /// and RFC 6146 §3.5 name for it, if any and if the rate limit allows.
+    fn reject_v6(&mut self, now: Instant, pkt: &[u8], reason: NatDrop, out: &mut [u8]) -> Verdict {
+        let error = match reason {
+            NatDrop::Packet(DropReason::HopLimitExceeded) => TIME_EXCEEDED_V6,
+            NatDrop::Packet(DropReason::RoutingHeader) => IcmpError {
+                icmp_type: icmp6::PARAMETER_PROBLEM,
+                code: icmp6::code::ERRONEOUS_FIELD,
+                param: segments_left_pointer(pkt).unwrap_or(0),
+            },
+            // RFC 6146 §3.5.1.1: Address Unreachable when no port is left.
+            NatDrop::PoolExhausted => IcmpError {
+                icmp_type: icmp6::DEST_UNREACHABLE,
+                code: icmp6::code::ADDRESS_UNREACHABLE,
+                param: 0,
+            },
+            _ => return Verdict::Drop(reason),
+        };
+        let Some(hdr) = pkt.first_chunk::<40>() else {
+            return Verdict::Drop(reason);
+        };
+        let mut src = [0u8; 16];
+        src.copy_from_slice(&hdr[8..24]);
+        let dst = Ipv6Addr::from(src);
+        if !may_answer_v6(pkt) || !self.error_allowed(now) {
+            return Verdict::Drop(reason);
+        }
+        match icmpv6_error(out, &self.icmp_source_v6(), &dst, error, pkt) {
+            Ok(len) => Verdict::Reject(reason, len),
+            Err(_) => Verdict::Drop(reason),
+        }
+    }
+
+    /// Drops an IPv4 packet for `reason`, with the ICMPv4 error RFC 7915 §4
+    /// names for it, if any and if the rate limit allows. The error comes
+    /// from the pool4 address the packet was sent to.
+    fn reject_v4(&mut self, now: Instant, pkt: &[u8], reason: NatDrop, out: &mut [u8]) -> Verdict {
+        self.reject_v4_with(now, pkt, reason, None, out)
+    }
+
+    fn reject_v4_with(
+        &mut self,
+        now: Instant,
+        pkt: &[u8],
+        reason: NatDrop,
+        mtu: Option<u16>,
+        out: &mut [u8],
+    ) -> Verdict {
+        let error = match (reason, mtu) {
+            (NatDrop::Packet(DropReason::TooBigForIpv6), Some(mtu)) => IcmpError {
+                icmp_type: icmp4::DEST_UNREACHABLE,
+                code: icmp4::code::FRAGMENTATION_NEEDED,
+                param: u32::from(mtu),
+            },
+            (NatDrop::Packet(DropReason::HopLimitExceeded), _) => TIME_EXCEEDED_V4,
+            (NatDrop::Packet(DropReason::SourceRoute), _) => IcmpError {
+                icmp_type: icmp4::DEST_UNREACHABLE,
+                code: icmp4::code::SOURCE_ROUTE_FAILED,
+                param: 0,
+            },
+            _ => return Verdict::Drop(reason),
+        };
+        let Some(hdr) = pkt.first_chunk::<20>() else {
+            return Verdict::Drop(reason);
+        };
+        let sender = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
+        let local = Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]);
+        // Only for what was sent to the gateway's pool: never a reflector.
+        if !self.config.pool4.contains(local) || !may_answer_v4(pkt) || !self.error_allowed(now)
+        {
+            return Verdict::Drop(reason);
+        }
+        let id = self.ipv4_ids.next(local, sender, 1);
+        match icmpv4_error(out, local, sender, id, error, pkt) {
+            Ok(len) => Verdict::Reject(reason, len),
+            Err(_) => Verdict::Drop(reason),
+        }
+    }
+
+    /// The IPv4 server of an outbound packet, after every address check.
+    fn outbound_server(&self, pkt: &[u8], flow: &Flow6) -> Result<Ipv4Addr, NatDrop> {
+        let mut src = [0u8; 16];
+        src.copy_from_slice(pkt.get(8..24).ok_or(DropReason::Truncated)?);
+        let src = Ipv6Addr::from(src);
         let prefix = self.config.prefix;
+        if prefix.contains(&src) || prefix.contains(&flow.src) {
+            return Err(NatDrop::SourceInPrefix);
+        }
+        if bad_ipv6_source(&src) {
+            return Err(NatDrop::BadIpv6Source);
+        }
         let server = prefix.extract(&flow.dst).ok_or(NatDrop::NotInPrefix)?;
         if prefix.is_well_known() && !allowed_under_well_known(server) {
             return Err(NatDrop::NonGlobalUnderWellKnown);
         }
+        if special_ipv4_destination(server) {
+            return Err(NatDrop::SpecialIpv4Destination);
+        }
+        if self.config.local_v4.iter().any(|net| {
+            server == net.addr() || (net.prefix_len() < 31 && server == net.broadcast())
+        }) {
+            return Err(NatDrop::GatewayIpv4Destination);
+        }
         if self.config.pool4.contains(server) {
             return Err(NatDrop::Hairpinning);
         }
-        let plan = self.table.plan_outbound(&flow, server)?;
+        Ok(server)
+    }
+
+    fn outbound(&mut self, now: Instant, pkt: &[u8], parsed: Parsed6, out: &mut [u8]) -> Verdict {
+        let flow = parsed.flow;
+        let server = match self.outbound_server(pkt, &flow) {
+            Ok(s) => s,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        if parsed.icmp_error.is_some() {
+            return match self.outbound_error(pkt, &parsed, server, out) {
+                Ok(len) => Verdict::Forward(len),
+                Err(reason) => Verdict::Drop(reason),
+            };
+        }
+        let plan = match self.table.plan_outbound(&flow, server) {
+            Ok(plan) => plan,
+            Err(reason) => return self.reject_v6(now, pkt, reason, out),
+        };
         let src = plan.v4_local;
         let dst_port = match flow.proto {
             L4Proto::Icmp => src.port(),
             L4Proto::Tcp | L4Proto::Udp => flow.dst_port,
         };
         let dst = SocketAddrV4::new(server, dst_port);
-        let len = translate_6to4(pkt, &parsed, src, dst, self.next_ipv4_id, out)?;
-        self.next_ipv4_id = self.next_ipv4_id.wrapping_add(1);
-        self.table.commit_outbound(now, plan, flow.tcp_flags);
-        Ok(len)
-    }
-
-    /// An IPv4 packet from the IPv4 side (RFC 6146 §3.5, IPv4 -> IPv6): only
-    /// packets matching a session are let in; writes the IPv6 packet into `out`.
-    ///
-    /// UDP and ICMP packets from a server address the client already has a
-    /// session with open a new session (address-dependent filtering); TCP
-    /// only passes through an existing session.
-    pub fn handle_v4(&mut self, now: Instant, pkt: &[u8], out: &mut [u8]) -> Verdict {
-        match self.inbound(now, pkt, out) {
-            Ok(len) => Verdict::Forward(len),
-            Err(reason) => Verdict::Drop(reason),
+        let proto = match flow.proto {
+            L4Proto::Tcp => 6,
+            L4Proto::Udp => 17,
+            L4Proto::Icmp => 1,
+        };
+        let id = self.ipv4_ids.next(*src.ip(), server, proto);
+        match translate_6to4(pkt, &parsed, src, dst, id, out) {
+            Ok(len) => {
+                self.table.commit_outbound(now, plan, flow.tcp_flags);
+                Verdict::Forward(len)
+            }
+            Err(reason) => Verdict::Drop(reason.into()),
         }
     }
 
-    fn inbound(&mut self, now: Instant, pkt: &[u8], out: &mut [u8]) -> Result<usize, NatDrop> {
-        let parsed = parse_v4(pkt)?;
+    /// RFC 7915 §5.2 with RFC 6146 §3.4: an ICMPv6 error about a session,
+    /// sent on to the IPv4 server.
+    fn outbound_error(
+        &mut self,
+        pkt: &[u8],
+        parsed: &Parsed6,
+        server: Ipv4Addr,
+        out: &mut [u8],
+    ) -> Result<usize, NatDrop> {
+        let flow = parsed.flow;
+        let v4_local = self
+            .table
+            .find_outbound(&flow, server)
+            .ok_or(NatDrop::IcmpErrorNoSession)?;
+        let mut src = [0u8; 16];
+        src.copy_from_slice(pkt.get(8..24).ok_or(DropReason::Truncated)?);
+        let sender = Ipv6Addr::from(src);
+        // The client speaks for itself through its binding; a router on the
+        // IPv6 side gets an RFC 6791 address when the operator set some.
+        let outer_src = if sender == flow.src || self.config.rfc6791_v4.is_empty() {
+            *v4_local.ip()
+        } else {
+            let n = self.config.rfc6791_v4.len() as u64;
+            let i = (self.hasher.hash_one(sender) % n) as usize;
+            self.config.rfc6791_v4.get(i).copied().unwrap_or(*v4_local.ip())
+        };
+        let server_port = match flow.proto {
+            L4Proto::Icmp => v4_local.port(),
+            L4Proto::Tcp | L4Proto::Udp => flow.dst_port,
+        };
+        let addrs = ErrorAddrs {
+            outer_src,
+            inner_src: SocketAddrV4::new(server, server_port),
+            inner_dst: v4_local,
+        };
+        let id = self.ipv4_ids.next(outer_src, server, 1);
+        Ok(translate_error_6to4(
+            pkt,
+            parsed,
+            &addrs,
+            id,
+            u32::from(self.config.ipv6_mtu),
+            out,
+        )?)
+    }
+
+    fn inbound(&mut self, now: Instant, pkt: &[u8], parsed: Parsed4, out: &mut [u8]) -> Verdict {
         let flow = parsed.flow;
         if !self.config.pool4.contains(flow.dst) {
-            return Err(NatDrop::NotInPool4);
+            return Verdict::Drop(NatDrop::NotInPool4);
         }
-        let plan = self.table.plan_inbound(&flow)?;
+        if parsed.icmp_error.is_some() {
+            return match self.inbound_error(pkt, &parsed, out) {
+                Ok(len) => Verdict::Forward(len),
+                Err(reason) => Verdict::Drop(reason),
+            };
+        }
+        let plan = match self.table.plan_inbound(&flow) {
+            Ok(plan) => plan,
+            Err(reason) => return Verdict::Drop(reason),
+        };
         let client = plan.v6_client();
         let src_port = match flow.proto {
             L4Proto::Icmp => client.port(),
             L4Proto::Tcp | L4Proto::Udp => flow.src_port,
         };
         let src = SocketAddrV6::new(self.config.prefix.embed(flow.src), src_port, 0, 0);
-        let len = translate_4to6(pkt, &parsed, src, client, out)?;
+        let len = match translate_4to6(pkt, &parsed, src, client, out) {
+            Ok(len) => len,
+            Err(reason) => return Verdict::Drop(reason.into()),
+        };
+        // RFC 7915 §4: what does not fit the IPv6 side is refused with
+        // Fragmentation Needed when DF is set, else fragmented.
+        let mtu = usize::from(self.config.ipv6_mtu);
+        let fragment_mtu = usize::from(self.fragment_mtu());
+        let len = if parsed.dont_fragment {
+            if len > mtu {
+                let next_hop_mtu = self.config.ipv6_mtu.saturating_sub(20);
+                return self.reject_v4_with(
+                    now,
+                    pkt,
+                    DropReason::TooBigForIpv6.into(),
+                    Some(next_hop_mtu),
+                    out,
+                );
+            }
+            len
+        } else if len > fragment_mtu {
+            match fragment_v6_in_place(out, len, fragment_mtu, u32::from(parsed.ipv4_id)) {
+                Ok(total) => {
+                    self.counters.packets_fragmented += 1;
+                    total
+                }
+                Err(reason) => return Verdict::Drop(reason.into()),
+            }
+        } else {
+            len
+        };
         self.table.commit_inbound(now, plan, flow.tcp_flags);
-        Ok(len)
+        Verdict::Forward(len)
     }
 
-    /// The earliest time a session may expire, if any. It may be earlier than
-    /// any real expiry (a refreshed session is re-checked then), never later.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.table.poll_timeout()
-    }
-
-    /// Removes sessions (and bindings left without sessions) that expired by `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.table.handle_timeout(now);
-    }
-
-    /// Snapshot of the session table, sorted by protocol, client and server.
-    pub fn sessions(&self) -> Vec<SessionEntry> {
+    /// RFC 7915 §4.2 with RFC 6146 §3.4: an ICMPv4 error about a session,
+    /// sent on to the IPv6 client.
+    fn inbound_error(
+        &mut self,
+        pkt: &[u8],
+        parsed: &Parsed4,
+        out: &mut [u8],
+    ) -> Result<usize, NatDrop> {
+        let flow = parsed.flow;
+        let client = self
+            .table
+            .find_inbound(&flow)
+            .ok_or(NatDrop::IcmpErrorNoSession)?;
+        let hdr = pkt.first_chunk::<20>().ok_or(DropReason::Truncated)?;
+        let sender = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
         let prefix = self.config.prefix;
-        self.table.sessions(|v4| prefix.embed(v4))
-    }
-
-    /// Snapshot of the BIB, sorted by protocol and client.
-    pub fn bib(&self) -> Vec<BibEntry> {
-        self.table.bib()
-    }
-
-    /// Number of sessions (without building a snapshot).
-    pub fn session_count(&self) -> usize {
-        self.table.session_count()
-    }
-
-    /// Number of BIB entries (without building a snapshot).
-    pub fn bib_count(&self) -> usize {
-        self.table.bib_count()
-    }
-
-    /// Sessions created since start.
-    pub fn sessions_created(&self) -> u64 {
-        self.table.sessions_created()
-    }
-
-    /// Sessions removed by expiry since start.
-    pub fn sessions_expired(&self) -> u64 {
-        self.table.sessions_expired()
+        // A router answering from an address the well-known prefix must not
+        // carry (RFC 6052 §3.1) still shows, as the gateway's own address.
+        let outer_src = if !prefix.is_well_known() || allowed_under_well_known(sender) {
+            prefix.embed(sender)
+        } else {
+            self.icmp_source_v6()
+        };
+        let server_port = match flow.proto {
+            L4Proto::Icmp => client.port(),
+            L4Proto::Tcp | L4Proto::Udp => flow.src_port,
+        };
+        let addrs = ErrorAddrs {
+            outer_src,
+            inner_src: client,
+            inner_dst: SocketAddrV6::new(prefix.embed(flow.src), server_port, 0, 0),
+        };
+        Ok(translate_error_4to6(
+            pkt,
+            parsed,
+            &addrs,
+            u32::from(self.config.ipv6_mtu),
+            out,
+        )?)
     }
 }

@@ -19,11 +19,7 @@ fn nsp() -> Prefix6052 {
 fn nat_with(prefix: Prefix6052) -> Nat64 {
     let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
     Nat64::with_seed(
-        Nat64Config {
-            prefix,
-            pool4,
-            timeouts: Timeouts::default(),
-        },
+        Nat64Config::new(prefix, pool4, Timeouts::default()),
         99,
     )
 }
@@ -241,7 +237,7 @@ fn seen_v6(pkt: &[u8]) -> Seen<Ipv6Addr> {
 fn forward(v: Verdict) -> usize {
     match v {
         Verdict::Forward(n) => n,
-        Verdict::Drop(r) => panic!("dropped: {r:?}"),
+        other => panic!("not forwarded: {other:?}"),
     }
 }
 
@@ -494,20 +490,35 @@ fn pool_exhaustion_over_packets() {
         .with_port_range(3000..=3000)
         .unwrap();
     let mut nat = Nat64::with_seed(
-        Nat64Config {
-            prefix: nsp(),
-            pool4,
-            timeouts: Timeouts::default(),
-        },
+        Nat64Config::new(nsp(), pool4, Timeouts::default()),
         5,
     );
     let mut out = [0u8; 1500];
     let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 53), &mut out));
     assert_eq!(seen_v4(&out[..n]).sport, 3000);
+    // RFC 6146 §3.5.1.1: ICMPv6 Destination Unreachable, Address
+    // Unreachable, back to the client, quoting its packet.
+    let offending = v6_udp(nsp(), client(2), 5000, SERVER, 53);
+    let Verdict::Reject(NatDrop::PoolExhausted, n) = nat.handle_v6(t0, &offending, &mut out)
+    else {
+        panic!("expected an ICMPv6 error");
+    };
+    let err = etherparse::SlicedPacket::from_ip(&out[..n]).unwrap();
+    let Some(etherparse::NetSlice::Ipv6(ip)) = &err.net else {
+        panic!("not IPv6");
+    };
+    assert_eq!(ip.header().destination_addr(), client(2));
+    let Some(etherparse::TransportSlice::Icmpv6(icmp)) = &err.transport else {
+        panic!("not ICMPv6");
+    };
     assert_eq!(
-        nat.handle_v6(t0, &v6_udp(nsp(), client(2), 5000, SERVER, 53), &mut out),
-        Verdict::Drop(NatDrop::PoolExhausted)
+        icmp.icmp_type(),
+        etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Address
+        )
     );
+    assert_eq!(icmp.payload(), &offending[..]);
+    assert_eq!(nat.counters().icmp_errors_sent, 1);
 }
 
 #[test]

@@ -165,7 +165,7 @@ proptest! {
             .with_icmp_id_range(0..=1)
             .unwrap();
         let mut nat = Nat64::with_seed(
-            Nat64Config { prefix: prefix(), pool4, timeouts: Timeouts::default() },
+            Nat64Config::new(prefix(), pool4, Timeouts::default()),
             seed,
         );
         let mut now = Instant::now();

@@ -3,7 +3,7 @@
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use xlat64_packet::Prefix6052;
 
@@ -79,9 +79,69 @@ pub struct Nat64Section {
     /// Falls back to one packet per syscall when the kernel refuses them.
     #[serde(default = "default_true")]
     pub offload: bool,
+    /// RFC 7915 §4: IPv4 packets without DF whose translation is larger are
+    /// sent as IPv6 fragments of at most this size (1280..=mtu).
+    #[serde(rename = "lowest-ipv6-mtu", default = "default_lowest_ipv6_mtu")]
+    pub lowest_ipv6_mtu: u16,
+    /// ICMP errors the gateway sends itself per second (0: none).
+    #[serde(
+        rename = "icmp-errors-per-second",
+        default = "default_icmp_errors_per_second"
+    )]
+    pub icmp_errors_per_second: u32,
+    /// RFC 6791: IPv4 sources for ICMPv6 errors from IPv6 routers (not the
+    /// client); empty: the client's pool4 address.
+    #[serde(rename = "rfc6791-v4", default)]
+    pub rfc6791_v4: Vec<Ipv4Addr>,
+    /// Source of the ICMPv6 errors the gateway sends, and of ICMPv4 errors
+    /// whose IPv4 source cannot go under the well-known prefix; absent: the
+    /// gateway's own IPv6 address towards the clients, found at start.
+    #[serde(rename = "rfc6791-v6", default, skip_serializing_if = "Option::is_none")]
+    pub rfc6791_v6: Option<Ipv6Addr>,
     /// Session lifetimes in seconds.
     #[serde(default)]
     pub timeouts: TimeoutsSection,
+    /// Fragment reassembly bounds.
+    #[serde(default)]
+    pub fragments: FragmentsSection,
+}
+
+/// `[nat64.fragments]`: bounds of fragment reassembly (RFC 6146 §3.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FragmentsSection {
+    /// Datagrams reassembled at once, all sources together (each up to 66 KiB).
+    pub max_datagrams: usize,
+    /// Datagrams reassembled at once per source (IPv4 address, IPv6 /64).
+    pub max_per_source: usize,
+    /// Fragments per datagram.
+    pub max_fragments: usize,
+    /// Seconds an incomplete datagram is kept (>= 2, RFC 6146 §3.4).
+    pub timeout: u64,
+}
+
+impl Default for FragmentsSection {
+    fn default() -> Self {
+        let l = xlat64_nat::ReassemblyLimits::default();
+        FragmentsSection {
+            max_datagrams: l.max_datagrams,
+            max_per_source: l.max_per_source,
+            max_fragments: l.max_fragments,
+            timeout: l.timeout.as_secs(),
+        }
+    }
+}
+
+impl FragmentsSection {
+    /// As the NAT core wants them.
+    pub fn to_limits(&self) -> xlat64_nat::ReassemblyLimits {
+        xlat64_nat::ReassemblyLimits {
+            max_datagrams: self.max_datagrams,
+            max_per_source: self.max_per_source,
+            max_fragments: self.max_fragments,
+            timeout: std::time::Duration::from_secs(self.timeout),
+        }
+    }
 }
 
 /// `[nat64.timeouts]`, in seconds (RFC 6146 §4 minimums enforced).
@@ -324,6 +384,12 @@ fn default_tun() -> String {
 fn default_mtu() -> u16 {
     1500
 }
+fn default_lowest_ipv6_mtu() -> u16 {
+    1280
+}
+fn default_icmp_errors_per_second() -> u32 {
+    1000
+}
 fn default_listen() -> Vec<SocketAddr> {
     vec!["[::]:53".parse().expect("literal socket address")]
 }
@@ -451,6 +517,55 @@ impl Config {
                         format!(
                             "{} is below the IPv6 minimum MTU; use 1280 to 65535",
                             nat.mtu
+                        ),
+                    ));
+                }
+                if nat.lowest_ipv6_mtu < 1280 || nat.lowest_ipv6_mtu > nat.mtu {
+                    return Err(ConfigError::new(
+                        "nat64.lowest-ipv6-mtu",
+                        format!(
+                            "{} is outside 1280 (the IPv6 minimum MTU) to nat64.mtu ({})",
+                            nat.lowest_ipv6_mtu, nat.mtu
+                        ),
+                    ));
+                }
+                for a in &nat.rfc6791_v4 {
+                    let first = a.octets()[0];
+                    if first == 0 || first == 127 || first >= 224 {
+                        return Err(ConfigError::new(
+                            "nat64.rfc6791-v4",
+                            format!("{a} is not a unicast address usable as a source"),
+                        ));
+                    }
+                }
+                if let Some(a) = nat.rfc6791_v6 {
+                    if a.is_unspecified() || a.is_loopback() || a.is_multicast() {
+                        return Err(ConfigError::new(
+                            "nat64.rfc6791-v6",
+                            format!("{a} is not a unicast address usable as a source"),
+                        ));
+                    }
+                }
+                let f = &nat.fragments;
+                let fragment_checks = [
+                    ("nat64.fragments.max-datagrams", f.max_datagrams, 1, 65536, ""),
+                    ("nat64.fragments.max-per-source", f.max_per_source, 1, f.max_datagrams.max(1), " (and at most max-datagrams)"),
+                    ("nat64.fragments.max-fragments", f.max_fragments, 2, 8192, ""),
+                ];
+                for (key, value, min, max, extra) in fragment_checks {
+                    if value < min || value > max {
+                        return Err(ConfigError::new(
+                            key,
+                            format!("{value} is out of range; use {min} to {max}{extra}"),
+                        ));
+                    }
+                }
+                if !(2..=60).contains(&f.timeout) {
+                    return Err(ConfigError::new(
+                        "nat64.fragments.timeout",
+                        format!(
+                            "{} s is out of range; use 2 to 60 (RFC 6146 section 3.4: at least 2 s)",
+                            f.timeout
                         ),
                     ));
                 }

@@ -128,6 +128,15 @@ fn answer(state: &ControlState, command: &str) -> Value {
                 out.insert("nat64_bindings".into(), nat.bib_count() as u64);
                 out.insert("nat64_sessions_created".into(), nat.sessions_created());
                 out.insert("nat64_sessions_expired".into(), nat.sessions_expired());
+                let c = nat.counters();
+                out.insert("icmp_errors_sent".into(), c.icmp_errors_sent);
+                out.insert("icmp_errors_rate_limited".into(), c.icmp_errors_rate_limited);
+                out.insert("fragments_reassembled".into(), c.fragments_reassembled);
+                out.insert("fragment_timeouts".into(), c.fragment_timeouts);
+                out.insert("packets_fragmented".into(), c.packets_fragmented);
+                let (in_progress, bytes) = nat.fragments_in_progress();
+                out.insert("fragments_in_progress".into(), in_progress as u64);
+                out.insert("fragments_bytes_held".into(), bytes as u64);
             }
             if let Some(d) = &state.dns {
                 d.snapshot(&mut out);

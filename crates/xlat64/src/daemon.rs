@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::control::{self, ControlState};
 use crate::dns64_server::Dns64Server;
+use crate::host_addrs;
 use crate::netlink::RouteSet;
 use crate::stats::PacketCounters;
 use crate::tun;
@@ -107,11 +108,31 @@ impl Running {
             .await;
             self.routes = Some(routes);
             added?;
-            let nat = Arc::new(Mutex::new(Nat64::new(Nat64Config {
-                prefix,
-                pool4,
-                timeouts: nat_section.timeouts.to_timeouts(),
-            })));
+            let local_v4 = host_addrs::ipv4_networks().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot list the host's IPv4 addresses; they are not protected from translation");
+                Vec::new()
+            });
+            // The routes are in place: the kernel's own choice of source
+            // towards the prefix is the gateway's address on the IPv6 side.
+            let icmp_source_v6 = nat_section.rfc6791_v6.or_else(|| {
+                let first = pool4.addrs().first()?;
+                host_addrs::source_towards(prefix.embed(*first))
+            });
+            tracing::info!(
+                source = ?icmp_source_v6,
+                local_v4 = ?local_v4,
+                "ICMPv6 errors of the gateway come from this source; these IPv4 networks are never translated to"
+            );
+            let mut nat_config =
+                Nat64Config::new(prefix, pool4, nat_section.timeouts.to_timeouts());
+            nat_config.ipv6_mtu = nat_section.mtu;
+            nat_config.lowest_ipv6_mtu = nat_section.lowest_ipv6_mtu;
+            nat_config.icmp_source_v6 = icmp_source_v6;
+            nat_config.rfc6791_v4 = nat_section.rfc6791_v4.clone();
+            nat_config.local_v4 = local_v4;
+            nat_config.icmp_errors_per_second = nat_section.icmp_errors_per_second;
+            nat_config.fragments = nat_section.fragments.to_limits();
+            let nat = Arc::new(Mutex::new(Nat64::new(nat_config)));
             let counters = Arc::new(PacketCounters::default());
             let thread = tun::spawn_packet_thread(Arc::new(dev), nat.clone(), counters.clone())
                 .map_err(|e| format!("cannot start the packet thread: {e}"))?;

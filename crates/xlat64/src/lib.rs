@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod demo;
 pub mod dns64_server;
 mod dns64_udp_batch;
+pub mod host_addrs;
 pub mod lab;
 pub mod netlink;
 pub mod stats;

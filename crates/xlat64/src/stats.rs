@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use xlat64_nat::NatDrop;
+use xlat64_nat::{FragmentDrop, NatDrop};
 use xlat64_packet::DropReason;
 
 const PACKET_REASONS: usize = DropReason::ALL.len();
-const DROP_SLOTS: usize = PACKET_REASONS + NatDrop::NAT_ONLY.len();
+const FRAGMENT_REASONS: usize = FragmentDrop::ALL.len();
+const DROP_SLOTS: usize = PACKET_REASONS + FRAGMENT_REASONS + NatDrop::NAT_ONLY.len();
 
 /// Counters written by the packet thread and read by the control socket.
 ///
@@ -23,6 +24,8 @@ pub struct PacketCounters {
     pub v4_to_v6_packets: AtomicU64,
     /// Bytes of those IPv6 packets.
     pub v4_to_v6_bytes: AtomicU64,
+    /// Fragments held for reassembly (not yet translated, not dropped).
+    pub fragments_held: AtomicU64,
     /// Packets read from the TUN device (GSO superpackets counted after splitting).
     pub tun_rx_packets: AtomicU64,
     /// Translated packets lost because a write to the TUN device failed
@@ -53,6 +56,7 @@ impl Default for PacketCounters {
             v6_to_v4_bytes: AtomicU64::new(0),
             v4_to_v6_packets: AtomicU64::new(0),
             v4_to_v6_bytes: AtomicU64::new(0),
+            fragments_held: AtomicU64::new(0),
             tun_rx_packets: AtomicU64::new(0),
             tun_tx_errors: AtomicU64::new(0),
             tun_offload: AtomicU64::new(0),
@@ -68,8 +72,10 @@ impl Default for PacketCounters {
 fn slot(reason: NatDrop) -> usize {
     match reason {
         NatDrop::Packet(r) => r as usize,
+        NatDrop::Fragment(r) => PACKET_REASONS + r as usize,
         other => {
             PACKET_REASONS
+                + FRAGMENT_REASONS
                 + NatDrop::NAT_ONLY
                     .iter()
                     .position(|n| *n == other)
@@ -81,8 +87,10 @@ fn slot(reason: NatDrop) -> usize {
 fn reason_at(slot: usize) -> NatDrop {
     if slot < PACKET_REASONS {
         NatDrop::Packet(DropReason::ALL[slot])
+    } else if slot < PACKET_REASONS + FRAGMENT_REASONS {
+        NatDrop::Fragment(FragmentDrop::ALL[slot - PACKET_REASONS])
     } else {
-        NatDrop::NAT_ONLY[slot - PACKET_REASONS]
+        NatDrop::NAT_ONLY[slot - PACKET_REASONS - FRAGMENT_REASONS]
     }
 }
 
@@ -110,6 +118,7 @@ impl PacketCounters {
             ("translated_v6_to_v4_bytes", &self.v6_to_v4_bytes),
             ("translated_v4_to_v6_packets", &self.v4_to_v6_packets),
             ("translated_v4_to_v6_bytes", &self.v4_to_v6_bytes),
+            ("fragments_held", &self.fragments_held),
             ("tun_rx_packets", &self.tun_rx_packets),
             ("tun_tx_errors", &self.tun_tx_errors),
             ("tun_offload", &self.tun_offload),
@@ -135,6 +144,7 @@ mod tests {
         let all: Vec<NatDrop> = DropReason::ALL
             .iter()
             .map(|r| NatDrop::Packet(*r))
+            .chain(FragmentDrop::ALL.iter().map(|r| NatDrop::Fragment(*r)))
             .chain(NatDrop::NAT_ONLY)
             .collect();
         for (i, r) in all.iter().enumerate() {

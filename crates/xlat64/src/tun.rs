@@ -18,14 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tun_rs::{DeviceBuilder, InterruptEvent, SyncDevice};
 use xlat64_nat::{Nat64, NatDrop, Verdict};
+use xlat64_packet::fragment::packets;
 use xlat64_packet::DropReason;
 
 /// Longest wait between two looks at the session timers.
 pub(crate) const MAX_IDLE: Duration = Duration::from_secs(1);
 /// Largest packet the device hands us without offloads (at most one MTU; 64 KiB covers any).
 const MAX_PACKET: usize = 65536;
-/// Translation to IPv6 grows a packet by 20 bytes at most (IPv4 header without options -> IPv6).
-pub(crate) const MAX_GROWTH: usize = 20;
 
 /// Opens (or creates) the TUN device `name`, sets its MTU and brings it up.
 /// No packet-information header. With `offload`, asks for the virtio-net
@@ -107,6 +106,21 @@ pub(crate) fn translate(
     }
 }
 
+/// Counts a verdict that writes nothing: a drop under its reason, or a
+/// fragment held for reassembly.
+pub(crate) fn count_unsent(counters: &PacketCounters, verdict: Verdict, len: usize) {
+    match verdict {
+        Verdict::Drop(reason) | Verdict::Reject(reason, _) => {
+            counters.drop(reason);
+            tracing::trace!(reason = reason.counter_name(), len, "packet dropped");
+        }
+        Verdict::Held => {
+            counters.fragments_held.fetch_add(1, Ordering::Relaxed);
+        }
+        Verdict::Forward(_) => {}
+    }
+}
+
 /// Counts `packets` translated packets of `bytes` bytes written in `direction`.
 pub(crate) fn count_translated(
     counters: &PacketCounters,
@@ -165,7 +179,8 @@ fn packet_loop_single(
     stop: &InterruptEvent,
 ) -> io::Result<()> {
     let mut input = vec![0u8; MAX_PACKET];
-    let mut output = vec![0u8; MAX_PACKET + MAX_GROWTH];
+    let bound = nat.lock().expect("NAT lock poisoned").max_output_len();
+    let mut output = vec![0u8; bound.max(MAX_PACKET + 160)];
     loop {
         let wait = wait_for_timers(nat);
         let received = match dev.recv_intr_timeout(&mut input, stop, Some(wait)) {
@@ -187,17 +202,22 @@ fn packet_loop_single(
         if let Some(n) = received {
             counters.tun_rx_packets.fetch_add(1, Ordering::Relaxed);
             let (verdict, direction) = translate(&mut nat, now, &input[..n], &mut output);
-            match verdict {
-                Verdict::Forward(len) => match dev.send(&output[..len]) {
-                    Ok(_) => count_translated(counters, direction, 1, len as u64),
+            count_unsent(counters, verdict, n);
+            let (len, translated) = match verdict {
+                Verdict::Forward(len) => (len, true),
+                Verdict::Reject(_, len) => (len, false),
+                Verdict::Drop(_) | Verdict::Held => (0, false),
+            };
+            for packet in packets(&output[..len]) {
+                match dev.send(packet) {
+                    Ok(_) if translated => {
+                        count_translated(counters, direction, 1, packet.len() as u64)
+                    }
+                    Ok(_) => {}
                     Err(e) => {
                         counters.tun_tx_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(error = %e, "TUN write failed");
                     }
-                },
-                Verdict::Drop(reason) => {
-                    counters.drop(reason);
-                    tracing::trace!(reason = reason.counter_name(), len = n, "packet dropped");
                 }
             }
         }

@@ -17,13 +17,16 @@
 //! MTU under a running daemon, is lost and counted in `tun_rx_gso_errors`).
 
 use crate::stats::PacketCounters;
-use crate::tun::{count_translated, run_timers, translate, wait_for_timers, Direction, MAX_GROWTH};
+use crate::tun::{
+    count_translated, count_unsent, run_timers, translate, wait_for_timers, Direction,
+};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Instant;
 use tun_rs::{GROTable, InterruptEvent, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 use xlat64_nat::{Nat64, Verdict};
+use xlat64_packet::fragment::packets;
 
 /// Packets a batch holds, and segments one read may be split into. A 64 KiB
 /// TCP superpacket of 536-byte segments (the smallest default MSS) has 123.
@@ -49,6 +52,8 @@ struct Batch {
     v6_to_v4: (u64, u64),
     v4_to_v6: (u64, u64),
     gro: GROTable,
+    /// Packets after the first of a fragment train, before they get buffers.
+    spill: Vec<u8>,
 }
 
 impl Batch {
@@ -63,6 +68,7 @@ impl Batch {
             v6_to_v4: (0, 0),
             v4_to_v6: (0, 0),
             gro: GROTable::new(),
+            spill: Vec::with_capacity(2 * MAX_SUPERPACKET),
         }
     }
 
@@ -74,39 +80,63 @@ impl Batch {
     /// counted and takes no buffer. The caller makes sure one is free.
     fn translate(
         &mut self,
+        dev: &SyncDevice,
         nat: &mut Nat64,
         now: Instant,
         packet: &[u8],
         counters: &PacketCounters,
     ) {
-        let buf = &mut self.bufs[self.used];
-        // Within capacity: no allocation, only the bytes past the old length are zeroed.
-        buf.resize(OFFSET + packet.len() + MAX_GROWTH, 0);
-        let (verdict, direction) = translate(nat, now, packet, &mut buf[OFFSET..]);
-        match verdict {
-            Verdict::Forward(len) => {
-                buf.truncate(OFFSET + len);
-                self.used += 1;
-                let tally = match direction {
-                    Direction::V6ToV4 => &mut self.v6_to_v4,
-                    Direction::V4ToV6 => &mut self.v4_to_v6,
-                };
-                tally.0 += 1;
-                tally.1 += len as u64;
-            }
-            Verdict::Drop(reason) => {
-                counters.drop(reason);
-                tracing::trace!(
-                    reason = reason.counter_name(),
-                    len = packet.len(),
-                    "packet dropped"
-                );
-            }
+        if self.free() == 0 {
+            self.flush(dev, counters);
         }
+        let bound = nat.output_bound(packet);
+        let buf = &mut self.bufs[self.used];
+        buf.resize(OFFSET + bound, 0);
+        let (verdict, direction) = translate(nat, now, packet, &mut buf[OFFSET..]);
+        count_unsent(counters, verdict, packet.len());
+        let (len, translated) = match verdict {
+            Verdict::Forward(len) => (len, true),
+            Verdict::Reject(_, len) => (len, false),
+            Verdict::Drop(_) | Verdict::Held => return,
+        };
+        buf.truncate(OFFSET + len);
+        let first_len = packets(&buf[OFFSET..]).next().map_or(0, <[u8]>::len);
+        // A train of IPv6 fragments: one buffer per packet. Rare, so the
+        // rest goes through a scratch buffer rather than clever borrows.
+        self.spill.clear();
+        if first_len < len {
+            self.spill.extend_from_slice(&buf[OFFSET + first_len..]);
+            buf.truncate(OFFSET + first_len);
+        }
+        self.push(direction, first_len, translated);
+        let spill = std::mem::take(&mut self.spill);
+        for packet in packets(&spill) {
+            if self.free() == 0 {
+                self.flush(dev, counters);
+            }
+            let buf = &mut self.bufs[self.used];
+            buf.clear();
+            buf.resize(OFFSET, 0);
+            buf.extend_from_slice(packet);
+            self.push(direction, packet.len(), translated);
+        }
+        self.spill = spill;
     }
 
-    /// Writes the batch: GRO coalesces packets of one TCP or UDP flow into
-    /// superpackets, every other packet goes out alone.
+    /// Takes the current buffer into the batch; counts it when translated.
+    fn push(&mut self, direction: Direction, len: usize, translated: bool) {
+        self.used += 1;
+        if !translated {
+            return;
+        }
+        let tally = match direction {
+            Direction::V6ToV4 => &mut self.v6_to_v4,
+            Direction::V4ToV6 => &mut self.v4_to_v6,
+        };
+        tally.0 += 1;
+        tally.1 += len as u64;
+    }
+
     fn flush(&mut self, dev: &SyncDevice, counters: &PacketCounters) {
         if self.used == 0 {
             return;
@@ -118,7 +148,7 @@ impl Batch {
         for buf in bufs.iter_mut() {
             buf[..OFFSET].fill(0);
         }
-        let packets = self.v6_to_v4.0 + self.v4_to_v6.0;
+        let packets = self.used as u64;
         match dev.send_multiple(&mut self.gro, bufs, OFFSET) {
             Ok(_) => {
                 count_translated(
@@ -274,7 +304,7 @@ fn drain(
         let now = Instant::now();
         let mut nat = nat.lock().expect("NAT lock poisoned");
         for (buf, &size) in reads.split.iter().zip(&reads.sizes).take(n) {
-            batch.translate(&mut nat, now, &buf[..size], counters);
+            batch.translate(dev, &mut nat, now, &buf[..size], counters);
         }
     }
     batch.flush(dev, counters);
