@@ -17,15 +17,13 @@ use xlat64_packet::icmp_build::{
     icmpv4_error, icmpv6_error, may_answer_v4, may_answer_v6, IcmpError, TIME_EXCEEDED_V4,
     TIME_EXCEEDED_V6,
 };
-use xlat64_packet::icmp_error::{
-    translate_error_4to6, translate_error_6to4, ErrorAddrs,
-};
+use xlat64_packet::icmp_error::{translate_error_4to6, translate_error_6to4, ErrorAddrs};
 use xlat64_packet::icmp_map::{v4 as icmp4, v6 as icmp6};
 use xlat64_packet::ipv6_ext::{self, segments_left_pointer};
 use xlat64_packet::special::allowed_under_well_known;
 use xlat64_packet::{
-    is_fragment_v4, parse_v4, parse_v6, translate_4to6, translate_6to4, DropReason, Flow6,
-    L4Proto, Parsed4, Parsed6, Prefix6052,
+    is_fragment_v4, parse_v4, parse_v6, translate_4to6, translate_6to4, DropReason, Flow6, L4Proto,
+    Parsed4, Parsed6, Prefix6052,
 };
 
 /// The largest reassembled datagram: 64 KiB plus the longest IPv4 header.
@@ -364,7 +362,10 @@ impl Nat64 {
     /// any. It may be earlier than any real expiry (a refreshed session is
     /// re-checked then), never later.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.core.table.poll_timeout(), self.reassembler.poll_timeout()) {
+        match (
+            self.core.table.poll_timeout(),
+            self.reassembler.poll_timeout(),
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -415,7 +416,10 @@ impl Nat64 {
 
     /// Datagrams being reassembled and the bytes they hold (gauges).
     pub fn fragments_in_progress(&self) -> (usize, usize) {
-        (self.reassembler.in_progress(), self.reassembler.bytes_held())
+        (
+            self.reassembler.in_progress(),
+            self.reassembler.bytes_held(),
+        )
     }
 }
 
@@ -533,8 +537,7 @@ impl Core {
         let sender = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
         let local = Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]);
         // Only for what was sent to the gateway's pool: never a reflector.
-        if !self.config.pool4.contains(local) || !may_answer_v4(pkt) || !self.error_allowed(now)
-        {
+        if !self.config.pool4.contains(local) || !may_answer_v4(pkt) || !self.error_allowed(now) {
             return Verdict::Drop(reason);
         }
         let id = self.ipv4_ids.next(local, sender, 1);
@@ -563,9 +566,12 @@ impl Core {
         if special_ipv4_destination(server) {
             return Err(NatDrop::SpecialIpv4Destination);
         }
-        if self.config.local_v4.iter().any(|net| {
-            server == net.addr() || (net.prefix_len() < 31 && server == net.broadcast())
-        }) {
+        if self
+            .config
+            .local_v4
+            .iter()
+            .any(|net| server == net.addr() || (net.prefix_len() < 31 && server == net.broadcast()))
+        {
             return Err(NatDrop::GatewayIpv4Destination);
         }
         if self.config.pool4.contains(server) {
@@ -635,7 +641,11 @@ impl Core {
         } else {
             let n = self.config.rfc6791_v4.len() as u64;
             let i = (self.hasher.hash_one(sender) % n) as usize;
-            self.config.rfc6791_v4.get(i).copied().unwrap_or(*v4_local.ip())
+            self.config
+                .rfc6791_v4
+                .get(i)
+                .copied()
+                .unwrap_or(*v4_local.ip())
         };
         let server_port = match flow.proto {
             L4Proto::Icmp => v4_local.port(),

@@ -18,10 +18,7 @@ fn nsp() -> Prefix6052 {
 
 fn nat_with(prefix: Prefix6052) -> Nat64 {
     let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
-    Nat64::with_seed(
-        Nat64Config::new(prefix, pool4, Timeouts::default()),
-        99,
-    )
+    Nat64::with_seed(Nat64Config::new(prefix, pool4, Timeouts::default()), 99)
 }
 
 fn new_nat() -> Nat64 {
@@ -489,18 +486,14 @@ fn pool_exhaustion_over_packets() {
         .unwrap()
         .with_port_range(3000..=3000)
         .unwrap();
-    let mut nat = Nat64::with_seed(
-        Nat64Config::new(nsp(), pool4, Timeouts::default()),
-        5,
-    );
+    let mut nat = Nat64::with_seed(Nat64Config::new(nsp(), pool4, Timeouts::default()), 5);
     let mut out = [0u8; 1500];
     let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 53), &mut out));
     assert_eq!(seen_v4(&out[..n]).sport, 3000);
     // RFC 6146 §3.5.1.1: ICMPv6 Destination Unreachable, Address
     // Unreachable, back to the client, quoting its packet.
     let offending = v6_udp(nsp(), client(2), 5000, SERVER, 53);
-    let Verdict::Reject(NatDrop::PoolExhausted, n) = nat.handle_v6(t0, &offending, &mut out)
-    else {
+    let Verdict::Reject(NatDrop::PoolExhausted, n) = nat.handle_v6(t0, &offending, &mut out) else {
         panic!("expected an ICMPv6 error");
     };
     let err = etherparse::SlicedPacket::from_ip(&out[..n]).unwrap();

@@ -96,7 +96,11 @@ pub struct Nat64Section {
     /// Source of the ICMPv6 errors the gateway sends, and of ICMPv4 errors
     /// whose IPv4 source cannot go under the well-known prefix; absent: the
     /// gateway's own IPv6 address towards the clients, found at start.
-    #[serde(rename = "rfc6791-v6", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rfc6791-v6",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rfc6791_v6: Option<Ipv6Addr>,
     /// Session lifetimes in seconds.
     #[serde(default)]
@@ -107,8 +111,9 @@ pub struct Nat64Section {
 }
 
 /// `[nat64.fragments]`: bounds of fragment reassembly (RFC 6146 §3.4).
+/// Every key is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct FragmentsSection {
     /// Datagrams reassembled at once, all sources together (each up to 66 KiB).
     pub max_datagrams: usize,
@@ -548,9 +553,27 @@ impl Config {
                 }
                 let f = &nat.fragments;
                 let fragment_checks = [
-                    ("nat64.fragments.max-datagrams", f.max_datagrams, 1, 65536, ""),
-                    ("nat64.fragments.max-per-source", f.max_per_source, 1, f.max_datagrams.max(1), " (and at most max-datagrams)"),
-                    ("nat64.fragments.max-fragments", f.max_fragments, 2, 8192, ""),
+                    (
+                        "nat64.fragments.max-datagrams",
+                        f.max_datagrams,
+                        1,
+                        65536,
+                        "",
+                    ),
+                    (
+                        "nat64.fragments.max-per-source",
+                        f.max_per_source,
+                        1,
+                        f.max_datagrams.max(1),
+                        " (and at most max-datagrams)",
+                    ),
+                    (
+                        "nat64.fragments.max-fragments",
+                        f.max_fragments,
+                        2,
+                        8192,
+                        "",
+                    ),
                 ];
                 for (key, value, min, max, extra) in fragment_checks {
                     if value < min || value > max {
@@ -799,6 +822,66 @@ mod tests {
         let e = Config::from_toml("[dns64]\nlisten = [\"nope\"]\nupstream = [\"192.0.2.53:53\"]\n")
             .unwrap_err();
         assert_eq!(e.key, "dns64.listen[0]");
+    }
+
+    /// RFC 7915 §4 and RFC 6146 §3.4 settings: defaults, round trip, bounds.
+    #[test]
+    fn rfc7915_keys_have_defaults_and_bounds() {
+        let c = Config::from_toml("[nat64]\n").unwrap();
+        let nat = c.nat64.as_ref().unwrap();
+        assert_eq!(nat.lowest_ipv6_mtu, 1280);
+        assert_eq!(nat.icmp_errors_per_second, 1000);
+        assert!(nat.rfc6791_v4.is_empty());
+        assert_eq!(nat.rfc6791_v6, None);
+        assert_eq!(nat.fragments.timeout, 2);
+        assert_eq!(nat.fragments.max_datagrams, 256);
+        let text = c.to_toml();
+        assert!(text.contains("lowest-ipv6-mtu = 1280"), "{text}");
+        assert!(text.contains("[nat64.fragments]"), "{text}");
+
+        let c = Config::from_toml(
+            "[nat64]\nmtu = 9000\nlowest-ipv6-mtu = 1500\nrfc6791-v4 = [\"192.0.2.9\"]\n\
+             rfc6791-v6 = \"2001:db8::1\"\n[nat64.fragments]\ntimeout = 5\n",
+        )
+        .unwrap();
+        let nat = c.nat64.as_ref().unwrap();
+        assert_eq!(nat.lowest_ipv6_mtu, 1500);
+        assert_eq!(nat.fragments.timeout, 5);
+        assert_eq!(nat.fragments.max_per_source, 16, "other keys keep defaults");
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+
+        for (text, key) in [
+            ("[nat64]\nlowest-ipv6-mtu = 1000\n", "nat64.lowest-ipv6-mtu"),
+            ("[nat64]\nlowest-ipv6-mtu = 1600\n", "nat64.lowest-ipv6-mtu"),
+            (
+                "[nat64]\nrfc6791-v4 = [\"224.0.0.1\"]\n",
+                "nat64.rfc6791-v4",
+            ),
+            ("[nat64]\nrfc6791-v6 = \"ff02::1\"\n", "nat64.rfc6791-v6"),
+            (
+                "[nat64.fragments]\ntimeout = 1\n",
+                "nat64.fragments.timeout",
+            ),
+            (
+                "[nat64.fragments]\nmax-datagrams = 0\n",
+                "nat64.fragments.max-datagrams",
+            ),
+            (
+                "[nat64.fragments]\nmax-per-source = 300\n",
+                "nat64.fragments.max-per-source",
+            ),
+            (
+                "[nat64.fragments]\nmax-fragments = 1\n",
+                "nat64.fragments.max-fragments",
+            ),
+            (
+                "[nat64.fragments]\nmax-fragmnets = 1\n",
+                "nat64.fragments.max-fragmnets",
+            ),
+        ] {
+            let e = Config::from_toml(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
     }
 
     #[test]

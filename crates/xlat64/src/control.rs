@@ -130,7 +130,10 @@ fn answer(state: &ControlState, command: &str) -> Value {
                 out.insert("nat64_sessions_expired".into(), nat.sessions_expired());
                 let c = nat.counters();
                 out.insert("icmp_errors_sent".into(), c.icmp_errors_sent);
-                out.insert("icmp_errors_rate_limited".into(), c.icmp_errors_rate_limited);
+                out.insert(
+                    "icmp_errors_rate_limited".into(),
+                    c.icmp_errors_rate_limited,
+                );
                 out.insert("fragments_reassembled".into(), c.fragments_reassembled);
                 out.insert("fragment_timeouts".into(), c.fragment_timeouts);
                 out.insert("packets_fragmented".into(), c.packets_fragmented);

@@ -20,7 +20,8 @@ pub fn ipv4_networks() -> io::Result<Vec<Ipv4Net>> {
     while !cur.is_null() {
         // SAFETY: `cur` is a node of the list getifaddrs returned.
         let ifa = unsafe { &*cur };
-        if let (Some(addr), Some(mask)) = (sockaddr_v4(ifa.ifa_addr), sockaddr_v4(ifa.ifa_netmask)) {
+        if let (Some(addr), Some(mask)) = (sockaddr_v4(ifa.ifa_addr), sockaddr_v4(ifa.ifa_netmask))
+        {
             let len = u32::from(mask).leading_ones() as u8;
             if let Ok(net) = Ipv4Net::new(addr, len) {
                 nets.push(net);
@@ -52,7 +53,9 @@ fn sockaddr_v4(sa: *const libc::sockaddr) -> Option<Ipv4Addr> {
 /// socket's local address.
 pub fn source_towards(towards: Ipv6Addr) -> Option<Ipv6Addr> {
     let socket = UdpSocket::bind("[::]:0").ok()?;
-    socket.connect(SocketAddr::new(IpAddr::V6(towards), 9)).ok()?;
+    socket
+        .connect(SocketAddr::new(IpAddr::V6(towards), 9))
+        .ok()?;
     match socket.local_addr().ok()?.ip() {
         IpAddr::V6(a) if !a.is_unspecified() && !a.is_loopback() => Some(a),
         _ => None,
@@ -66,6 +69,9 @@ mod tests {
     #[test]
     fn loopback_network_is_listed() {
         let nets = ipv4_networks().unwrap();
-        assert!(nets.iter().any(|n| n.addr() == Ipv4Addr::LOCALHOST), "{nets:?}");
+        assert!(
+            nets.iter().any(|n| n.addr() == Ipv4Addr::LOCALHOST),
+            "{nets:?}"
+        );
     }
 }
