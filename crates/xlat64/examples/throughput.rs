@@ -131,6 +131,7 @@ fn run(args: &Args) -> Result<(), String> {
         "bench",
         LabOptions {
             dual_stack_server: true,
+            ..LabOptions::default()
         },
     )
     .map_err(|e| format!("lab: {e}"))?;

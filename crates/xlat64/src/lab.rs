@@ -10,6 +10,18 @@
 //!                              TUN `nat64`: 2001:db8:64::/96, 192.0.2.1/32 (added by xlat64)
 //! ```
 //!
+//! With [`LabOptions::ipv4_router`], an IPv4 router sits between gateway and
+//! server, and the link to the server has a smaller MTU (path MTU discovery,
+//! ICMP errors from a router, traceroute):
+//!
+//! ```text
+//!  client ns          gateway ns                   router ns (IPv4 forwarding)        server ns
+//!  c0 2001:db8:1::2 -- g0 2001:db8:1::1
+//!                      g1 203.0.113.1/24 --------- r0 203.0.113.2/24
+//!                      default via 203.0.113.2     r1 198.51.100.1/24 -- MTU 1400 -- s0 198.51.100.2/24
+//!                      TUN `nat64` (by xlat64)     192.0.2.0/24 via 203.0.113.1      default via 198.51.100.1
+//! ```
+//!
 //! Everything is built with `ip` (iproute2) inside namespaces that this module
 //! creates: the veth pairs are created directly in their namespaces, so the
 //! root namespace never sees an interface, address or route. Only the
@@ -37,8 +49,25 @@ use std::time::{Duration, Instant};
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 /// The gateway's address towards the client (`g0`); DNS64 listens here.
 pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
-/// The gateway's address towards the server (`g1`).
+/// The gateway's address towards the server (`g1`). With
+/// [`LabOptions::ipv4_router`] this address is the router's instead
+/// ([`ROUTER_V4_SERVER_SIDE`]), and the gateway has [`GATEWAY_V4_ROUTED`].
 pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// The gateway's IPv4 address (`g1`, towards the router), only with
+/// [`LabOptions::ipv4_router`].
+pub const GATEWAY_V4_ROUTED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The router's address towards the gateway (`r0`), only with
+/// [`LabOptions::ipv4_router`]; the gateway's IPv4 default route.
+pub const ROUTER_V4_GATEWAY_SIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+/// The router's address towards the server (`r1`), only with
+/// [`LabOptions::ipv4_router`]; the server's default route. The same address
+/// as [`GATEWAY_V4`] in the plain lab, so the server's side looks alike.
+pub const ROUTER_V4_SERVER_SIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// MTU of the link between router and server (`r1` and `s0`), only with
+/// [`LabOptions::ipv4_router`]; every other link has 1500. IPv4 packets over
+/// 1400 bytes with DF set get ICMP "fragmentation needed" (MTU 1400) from the
+/// router, which a translator turns into "packet too big" with MTU 1420.
+pub const ROUTED_LINK_MTU: u32 = 1400;
 /// The server's address (`s0`).
 pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// The server's IPv6 address, only with [`LabOptions::dual_stack_server`].
@@ -91,14 +120,24 @@ pub struct LabOptions {
     /// [`GATEWAY_V6_SERVER_SIDE`], with plain kernel IPv6 forwarding between
     /// client and server (the throughput baseline).
     pub dual_stack_server: bool,
+    /// Put an IPv4 router between gateway and server (namespace
+    /// `x64-<tag>-<pid>-<n>-r`, see the module doc): the gateway gets
+    /// [`GATEWAY_V4_ROUTED`] and a default route via
+    /// [`ROUTER_V4_GATEWAY_SIDE`]; the router routes pool4 (192.0.2.0/24)
+    /// back to the gateway; its link to the server has MTU
+    /// [`ROUTED_LINK_MTU`]. The kernel's ICMP error rate limits are off in
+    /// gateway, router and server, so that every probe of a traceroute gets
+    /// its answer. Cannot be combined with `dual_stack_server`.
+    pub ipv4_router: bool,
 }
 
-/// The three namespaces and everything started in them.
+/// The three (four with a router) namespaces and everything started in them.
 #[derive(Debug)]
 pub struct Lab {
     client: String,
     gateway: String,
     server: String,
+    router: Option<String>,
     dir: PathBuf,
     options: LabOptions,
     spawned: AtomicUsize,
@@ -109,7 +148,8 @@ static LABS_IN_PROCESS: AtomicUsize = AtomicUsize::new(0);
 
 impl Lab {
     /// Builds the lab. `tag` (short, `[a-z0-9]`) goes into the namespace
-    /// names `x64-<tag>-<pid>-<n>-{c,g,s}`, so labs can run in parallel.
+    /// names `x64-<tag>-<pid>-<n>-{c,g,s}` (and `-r` for the router), so labs
+    /// can run in parallel.
     pub fn create(tag: &str) -> io::Result<Lab> {
         Lab::create_with(tag, LabOptions::default())
     }
@@ -126,6 +166,12 @@ impl Lab {
                 format!("lab tag `{tag}` must be non-empty lowercase letters and digits"),
             ));
         }
+        if options.dual_stack_server && options.ipv4_router {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "lab options dual_stack_server and ipv4_router cannot be combined",
+            ));
+        }
         remove_stale_labs();
         let n = LABS_IN_PROCESS.fetch_add(1, Ordering::Relaxed);
         let base = format!("x64-{tag}-{}-{n}", std::process::id());
@@ -137,6 +183,7 @@ impl Lab {
             client: format!("{base}-c"),
             gateway: format!("{base}-g"),
             server: format!("{base}-s"),
+            router: options.ipv4_router.then(|| format!("{base}-r")),
             dir,
             options,
             spawned: AtomicUsize::new(0),
@@ -148,18 +195,16 @@ impl Lab {
     }
 
     fn build(&self) -> io::Result<()> {
+        if let Some(r) = &self.router {
+            return self.build_routed(r);
+        }
         let (c, g, s) = (
             self.client.as_str(),
             self.gateway.as_str(),
             self.server.as_str(),
         );
         for ns in [c, g, s] {
-            ip(&["netns", "add", ns])?;
-            // No duplicate address detection: addresses are usable at once.
-            for conf in ["all", "default"] {
-                write_sysctl(ns, &format!("net/ipv6/conf/{conf}/accept_dad"), "0")?;
-            }
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            add_netns(ns)?;
         }
         write_sysctl(g, "net/ipv4/ip_forward", "1")?;
         write_sysctl(g, "net/ipv6/conf/all/forwarding", "1")?;
@@ -267,14 +312,92 @@ impl Lab {
             ])?;
         }
 
-        let etc = self.etc_netns(c);
+        self.finish(&[(c, "c0"), (g, "g0"), (g, "g1"), (s, "s0")])
+    }
+
+    /// The topology with [`LabOptions::ipv4_router`]: client -- gateway --
+    /// router -- server (see the module doc).
+    fn build_routed(&self, r: &str) -> io::Result<()> {
+        let (c, g, s) = (
+            self.client.as_str(),
+            self.gateway.as_str(),
+            self.server.as_str(),
+        );
+        for ns in [c, g, r, s] {
+            add_netns(ns)?;
+        }
+        write_sysctl(g, "net/ipv4/ip_forward", "1")?;
+        write_sysctl(g, "net/ipv6/conf/all/forwarding", "1")?;
+        write_sysctl(r, "net/ipv4/ip_forward", "1")?;
+        // Every probe of a traceroute or ping gets its ICMP error: the
+        // kernel's per-destination token bucket (1 s, small burst) would
+        // otherwise swallow some of them when tests send probes in bursts.
+        write_sysctl(g, "net/ipv6/icmp/ratelimit", "0")?;
+        for ns in [g, r, s] {
+            write_sysctl(ns, "net/ipv4/icmp_ratelimit", "0")?;
+        }
+        let mtu = ROUTED_LINK_MTU.to_string();
+
+        ip(&[
+            "link", "add", "c0", "netns", c, "type", "veth", "peer", "name", "g0", "netns", g,
+        ])?;
+        ip(&[
+            "link", "add", "g1", "netns", g, "type", "veth", "peer", "name", "r0", "netns", r,
+        ])?;
+        ip(&[
+            "link", "add", "r1", "netns", r, "mtu", &mtu, "type", "veth", "peer", "name", "s0",
+            "netns", s, "mtu", &mtu,
+        ])?;
+
+        let addrs: [(&str, &str, String); 6] = [
+            (c, "c0", format!("{CLIENT_V6}/64")),
+            (g, "g0", format!("{GATEWAY_V6}/64")),
+            (g, "g1", format!("{GATEWAY_V4_ROUTED}/24")),
+            (r, "r0", format!("{ROUTER_V4_GATEWAY_SIDE}/24")),
+            (r, "r1", format!("{ROUTER_V4_SERVER_SIDE}/24")),
+            (s, "s0", format!("{SERVER_V4}/24")),
+        ];
+        for (ns, dev, addr) in &addrs {
+            let mut args = vec!["-n", ns, "addr", "add", addr, "dev", dev];
+            if addr.contains(':') {
+                args.push("nodad");
+            }
+            ip(&args)?;
+        }
+        let links = [
+            (c, "c0"),
+            (g, "g0"),
+            (g, "g1"),
+            (r, "r0"),
+            (r, "r1"),
+            (s, "s0"),
+        ];
+        for (ns, dev) in links {
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        let routes: [(&str, &str, &str, String); 4] = [
+            (c, "-6", "default", GATEWAY_V6.to_string()),
+            (g, "-4", "default", ROUTER_V4_GATEWAY_SIDE.to_string()),
+            (r, "-4", "192.0.2.0/24", GATEWAY_V4_ROUTED.to_string()),
+            (s, "-4", "default", ROUTER_V4_SERVER_SIDE.to_string()),
+        ];
+        for (ns, family, to, via) in &routes {
+            ip(&["-n", ns, family, "route", "add", to, "via", via])?;
+        }
+        self.finish(&links)
+    }
+
+    /// The client's resolv.conf, then waits until every link is up and
+    /// no address is tentative.
+    fn finish(&self, links: &[(&str, &str)]) -> io::Result<()> {
+        let etc = self.etc_netns(&self.client);
         fs::create_dir_all(&etc)?;
         fs::write(
             etc.join("resolv.conf"),
             format!("nameserver {GATEWAY_V6}\n"),
         )?;
 
-        for (ns, dev) in [(c, "c0"), (g, "g0"), (g, "g1"), (s, "s0")] {
+        for &(ns, dev) in links {
             wait_until(COMMAND_TIMEOUT, || {
                 let link = ip(&["-n", ns, "-o", "link", "show", dev])?;
                 let tentative = ip(&[
@@ -314,6 +437,16 @@ impl Lab {
         &self.server
     }
 
+    /// The router namespace's name, with [`LabOptions::ipv4_router`].
+    pub fn router(&self) -> Option<&str> {
+        self.router.as_deref()
+    }
+
+    /// The options the lab was built with.
+    pub fn options(&self) -> LabOptions {
+        self.options
+    }
+
     /// The lab's temporary directory (configs, logs, control socket), removed
     /// with the lab.
     pub fn dir(&self) -> &Path {
@@ -322,6 +455,14 @@ impl Lab {
 
     /// A one-line description of the topology.
     pub fn describe(&self) -> String {
+        if let Some(router) = &self.router {
+            return format!(
+                "client {} ({CLIENT_V6}, IPv6 only) -- gateway {} ({GATEWAY_V6} | {GATEWAY_V4_ROUTED}) -- \
+                 router {router} ({ROUTER_V4_GATEWAY_SIDE} | {ROUTER_V4_SERVER_SIDE}, MTU {ROUTED_LINK_MTU}) -- \
+                 server {} ({SERVER_V4}, IPv4 only)",
+                self.client, self.gateway, self.server
+            );
+        }
         let mut s = format!(
             "client {} ({CLIENT_V6}, IPv6 only) -- gateway {} ({GATEWAY_V6} | {GATEWAY_V4}) -- server {} ({SERVER_V4}",
             self.client, self.gateway, self.server
@@ -569,7 +710,13 @@ impl Lab {
         }
         self.removed = true;
         let mut problems = Vec::new();
-        for ns in [&self.client, &self.gateway, &self.server] {
+        let namespaces = [
+            Some(&self.client),
+            Some(&self.gateway),
+            self.router.as_ref(),
+            Some(&self.server),
+        ];
+        for ns in namespaces.into_iter().flatten() {
             if let Err(e) = remove_netns(ns) {
                 problems.push(e.to_string());
             }
@@ -775,6 +922,16 @@ pub fn enter_netns(ns: &str) -> io::Result<()> {
     }
 }
 
+/// Creates namespace `ns` without duplicate address detection, `lo` up.
+fn add_netns(ns: &str) -> io::Result<()> {
+    ip(&["netns", "add", ns])?;
+    // No duplicate address detection: addresses are usable at once.
+    for conf in ["all", "default"] {
+        write_sysctl(ns, &format!("net/ipv6/conf/{conf}/accept_dad"), "0")?;
+    }
+    ip(&["-n", ns, "link", "set", "lo", "up"]).map(|_| ())
+}
+
 /// Runs `ip <args>`; on failure the error carries the command and its stderr.
 fn ip(args: &[&str]) -> io::Result<String> {
     let out = run_with_timeout(Command::new("ip").args(args), COMMAND_TIMEOUT)
@@ -932,7 +1089,7 @@ fn remove_stale_labs() {
         };
         // x64-<tag>-<pid>-<n>-<role>
         let parts: Vec<&str> = rest.rsplitn(4, '-').collect();
-        if parts.len() != 4 || !["c", "g", "s"].contains(&parts[0]) {
+        if parts.len() != 4 || !["c", "g", "r", "s"].contains(&parts[0]) {
             continue;
         }
         let Ok(pid) = parts[2].parse::<u32>() else {

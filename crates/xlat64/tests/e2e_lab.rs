@@ -150,6 +150,7 @@ fn dual_stack_lab_forwards_ipv6_in_the_kernel() {
         "dual",
         LabOptions {
             dual_stack_server: true,
+            ..LabOptions::default()
         },
     )
     .expect("build the lab");

@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-use xlat64::lab::{self, Gateway, Lab, LabProcess, SERVER_V4};
+use xlat64::lab::{self, Gateway, Lab, LabOptions, LabProcess, SERVER_V4};
 
 /// The xlat64 binary under test.
 pub fn exe() -> PathBuf {
@@ -75,8 +75,23 @@ pub struct World {
     pub lab: Lab,
 }
 
+/// Additions to what [`start_nsd`] serves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NsdExtra<'a> {
+    /// Zone file lines appended to `xlat64.test` (relative names, the
+    /// zone's default TTL).
+    pub records: &'a str,
+    /// Lines appended to NSD's `server:` clause, e.g. `ipv4-edns-size: 4096`.
+    pub server: &'a str,
+}
+
 /// Starts NSD serving `xlat64.test` on 198.51.100.2:53 in the server namespace.
 pub fn start_nsd(lab: &Lab) -> io::Result<LabProcess> {
+    start_nsd_with(lab, NsdExtra::default())
+}
+
+/// [`start_nsd`] with `extra` records and server options.
+pub fn start_nsd_with(lab: &Lab, extra: NsdExtra) -> io::Result<LabProcess> {
     let dir = lab.dir().join("nsd");
     std::fs::create_dir_all(&dir)?;
     let zone = format!(
@@ -88,7 +103,9 @@ pub fn start_nsd(lab: &Lab) -> io::Result<LabProcess> {
          v4only IN A   {SERVER_V4}\n\
          dual   IN A   {SERVER_V4}\n\
          dual   IN AAAA 2001:db8:2::2\n\
-         www    IN A   {SERVER_V4}\n"
+         www    IN A   {SERVER_V4}\n\
+         {records}",
+        records = extra.records
     );
     std::fs::write(dir.join("xlat64.test.zone"), zone)?;
     let d = dir.display();
@@ -108,11 +125,17 @@ pub fn start_nsd(lab: &Lab) -> io::Result<LabProcess> {
          \txfrdir: \"{d}\"\n\
          \tlogfile: \"{d}/nsd.log\"\n\
          \tverbosity: 1\n\
+         {server}\
          remote-control:\n\
          \tcontrol-enable: no\n\
          zone:\n\
          \tname: \"xlat64.test\"\n\
-         \tzonefile: \"{d}/xlat64.test.zone\"\n"
+         \tzonefile: \"{d}/xlat64.test.zone\"\n",
+        server = extra
+            .server
+            .lines()
+            .map(|l| format!("\t{}\n", l.trim()))
+            .collect::<String>()
     );
     let conf_path = dir.join("nsd.conf");
     std::fs::write(&conf_path, conf)?;
@@ -162,13 +185,18 @@ pub fn start_http(lab: &Lab) -> io::Result<LabProcess> {
 /// Builds the whole world, or returns `None` (after printing why) when this
 /// machine cannot run it.
 pub fn world(tag: &str, tools: &[&str]) -> Option<World> {
+    world_with(tag, tools, LabOptions::default(), NsdExtra::default())
+}
+
+/// [`world`] on a lab built with `options`, NSD serving `nsd` too.
+pub fn world_with(tag: &str, tools: &[&str], options: LabOptions, nsd: NsdExtra) -> Option<World> {
     let mut needed = vec!["nsd", "python3", "ss"];
     needed.extend_from_slice(tools);
     if !can_run(tag, &needed) {
         return None;
     }
-    let lab = Lab::create(tag).expect("build the lab");
-    let nsd = start_nsd(&lab).expect("start nsd in the server namespace");
+    let lab = Lab::create_with(tag, options).expect("build the lab");
+    let nsd = start_nsd_with(&lab, nsd).expect("start nsd in the server namespace");
     let http = start_http(&lab).expect("start the HTTP server in the server namespace");
     let gateway = match lab.start_gateway(&exe()) {
         Ok(g) => g,
