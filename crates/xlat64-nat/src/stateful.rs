@@ -479,6 +479,15 @@ impl Core {
                 code: icmp6::code::ERRONEOUS_FIELD,
                 param: segments_left_pointer(pkt).unwrap_or(0),
             },
+            // A protocol stateful NAT64 cannot carry (RFC 6146 §1.1: TCP,
+            // UDP and ICMP only), named in the fixed header: the client
+            // learns at once, as from a host without that protocol (RFC
+            // 4443 §3.4, code 1 pointing at the Next Header field).
+            NatDrop::Packet(DropReason::UnknownProtocol) => IcmpError {
+                icmp_type: icmp6::PARAMETER_PROBLEM,
+                code: icmp6::code::UNRECOGNIZED_NEXT_HEADER,
+                param: 6,
+            },
             // RFC 6146 §3.5.1.1: Address Unreachable when no port is left.
             NatDrop::PoolExhausted => IcmpError {
                 icmp_type: icmp6::DEST_UNREACHABLE,
@@ -490,6 +499,12 @@ impl Core {
         let Some(hdr) = pkt.first_chunk::<40>() else {
             return Verdict::Drop(reason);
         };
+        let unknown_after_extension_headers = reason
+            == NatDrop::Packet(DropReason::UnknownProtocol)
+            && matches!(hdr[6], 0 | 43 | 44 | 60);
+        if unknown_after_extension_headers {
+            return Verdict::Drop(reason);
+        }
         let mut src = [0u8; 16];
         src.copy_from_slice(&hdr[8..24]);
         let dst = Ipv6Addr::from(src);

@@ -1044,3 +1044,110 @@ fn routed_lab_forwards_ipv4_and_carries_plain_nat64_traffic() {
         );
     }
 }
+
+/// A UDP listener on 0.0.0.0:`port` in namespace `ns` that prints one line
+/// per datagram it receives.
+fn udp_listener(world: &World, ns: &str, port: u16) -> LabProcess {
+    let script = format!(
+        "import socket, sys\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0', {port}))\n\
+         print('listening', flush=True)\n\
+         while True:\n\
+         \x20   data, peer = s.recvfrom(2048)\n\
+         \x20   print('got', peer, flush=True)\n"
+    );
+    let listener = world
+        .lab
+        .spawn_in(ns, &["python3", "-c", &script])
+        .expect("start the UDP listener");
+    lab::wait_until(Duration::from_secs(10), || {
+        Ok(listener.log().contains("listening"))
+    })
+    .expect("UDP listener did not start");
+    listener
+}
+
+/// Sends one UDP datagram from the client, from `src` to `dst`:`port`.
+fn send_udp(world: &World, src: Ipv6Addr, dst: Ipv6Addr, port: u16) -> Run {
+    let bind = src;
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+         s.bind(('{bind}', 0))\n\
+         s.sendto(b'xlat64 must not translate this', ('{dst}', {port}))\n"
+    );
+    client(world, &["python3", "-c", &script], Duration::from_secs(10))
+}
+
+/// Addresses that must never be translated, under a network-specific prefix
+/// too: an IPv6 source inside the prefix (spoofed or looped: translating it
+/// would make the gateway a reflector towards any IPv4 address), and IPv4
+/// destinations that are the gateway itself (its address, its network's
+/// directed broadcast), loopback, "this network" or the limited broadcast.
+/// None reaches a listener on 0.0.0.0 in the gateway or the server; each is
+/// counted under its own reason.
+#[test]
+fn addresses_that_must_never_be_translated_are_dropped_and_counted() {
+    let Some(world) = routed_world("never", &["python3"]) else {
+        return;
+    };
+    const PORT: u16 = 9999;
+    let mut gateway_listener = udp_listener(&world, world.lab.gateway(), PORT);
+    let mut server_listener = udp_listener(&world, world.lab.server(), PORT);
+    let spoofed = embed_v4(std::net::Ipv4Addr::new(192, 0, 2, 77));
+    let add = world.lab.run_in_timeout(
+        world.lab.client(),
+        &["ip", "-6", "addr", "add", &format!("{spoofed}/128"), "dev", "c0", "nodad"],
+        Duration::from_secs(10),
+    );
+    assert!(add.is_ok_and(|o| o.status.success()), "ip addr add {spoofed}");
+
+    let mut checks = Checks::new(&world);
+    let sent = send_udp(&world, spoofed, server_via_nat64(), PORT);
+    checks.check("send from a source inside the prefix", sent.success());
+    let gateway_net_broadcast = std::net::Ipv4Addr::new(203, 0, 113, 255);
+    for dst in [
+        GATEWAY_V4_ROUTED,
+        gateway_net_broadcast,
+        std::net::Ipv4Addr::LOCALHOST,
+        std::net::Ipv4Addr::new(0, 0, 0, 1),
+        std::net::Ipv4Addr::BROADCAST,
+    ] {
+        // From the client's own address: the kernel would otherwise pick the
+        // spoofed one, which shares the prefix with the destination.
+        let sent = send_udp(&world, lab::CLIENT_V6, embed_v4(dst), PORT);
+        checks.check(&format!("send to prefix + {dst}"), sent.success());
+    }
+    // Give the packets time to cross, then look.
+    std::thread::sleep(Duration::from_millis(500));
+    for (name, at_least) in [
+        ("drop_source_in_prefix", 1),
+        ("drop_gateway_ipv4_destination", 2),
+        ("drop_special_ipv4_destination", 3),
+    ] {
+        let n = world.counter(name);
+        checks.check(
+            &format!("{name} counts the packets ({n} >= {at_least})"),
+            if n >= at_least {
+                Ok(())
+            } else {
+                Err(format!("{name} = {n}"))
+            },
+        );
+    }
+    let _ = gateway_listener.stop();
+    let _ = server_listener.stop();
+    for (who, listener) in [("gateway", &gateway_listener), ("server", &server_listener)] {
+        let log = listener.log();
+        checks.check(
+            &format!("the {who}'s listener on 0.0.0.0:{PORT} received nothing"),
+            if log.contains("got") {
+                Err(log)
+            } else {
+                Ok(())
+            },
+        );
+    }
+    checks.finish();
+}
