@@ -7,6 +7,7 @@
 //! reads, no threads.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod fuzzing;
 mod icmp_rate;
 mod ipv4_id;
 pub mod pool4;

@@ -508,6 +508,14 @@ impl Core {
         let mut src = [0u8; 16];
         src.copy_from_slice(&hdr[8..24]);
         let dst = Ipv6Addr::from(src);
+        // Never answer a source that is never translated: the answer would
+        // go to a spoofed or looped address.
+        if self.config.prefix.contains(&dst) {
+            return Verdict::Drop(NatDrop::SourceInPrefix);
+        }
+        if bad_ipv6_source(&dst) {
+            return Verdict::Drop(NatDrop::BadIpv6Source);
+        }
         if !may_answer_v6(pkt) || !self.error_allowed(now) {
             return Verdict::Drop(reason);
         }
@@ -551,8 +559,19 @@ impl Core {
         };
         let sender = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
         let local = Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]);
-        // Only for what was sent to the gateway's pool: never a reflector.
-        if !self.config.pool4.contains(local) || !may_answer_v4(pkt) || !self.error_allowed(now) {
+        // Only for what was sent to the gateway's pool, and only to a
+        // sender that is one host: never a reflector.
+        let sender_is_broadcast = self
+            .config
+            .local_v4
+            .iter()
+            .any(|net| net.prefix_len() < 31 && sender == net.broadcast());
+        if !self.config.pool4.contains(local)
+            || special_ipv4_destination(sender)
+            || sender_is_broadcast
+            || !may_answer_v4(pkt)
+            || !self.error_allowed(now)
+        {
             return Verdict::Drop(reason);
         }
         let id = self.ipv4_ids.next(local, sender, 1);
