@@ -1966,7 +1966,6 @@ fn rfc4884_5_icmpv6_extension_carried_to_icmpv4() {
 /// is the server's own IPv4 Identification), Total Length that of the
 /// fragment.
 #[test]
-#[ignore = "bug: the quoted first fragment loses its identification and MF (fixed next)"]
 
 fn rfc7915_5_3_quoted_fragment_translated_as_fragment() {
     let t0 = Instant::now();

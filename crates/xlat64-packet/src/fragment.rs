@@ -44,7 +44,10 @@ pub fn fragment_v6_in_place(
         return Ok(len);
     }
     let chunk = chunk_len(mtu);
-    if chunk == 0 {
+    // No room for 8 bytes of data per fragment, or a payload whose offsets
+    // do not fit the 13-bit Fragment Offset (more than 65535 bytes, which
+    // only a jumbogram has; RFC 8200 §4.5).
+    if chunk == 0 || len.saturating_sub(IPV6_HEADER_LEN) > usize::from(u16::MAX) {
         return Err(DropReason::TooBigForIpv6);
     }
     let total = fragmented_len(len, mtu);
@@ -52,7 +55,10 @@ pub fn fragment_v6_in_place(
         return Err(DropReason::OutputTooSmall);
     }
     let mut header = [0u8; IPV6_HEADER_LEN];
-    header.copy_from_slice(buf.get(..IPV6_HEADER_LEN).ok_or(DropReason::OutputTooSmall)?);
+    header.copy_from_slice(
+        buf.get(..IPV6_HEADER_LEN)
+            .ok_or(DropReason::OutputTooSmall)?,
+    );
     let next_header = header[6];
     let payload = len - IPV6_HEADER_LEN;
     let count = payload.div_ceil(chunk);
@@ -64,9 +70,7 @@ pub fn fragment_v6_in_place(
         let at = i * (IPV6_HEADER_LEN + FRAGMENT_HEADER_LEN + chunk);
         let data_at = at + IPV6_HEADER_LEN + FRAGMENT_HEADER_LEN;
         buf.copy_within(from..from + this, data_at);
-        let hdr = buf
-            .get_mut(at..data_at)
-            .ok_or(DropReason::OutputTooSmall)?;
+        let hdr = buf.get_mut(at..data_at).ok_or(DropReason::OutputTooSmall)?;
         hdr[..IPV6_HEADER_LEN].copy_from_slice(&header);
         set16(hdr, 4, (FRAGMENT_HEADER_LEN + this) as u16)?;
         set8(hdr, 6, NEXT_HEADER_FRAGMENT)?;

@@ -15,7 +15,9 @@ use crate::icmp_error::{
 };
 use crate::icmp_map::{v4 as icmp4, v6 as icmp6};
 use crate::ipv6_ext;
-use crate::translate::{proto, ICMP_HEADER_LEN, IPV4_FRAG_OFFSET, IPV4_HEADER_LEN, IPV6_HEADER_LEN};
+use crate::translate::{
+    proto, ICMP_HEADER_LEN, IPV4_FRAG_OFFSET, IPV4_HEADER_LEN, IPV6_HEADER_LEN,
+};
 use crate::DropReason;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -44,7 +46,11 @@ pub fn icmpv6_error(
     offending: &[u8],
 ) -> Result<usize, DropReason> {
     let quote = offending
-        .get(..offending.len().min(MAX_ICMPV6_ERROR - IPV6_HEADER_LEN - ICMP_HEADER_LEN))
+        .get(
+            ..offending
+                .len()
+                .min(MAX_ICMPV6_ERROR - IPV6_HEADER_LEN - ICMP_HEADER_LEN),
+        )
         .unwrap_or_default();
     let icmp_len = ICMP_HEADER_LEN + quote.len();
     let total = IPV6_HEADER_LEN + icmp_len;
@@ -68,7 +74,10 @@ pub fn icmpv6_error(
     icmp.get_mut(ICMP_HEADER_LEN..)
         .ok_or(DropReason::OutputTooSmall)?
         .copy_from_slice(quote);
-    let s = combine(pseudo_v6(src, dst, proto::ICMPV6, icmp_len as u32), sum(icmp));
+    let s = combine(
+        pseudo_v6(src, dst, proto::ICMPV6, icmp_len as u32),
+        sum(icmp),
+    );
     set16(icmp, 2, finish(s))?;
     Ok(total)
 }
@@ -84,7 +93,11 @@ pub fn icmpv4_error(
     offending: &[u8],
 ) -> Result<usize, DropReason> {
     let quote = offending
-        .get(..offending.len().min(MAX_ICMPV4_ERROR - IPV4_HEADER_LEN - ICMP_HEADER_LEN))
+        .get(
+            ..offending
+                .len()
+                .min(MAX_ICMPV4_ERROR - IPV4_HEADER_LEN - ICMP_HEADER_LEN),
+        )
         .unwrap_or_default();
     let total = IPV4_HEADER_LEN + ICMP_HEADER_LEN + quote.len();
     let out = out.get_mut(..total).ok_or(DropReason::OutputTooSmall)?;
@@ -95,6 +108,7 @@ pub fn icmpv4_error(
             total_len: total as u16,
             id,
             dont_fragment: false,
+            more_fragments: false,
             ttl: ERROR_HOP_LIMIT,
             protocol: proto::ICMP,
             src,
@@ -153,10 +167,14 @@ pub fn may_answer_v4(pkt: &[u8]) -> bool {
     };
     let src = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
     let dst = Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]);
-    if src.is_multicast()
-        || src.is_broadcast()
-        || src.is_unspecified()
+    // RFC 1122 §3.2.2: the source must define a single host, which "this
+    // network" (0/8), loopback, multicast and class E (240/4, broadcast
+    // included) addresses do not.
+    let first = src.octets()[0];
+    if first == 0
+        || first >= 240
         || src.is_loopback()
+        || src.is_multicast()
         || dst.is_multicast()
         || dst.is_broadcast()
     {

@@ -14,12 +14,13 @@
 use crate::bytes::{array_at, get16, get32, set16, set32, set8};
 use crate::checksum::{combine, finish, pseudo_v4, pseudo_v6, sum, update};
 use crate::icmp_map::{
-    error_4to6, error_6to4, fragmentation_needed_mtu, packet_too_big_mtu, v4 as icmp4,
-    v6 as icmp6, Mapped, Param,
+    error_4to6, error_6to4, fragmentation_needed_mtu, packet_too_big_mtu, v4 as icmp4, v6 as icmp6,
+    Mapped, Param,
 };
+use crate::ipv6_ext;
 use crate::translate::{
-    outgoing_hop_limit, proto, DF_THRESHOLD, ICMP_HEADER_LEN, IPV4_FLAG_DF, IPV4_HEADER_LEN,
-    IPV6_HEADER_LEN,
+    outgoing_hop_limit, proto, DF_THRESHOLD, ICMP_HEADER_LEN, IPV4_FLAG_DF, IPV4_FLAG_MF,
+    IPV4_HEADER_LEN, IPV6_HEADER_LEN,
 };
 use crate::{DropReason, Parsed4, Parsed6};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -54,12 +55,14 @@ struct Split<'a> {
 }
 
 /// RFC 4884 §5: a non-zero length attribute of `units` bytes each marks the
-/// end of the original datagram; an attribute pointing past the message is
-/// treated as absent (a non-compliant sender).
+/// end of the original datagram. An extended message carries at least 128
+/// bytes of it (RFC 4884 §4.1, §4.2), so an attribute below that (which
+/// could cut the quote before its ports) or pointing past the message comes
+/// from a non-compliant sender and is treated as absent.
 fn split_rfc4884(quote: &[u8], length_attr: u8, unit: usize) -> Split<'_> {
     let original_len = usize::from(length_attr) * unit;
     match quote.split_at_checked(original_len) {
-        Some((original, extension)) if length_attr != 0 => Split {
+        Some((original, extension)) if original_len >= RFC4884_MIN_ORIGINAL => Split {
             original,
             extension,
         },
@@ -173,7 +176,9 @@ pub fn translate_error_6to4(
     ipv6_mtu: u32,
     out: &mut [u8],
 ) -> Result<usize, DropReason> {
-    let q = parsed.icmp_error.ok_or(DropReason::IcmpQuoteUntranslatable)?;
+    let q = parsed
+        .icmp_error
+        .ok_or(DropReason::IcmpQuoteUntranslatable)?;
     let icmp_in = pkt
         .get(parsed.l4_offset..parsed.total_len)
         .ok_or(DropReason::Truncated)?;
@@ -219,7 +224,9 @@ pub fn translate_error_6to4(
     out.fill(0);
 
     // Outer IPv4 header (RFC 7915 §5.1; at most 576 bytes: DF clear).
-    let ip6 = pkt.first_chunk::<IPV6_HEADER_LEN>().ok_or(DropReason::Truncated)?;
+    let ip6 = pkt
+        .first_chunk::<IPV6_HEADER_LEN>()
+        .ok_or(DropReason::Truncated)?;
     let outer_dst = *addrs.inner_src.ip();
     write_ipv4_header(
         out,
@@ -228,6 +235,7 @@ pub fn translate_error_6to4(
             total_len: total as u16,
             id: ipv4_id,
             dont_fragment: false,
+            more_fragments: false,
             ttl: outgoing_hop_limit(ip6[7]),
             protocol: proto::ICMP,
             src: addrs.outer_src,
@@ -252,13 +260,26 @@ pub fn translate_error_6to4(
         q.proto
     };
     let inner_total = usize::from(q.l4_len) + IPV4_HEADER_LEN;
+    // RFC 7915 §5.3 with §5.1.1: a quoted first fragment (the parser refuses
+    // the others) keeps MF and the low 16 bits of its identification, DF
+    // clear; that is the IPv4 packet the translator fragmented, when it
+    // was the translator's own work.
+    let quoted_fragment =
+        ipv6_ext::walk(quote, IPV6_HEADER_LEN + usize::from(get16(quote, 4)), false)
+            .ok()
+            .and_then(|chain| chain.fragment);
+    let (id, dont_fragment, more_fragments) = match quoted_fragment {
+        Some(f) => (f.id as u16, false, f.more),
+        None => (0, inner_total > DF_THRESHOLD, false),
+    };
     write_ipv4_header(
         out.get_mut(inner_at..).ok_or(DropReason::OutputTooSmall)?,
         Ipv4Header {
             tos: q.traffic_class,
             total_len: u16::try_from(inner_total).unwrap_or(u16::MAX),
-            id: 0,
-            dont_fragment: inner_total > DF_THRESHOLD,
+            id,
+            dont_fragment,
+            more_fragments,
             ttl: q.hop_limit,
             protocol: inner_proto,
             src: *addrs.inner_src.ip(),
@@ -331,7 +352,9 @@ pub fn translate_error_4to6(
     ipv6_mtu: u32,
     out: &mut [u8],
 ) -> Result<usize, DropReason> {
-    let q = parsed.icmp_error.ok_or(DropReason::IcmpQuoteUntranslatable)?;
+    let q = parsed
+        .icmp_error
+        .ok_or(DropReason::IcmpQuoteUntranslatable)?;
     let icmp_in = pkt
         .get(parsed.l4_offset..parsed.total_len)
         .ok_or(DropReason::Truncated)?;
@@ -372,7 +395,9 @@ pub fn translate_error_4to6(
     let out = out.get_mut(..total).ok_or(DropReason::OutputTooSmall)?;
     out.fill(0);
 
-    let ip4 = pkt.first_chunk::<IPV4_HEADER_LEN>().ok_or(DropReason::Truncated)?;
+    let ip4 = pkt
+        .first_chunk::<IPV4_HEADER_LEN>()
+        .ok_or(DropReason::Truncated)?;
     let outer_dst = *addrs.inner_src.ip();
     write_ipv6_header(
         out,
@@ -479,6 +504,8 @@ pub(crate) struct Ipv4Header {
     pub(crate) total_len: u16,
     pub(crate) id: u16,
     pub(crate) dont_fragment: bool,
+    /// MF, with a zero fragment offset: a first fragment.
+    pub(crate) more_fragments: bool,
     pub(crate) ttl: u8,
     pub(crate) protocol: u8,
     pub(crate) src: Ipv4Addr,
@@ -494,10 +521,15 @@ pub(crate) fn write_ipv4_header(out: &mut [u8], h: Ipv4Header) -> Result<(), Dro
     let [i0, i1] = h.id.to_be_bytes();
     let [s0, s1, s2, s3] = h.src.octets();
     let [d0, d1, d2, d3] = h.dst.octets();
-    let flags = if h.dont_fragment { IPV4_FLAG_DF } else { 0 };
+    let flags = if h.dont_fragment { IPV4_FLAG_DF } else { 0 }
+        | if h.more_fragments {
+            (IPV4_FLAG_MF >> 8) as u8
+        } else {
+            0
+        };
     *hdr = [
-        0x45, h.tos, l0, l1, i0, i1, flags, 0, h.ttl, h.protocol, 0, 0, s0, s1, s2, s3, d0, d1,
-        d2, d3,
+        0x45, h.tos, l0, l1, i0, i1, flags, 0, h.ttl, h.protocol, 0, 0, s0, s1, s2, s3, d0, d1, d2,
+        d3,
     ];
     let [c0, c1] = finish(sum(hdr)).to_be_bytes();
     hdr[10] = c0;

@@ -546,10 +546,7 @@ fn drop_bad_extension_header() {
 fn drop_routing_header() {
     let p = v6_with_ext(43, &[0, 0, 0, 1, 0, 0, 0, 0]);
     assert_eq!(parse_v6(&p), Err(DropReason::RoutingHeader));
-    assert_eq!(
-        xlat64_packet::ipv6_ext::segments_left_pointer(&p),
-        Some(43)
-    );
+    assert_eq!(xlat64_packet::ipv6_ext::segments_left_pointer(&p), Some(43));
     let p = v6_with_ext(43, &[0, 0, 0, 0, 0, 0, 0, 0]);
     assert!(parse_v6(&p).is_ok());
 }
@@ -646,7 +643,11 @@ fn drop_icmpv6_type_unsupported() {
     for t in [130u8, 133, 134, 135, 136, 137, 200] {
         let mut other = v6.clone();
         other[40] = t;
-        assert_eq!(parse_v6(&other), Err(DropReason::Icmpv6TypeUnsupported), "type {t}");
+        assert_eq!(
+            parse_v6(&other),
+            Err(DropReason::Icmpv6TypeUnsupported),
+            "type {t}"
+        );
     }
 }
 
@@ -662,7 +663,11 @@ fn drop_icmpv4_type_unsupported() {
     for t in [4u8, 5, 9, 10, 13, 14, 15, 17] {
         let mut other = v4.clone();
         other[20] = t;
-        assert_eq!(parse_v4(&other), Err(DropReason::Icmpv4TypeUnsupported), "type {t}");
+        assert_eq!(
+            parse_v4(&other),
+            Err(DropReason::Icmpv4TypeUnsupported),
+            "type {t}"
+        );
     }
 }
 
@@ -788,8 +793,8 @@ fn mismatched_parsed_does_not_panic() {
     );
 }
 
-/// Every variant is produced by one of the tests above; this keeps the list
-/// honest when a variant is added.
+/// Every variant is produced by one of the tests above or, where marked, in
+/// another test file; this keeps the list honest when a variant is added.
 #[test]
 fn every_drop_reason_is_covered_here() {
     let covered = [
@@ -807,16 +812,19 @@ fn every_drop_reason_is_covered_here() {
         DropReason::HopLimitExceeded,
         DropReason::Icmpv6TypeUnsupported,
         DropReason::Icmpv4TypeUnsupported,
-        // In tests/icmp_error.rs:
+        // In tests/icmp_error.rs (rfc7915_4_2_untranslatable_icmpv4_dropped,
+        // rfc7915_4_3_*_refused, rfc7915_5_3_untranslatable_quotes_refused):
         DropReason::IcmpUntranslatable,
         DropReason::IcmpQuoteUntranslatable,
+        // Here again:
         DropReason::RoutingHeader,
         DropReason::BadExtensionHeader,
         DropReason::BadAddress,
         DropReason::UdpZeroChecksum,
         DropReason::TooBigForIpv4,
-        // In tests/fragment.rs:
+        // In tests/fragment.rs (rfc8200_4_5_mtu_without_room_is_too_big_for_ipv6):
         DropReason::TooBigForIpv6,
+        // Here (drop_output_too_small) and in tests/fragment.rs:
         DropReason::OutputTooSmall,
     ];
     assert_eq!(covered, DropReason::ALL);

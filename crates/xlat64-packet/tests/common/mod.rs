@@ -161,3 +161,81 @@ pub fn fix_v4_header_checksum(pkt: &mut [u8]) {
     let c = xlat64_packet::checksum::finish(xlat64_packet::checksum::sum(&pkt[..ihl]));
     pkt[10..12].copy_from_slice(&c.to_be_bytes());
 }
+
+/// Ones' complement sum of big-endian 16-bit words (RFC 1071), folded; an
+/// odd last byte is padded with zero. Written here, independently of the
+/// crate's own `checksum` module.
+pub fn ones_sum(data: &[u8]) -> u32 {
+    let mut acc: u64 = data
+        .chunks(2)
+        .map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum();
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u32
+}
+
+/// The checksum field value for `data` (its checksum field zeroed) plus a
+/// pseudo-header sum.
+pub fn ones_checksum(pseudo: u32, data: &[u8]) -> u16 {
+    !(ones_sum(&[&(pseudo as u16).to_be_bytes()[..], data].concat()) as u16)
+}
+
+/// Verifies every checksum of `pkt` straight from its bytes: the IPv4 header
+/// checksum, and the TCP, UDP (a zero UDP checksum over IPv4 is accepted),
+/// ICMPv4 or ICMPv6 checksum with its pseudo-header. Unlike
+/// [`check_checksums`], it does not go through etherparse's typed ICMP
+/// headers, which drop bytes 4..8 of errors (the RFC 4884 length attribute).
+/// IPv6 packets must carry the transport header right after the fixed header.
+pub fn check_checksums_raw(pkt: &[u8]) -> Result<(), String> {
+    let fold_ok = |s: u32| s == 0xffff;
+    let (pseudo, proto, l4) = match pkt.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
+            if pkt.len() < total || total < ihl || ihl < 20 {
+                return Err(format!(
+                    "ipv4 lengths: ihl {ihl} total {total} have {}",
+                    pkt.len()
+                ));
+            }
+            if !fold_ok(ones_sum(&pkt[..ihl])) {
+                return Err("ipv4 header checksum".into());
+            }
+            let l4 = &pkt[ihl..total];
+            let len = l4.len() as u32;
+            let pseudo =
+                ones_sum(&[&pkt[12..20], &[0, pkt[9]], &(len as u16).to_be_bytes()].concat());
+            if pkt[9] == 17 && l4.get(6..8) == Some(&[0, 0]) {
+                return Ok(());
+            }
+            // ICMPv4 has no pseudo-header.
+            (if pkt[9] == 1 { 0 } else { pseudo }, pkt[9], l4)
+        }
+        Some(6) => {
+            if pkt.len() < 40 {
+                return Err("ipv6 header cut short".into());
+            }
+            let total = 40 + usize::from(u16::from_be_bytes([pkt[4], pkt[5]]));
+            if pkt.len() < total {
+                return Err(format!("ipv6 payload length {total} > {}", pkt.len()));
+            }
+            let l4 = &pkt[40..total];
+            let len = l4.len() as u32;
+            let pseudo =
+                ones_sum(&[&pkt[8..40], &len.to_be_bytes()[..], &[0, 0, 0, pkt[6]]].concat());
+            (pseudo, pkt[6], l4)
+        }
+        _ => return Err("not ip".into()),
+    };
+    if !matches!(proto, 1 | 6 | 17 | 58) {
+        return Err(format!("protocol {proto}"));
+    }
+    let s = ones_sum(&[&(pseudo as u16).to_be_bytes()[..], l4].concat());
+    if fold_ok(s) {
+        Ok(())
+    } else {
+        Err(format!("protocol {proto} checksum: sum {s:#06x}"))
+    }
+}
