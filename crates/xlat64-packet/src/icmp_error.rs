@@ -29,6 +29,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 pub const MAX_ICMPV4_ERROR: usize = 576;
 /// Largest ICMPv6 error: the IPv6 minimum MTU (RFC 4443 §2.4(c), RFC 7915 §4.4).
 pub const MAX_ICMPV6_ERROR: usize = 1280;
+/// Length of the IPv6 Fragment header and its protocol number (RFC 8200 §4.5).
+const FRAGMENT_HEADER_LEN: usize = 8;
+const FRAGMENT_NEXT_HEADER: u8 = 44;
 /// RFC 4884 §4: with extensions, the original datagram is at least this long.
 const RFC4884_MIN_ORIGINAL: usize = 128;
 
@@ -377,10 +380,16 @@ pub fn translate_error_4to6(
     .then_some(8);
     let quoted_ip_len = q.l4_offset - q.ip_offset;
     let l4_avail = split.original.len().saturating_sub(quoted_ip_len);
+    // RFC 7915 §4.3 with §4.1: a quoted first fragment (MF set; later
+    // fragments were refused by the parser) is quoted with a Fragment header
+    // carrying its identification, as the translated fragment would have.
+    let quoted_fragment_id =
+        (get16(quote, 6) & IPV4_FLAG_MF != 0).then(|| u32::from(get16(quote, 4)));
+    let inner_ip_len = IPV6_HEADER_LEN + quoted_fragment_id.map_or(0, |_| FRAGMENT_HEADER_LEN);
     let lay = layout(
         MAX_ICMPV6_ERROR,
         IPV6_HEADER_LEN + ICMP_HEADER_LEN,
-        IPV6_HEADER_LEN,
+        inner_ip_len,
         l4_avail,
         split.extension.len(),
         target_unit,
@@ -424,20 +433,31 @@ pub fn translate_error_4to6(
     } else {
         q.proto
     };
+    let (next_header, payload_len) = match quoted_fragment_id {
+        Some(_) => (FRAGMENT_NEXT_HEADER, q.l4_len.saturating_add(8)),
+        None => (inner_proto, q.l4_len),
+    };
     write_ipv6_header(
         out.get_mut(inner_at..).ok_or(DropReason::OutputTooSmall)?,
         q.traffic_class,
-        q.l4_len,
-        inner_proto,
+        payload_len,
+        next_header,
         q.hop_limit,
         addrs.inner_src.ip(),
         addrs.inner_dst.ip(),
     )?;
+    if let Some(id) = quoted_fragment_id {
+        let frag_at = inner_at + IPV6_HEADER_LEN;
+        set8(out, frag_at, inner_proto)?;
+        // Offset 0, M set (RFC 8200 §4.5).
+        set16(out, frag_at + 2, 1)?;
+        set32(out, frag_at + 4, id)?;
+    }
     let l4_in = split
         .original
         .get(quoted_ip_len..quoted_ip_len + lay.l4_kept)
         .unwrap_or_default();
-    let l4_at = inner_at + IPV6_HEADER_LEN;
+    let l4_at = inner_at + inner_ip_len;
     let l4_out = out
         .get_mut(l4_at..l4_at + lay.l4_kept)
         .ok_or(DropReason::OutputTooSmall)?;

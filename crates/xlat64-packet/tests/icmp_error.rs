@@ -1743,3 +1743,37 @@ fn try_translate(bytes: &[u8]) {
         }
     }
 }
+
+/// RFC 7915 §4.3 with §4.1: an ICMPv4 error quoting a first fragment (MF
+/// set, offset 0) quotes it in IPv6 with a Fragment header: offset 0, M set,
+/// the IPv4 identification as identification; the Payload Length counts
+/// the Fragment header. Built by hand: etherparse 0.19 misplaces the
+/// Fragment header's offset and M bits.
+#[test]
+fn rfc7915_4_3_quoted_first_fragment_gets_fragment_header_4to6() {
+    let data = payload(200);
+    let mut quote = client_as_v4(&udp(POOL_PORT, SERVER_PORT), &data, 7);
+    quote[4..6].copy_from_slice(&0xabcdu16.to_be_bytes());
+    quote[6] = 0x20; // MF, offset 0
+    fix_v4_header_checksum(&mut quote);
+    let err = error4(
+        ROUTER4,
+        50,
+        Icmpv4Type::TimeExceeded(icmpv4::TimeExceededCode::TtlExceededInTransit),
+        &quote,
+    );
+    let v6 = xlat_udp_4to6(&err).unwrap();
+    let inner = &v6[48..];
+    assert_eq!(inner[6], 44, "quoted IPv6 header names a Fragment header");
+    let udp_len = 8 + data.len();
+    assert_eq!(
+        u16::from_be_bytes([inner[4], inner[5]]) as usize,
+        8 + udp_len,
+        "payload length counts the Fragment header"
+    );
+    assert_eq!(&inner[40..48], &[17, 0, 0, 1, 0, 0, 0xab, 0xcd]);
+    let expected_udp = client6(&udp(CLIENT_PORT, SERVER_PORT), &data, 7);
+    assert_eq!(&inner[48..], &expected_udp[40..], "the quoted UDP datagram");
+    assert_eq!(v6.len(), 48 + 48 + udp_len);
+    check_checksums_raw(&v6).unwrap();
+}
