@@ -28,7 +28,7 @@
 //! - the tables stay consistent, `handle_timeout` at a due `poll_timeout`
 //!   leaves nothing due, and expiring everything leaves nothing behind.
 
-use crate::{Nat64, Nat64Config, Pool4, ReassemblyLimits, Timeouts, Verdict};
+use crate::{Nat64, Nat64Config, NatDrop, Pool4, ReassemblyLimits, Timeouts, Verdict};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -830,6 +830,16 @@ impl Harness {
                     "Held a whole packet"
                 );
             }
+            // RFC 8200 §4.5: what follows the Fragment header of a later
+            // fragment is data; an untouched fragment is never refused for
+            // its "headers".
+            Verdict::Drop(NatDrop::Packet(
+                reason @ (DropReason::BadExtensionHeader
+                | DropReason::RoutingHeader
+                | DropReason::ExtensionHeader),
+            )) if clean && is_later_fragment_v6(pkt) => {
+                panic!("later fragment dropped for {reason:?}: {}", hex(pkt));
+            }
             Verdict::Drop(_) => {}
         }
     }
@@ -1354,7 +1364,7 @@ fn build_l4(
             l4.extend_from_slice(&sport.to_be_bytes());
             l4.extend_from_slice(&dport.to_be_bytes());
             l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
-            l4.push(((20 + options) / 4 << 4) as u8);
+            l4.push((((20 + options) / 4) << 4) as u8);
             l4.push(flags);
             l4.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
             let mut o = r.bytes(options);
@@ -1813,4 +1823,13 @@ fn reassemble_train(train: &[&[u8]]) -> Result<Vec<u8>, String> {
     whole[4..6].copy_from_slice(&payload.to_be_bytes());
     check_l4(whole[6], &whole[40..])?;
     Ok(whole)
+}
+
+/// Whether `pkt` carries a Fragment header right after the fixed header
+/// with a non-zero offset (how the harness builds later fragments).
+fn is_later_fragment_v6(pkt: &[u8]) -> bool {
+    pkt.get(6) == Some(&44)
+        && pkt
+            .get(42..44)
+            .is_some_and(|o| u16::from_be_bytes([o[0], o[1]]) >> 3 != 0)
 }

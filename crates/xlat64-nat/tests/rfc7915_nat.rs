@@ -2054,3 +2054,33 @@ fn rfc4443_2_4_e_no_error_to_sources_never_translated() {
     assert_eq!(wrong, Vec::new(), "(source, verdict, expected)");
     assert_eq!(nat.counters().icmp_errors_sent, 0);
 }
+
+/// RFC 8200 §4.5: a Destination Options header after the Fragment header
+/// belongs to the fragmentable part; in a fragment other than the first,
+/// what follows the Fragment header is data, never parsed as headers. Found
+/// by the fuzzer: such a second fragment was dropped as a bad extension
+/// header and the datagram never reassembled.
+#[test]
+fn rfc8200_4_5_data_after_fragment_header_of_later_fragment_is_not_parsed() {
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+    let t0 = Instant::now();
+    let pool4 = Pool4::new(&["192.0.2.0/30".parse().unwrap()]).unwrap();
+    let prefix = Prefix6052::new("2001:db8:64::/96".parse().unwrap()).unwrap();
+    let mut nat = Nat64::with_seed(Nat64Config::new(prefix, pool4, Timeouts::default()), 1);
+    let first = hex("6000000000102c4020010db800010000000000000000000220010db80064000000000000080808083c000001800000011100010400000000");
+    // The UDP header (ports 1000 -> 80, length 8) is the second fragment's data.
+    let second = hex("6000000000102c4020010db800010000000000000000000220010db80064000000000000080808083c0000088000000103e80050000839bd");
+    let mut out = vec![0u8; nat.max_output_len()];
+    assert_eq!(nat.handle_v6(t0, &first, &mut out), Verdict::Held);
+    let v = nat.handle_v6(t0, &second, &mut out);
+    assert!(
+        matches!(v, Verdict::Forward(_)),
+        "the datagram reassembles and is translated: {v:?}"
+    );
+    assert_eq!(nat.counters().fragments_reassembled, 1);
+}

@@ -110,14 +110,18 @@ pub fn error_4to6(icmp_type: u8, code: u8, pointer: u8) -> Option<Mapped> {
             v6::code::UNRECOGNIZED_NEXT_HEADER,
             Param::Pointer(6),
         ),
-        (v4::DEST_UNREACHABLE, 3) => {
-            m(v6::DEST_UNREACHABLE, v6::code::PORT_UNREACHABLE, Param::Unused)
-        }
+        (v4::DEST_UNREACHABLE, 3) => m(
+            v6::DEST_UNREACHABLE,
+            v6::code::PORT_UNREACHABLE,
+            Param::Unused,
+        ),
         (v4::DEST_UNREACHABLE, 4) => m(v6::PACKET_TOO_BIG, 0, Param::Mtu),
         // Administratively prohibited, precedence cutoff.
-        (v4::DEST_UNREACHABLE, 9 | 10 | 13 | 15) => {
-            m(v6::DEST_UNREACHABLE, v6::code::ADMIN_PROHIBITED, Param::Unused)
-        }
+        (v4::DEST_UNREACHABLE, 9 | 10 | 13 | 15) => m(
+            v6::DEST_UNREACHABLE,
+            v6::code::ADMIN_PROHIBITED,
+            Param::Unused,
+        ),
         (v4::TIME_EXCEEDED, 0 | 1) => m(v6::TIME_EXCEEDED, code, Param::Unused),
         // Pointer indicates the error, bad length.
         (v4::PARAMETER_PROBLEM, 0 | 2) => m(
@@ -181,14 +185,14 @@ pub fn error_6to4(icmp_type: u8, code: u8, pointer: u32) -> Option<Mapped> {
 /// of the same field; `None` for fields IPv6 does not have.
 pub fn pointer_4to6(p: u8) -> Option<u8> {
     match p {
-        0 => Some(0),       // Version/IHL -> Version/Traffic Class
-        1 => Some(1),       // Type of Service -> Traffic Class/Flow Label
-        2 | 3 => Some(4),   // Total Length -> Payload Length
-        8 => Some(7),       // Time to Live -> Hop Limit
-        9 => Some(6),       // Protocol -> Next Header
-        12..=15 => Some(8), // Source Address
+        0 => Some(0),        // Version/IHL -> Version/Traffic Class
+        1 => Some(1),        // Type of Service -> Traffic Class/Flow Label
+        2 | 3 => Some(4),    // Total Length -> Payload Length
+        8 => Some(7),        // Time to Live -> Hop Limit
+        9 => Some(6),        // Protocol -> Next Header
+        12..=15 => Some(8),  // Source Address
         16..=19 => Some(24), // Destination Address
-        _ => None,          // Identification, Flags/Offset, Checksum, options
+        _ => None,           // Identification, Flags/Offset, Checksum, options
     }
 }
 
@@ -314,7 +318,10 @@ mod tests {
         }
         assert_eq!(du(14), None);
         assert_eq!(du(16), None);
-        assert_eq!(error_4to6(11, 1, 0).map(|m| (m.icmp_type, m.code)), Some((3, 1)));
+        assert_eq!(
+            error_4to6(11, 1, 0).map(|m| (m.icmp_type, m.code)),
+            Some((3, 1))
+        );
         assert_eq!(
             error_4to6(12, 0, 9).map(|m| (m.icmp_type, m.code, m.param)),
             Some((4, 0, Param::Pointer(6)))
@@ -335,14 +342,23 @@ mod tests {
         assert_eq!(du(3), Some((3, 1)));
         assert_eq!(du(4), Some((3, 3)));
         assert_eq!(du(5), None);
-        assert_eq!(error_6to4(2, 0, 0).map(|m| (m.icmp_type, m.code)), Some((3, 4)));
-        assert_eq!(error_6to4(3, 1, 0).map(|m| (m.icmp_type, m.code)), Some((11, 1)));
+        assert_eq!(
+            error_6to4(2, 0, 0).map(|m| (m.icmp_type, m.code)),
+            Some((3, 4))
+        );
+        assert_eq!(
+            error_6to4(3, 1, 0).map(|m| (m.icmp_type, m.code)),
+            Some((11, 1))
+        );
         assert_eq!(
             error_6to4(4, 0, 7).map(|m| (m.icmp_type, m.code, m.param)),
             Some((12, 0, Param::Pointer(8)))
         );
         assert_eq!(error_6to4(4, 0, 2), None, "flow label has no IPv4 field");
-        assert_eq!(error_6to4(4, 1, 0).map(|m| (m.icmp_type, m.code)), Some((3, 2)));
+        assert_eq!(
+            error_6to4(4, 1, 0).map(|m| (m.icmp_type, m.code)),
+            Some((3, 2))
+        );
         assert_eq!(error_6to4(4, 2, 0), None);
         for t in [130, 131, 132, 133, 134, 135, 136, 137, 5, 100] {
             assert_eq!(error_6to4(t, 0, 0), None, "type {t}");
@@ -352,8 +368,16 @@ mod tests {
     #[test]
     fn rfc7915_4_2_packet_too_big_mtu() {
         assert_eq!(packet_too_big_mtu(1400, 1500, 1500), 1420);
-        assert_eq!(packet_too_big_mtu(1480, 1500, 1500), 1500, "capped by the IPv6 side");
-        assert_eq!(packet_too_big_mtu(576, 1500, 1500), 1280, "never below 1280");
+        assert_eq!(
+            packet_too_big_mtu(1480, 1500, 1500),
+            1500,
+            "capped by the IPv6 side"
+        );
+        assert_eq!(
+            packet_too_big_mtu(576, 1500, 1500),
+            1280,
+            "never below 1280"
+        );
         // RFC 1191 §7: MTU 0, the largest plateau below the quoted length.
         assert_eq!(packet_too_big_mtu(0, 1500, 9000), 1492 + 20);
         assert_eq!(packet_too_big_mtu(0, 1492, 9000), 1280);

@@ -103,6 +103,15 @@ pub fn walk(pkt: &[u8], total_len: usize, outer: bool) -> Result<Chain, DropReas
                 next_at = at;
                 next = h[0];
                 at += 8;
+                // RFC 8200 §4.5: after the Fragment header of a fragment
+                // other than the first comes fragment data, not headers.
+                if off >> 3 != 0 {
+                    return Ok(Chain {
+                        l4_offset: at,
+                        proto: next,
+                        fragment,
+                    });
+                }
             }
             p if nh::UNTRANSLATABLE.contains(&p) => return Err(DropReason::ExtensionHeader),
             proto => {
@@ -142,7 +151,12 @@ pub fn segments_left_pointer(pkt: &[u8]) -> Option<u32> {
                 at += (usize::from(h[1]) + 1) * 8;
             }
             nh::FRAGMENT => {
-                next = *pkt.get(at)?;
+                let h = pkt.get(at..at + 4)?;
+                // Past a non-first fragment's Fragment header is data.
+                if u16::from_be_bytes([h[2], h[3]]) >> 3 != 0 {
+                    return None;
+                }
+                next = h[0];
                 at += 8;
             }
             _ => return None,

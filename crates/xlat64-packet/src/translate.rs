@@ -136,7 +136,12 @@ fn bad_v4_address(a: Ipv4Addr) -> bool {
 /// be cut short: only the first 8 transport bytes are needed (RFC 792, RFC
 /// 4443 §3). `echo` is the pair of echo types of the quoted family; other
 /// ICMP messages (an error quoting an error) are refused (RFC 7915 §4.3).
-fn quoted_ports(proto: u8, l4: &[u8], icmp_proto: u8, echo: [u8; 2]) -> Result<(L4Proto, u16, u16), DropReason> {
+fn quoted_ports(
+    proto: u8,
+    l4: &[u8],
+    icmp_proto: u8,
+    echo: [u8; 2],
+) -> Result<(L4Proto, u16, u16), DropReason> {
     let h = l4
         .first_chunk::<8>()
         .ok_or(DropReason::IcmpQuoteUntranslatable)?;
@@ -155,10 +160,7 @@ fn quoted_ports(proto: u8, l4: &[u8], icmp_proto: u8, echo: [u8; 2]) -> Result<(
 /// is computed anew on translation, so a corrupt message would otherwise
 /// leave with a valid one.
 fn check_icmpv6(src: &Ipv6Addr, dst: &Ipv6Addr, l4: &[u8]) -> Result<(), DropReason> {
-    let s = combine(
-        pseudo_v6(src, dst, proto::ICMPV6, l4.len() as u32),
-        sum(l4),
-    );
+    let s = combine(pseudo_v6(src, dst, proto::ICMPV6, l4.len() as u32), sum(l4));
     if is_valid(s) {
         Ok(())
     } else {
@@ -301,8 +303,8 @@ fn parse_quoted_v6(q: &[u8]) -> Result<QuotedParse<Flow6>, DropReason> {
         return Err(DropReason::IcmpQuoteUntranslatable);
     }
     let total_len = IPV6_HEADER_LEN + usize::from(be16([hdr[4], hdr[5]]));
-    let chain = ipv6_ext::walk(q, total_len, false)
-        .map_err(|_| DropReason::IcmpQuoteUntranslatable)?;
+    let chain =
+        ipv6_ext::walk(q, total_len, false).map_err(|_| DropReason::IcmpQuoteUntranslatable)?;
     // Only the first fragment carries the ports.
     if chain.fragment.is_some_and(|f| f.offset != 0) {
         return Err(DropReason::IcmpQuoteUntranslatable);

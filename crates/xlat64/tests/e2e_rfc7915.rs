@@ -1098,10 +1098,22 @@ fn addresses_that_must_never_be_translated_are_dropped_and_counted() {
     let spoofed = embed_v4(std::net::Ipv4Addr::new(192, 0, 2, 77));
     let add = world.lab.run_in_timeout(
         world.lab.client(),
-        &["ip", "-6", "addr", "add", &format!("{spoofed}/128"), "dev", "c0", "nodad"],
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            &format!("{spoofed}/128"),
+            "dev",
+            "c0",
+            "nodad",
+        ],
         Duration::from_secs(10),
     );
-    assert!(add.is_ok_and(|o| o.status.success()), "ip addr add {spoofed}");
+    assert!(
+        add.is_ok_and(|o| o.status.success()),
+        "ip addr add {spoofed}"
+    );
 
     let mut checks = Checks::new(&world);
     let sent = send_udp(&world, spoofed, server_via_nat64(), PORT);
