@@ -267,21 +267,35 @@ impl Nat64 {
     }
 
     /// The largest output `handle_v6`/`handle_v4` may write for `pkt`: a
-    /// buffer this long never yields `OutputTooSmall`. Small for whole
-    /// packets; a fragment may complete a datagram of up to 64 KiB.
+    /// buffer this long never yields `OutputTooSmall`. Tight for whole
+    /// packets, so that the daemon's buffers barely grow per packet; a
+    /// fragment may complete a datagram of up to 64 KiB.
     pub fn output_bound(&self, pkt: &[u8]) -> usize {
-        let may_complete_datagram = match pkt.first().map(|b| b >> 4) {
-            Some(4) => is_fragment_v4(pkt),
-            // Anything but TCP, UDP or ICMPv6 right after the fixed header
-            // may be (or lead to) a Fragment header.
-            Some(6) => pkt.get(6).is_some_and(|nh| !matches!(nh, 6 | 17 | 58)),
-            _ => false,
-        };
-        self.bound_for(if may_complete_datagram {
-            MAX_DATAGRAM
-        } else {
-            pkt.len()
-        })
+        let len = pkt.len();
+        match pkt.first().map(|b| b >> 4) {
+            Some(4) if is_fragment_v4(pkt) => self.max_output_len(),
+            Some(4) => {
+                let dont_fragment = pkt.get(6).is_some_and(|f| f & 0x40 != 0);
+                if pkt.get(9) == Some(&1) {
+                    // A translated ICMP error: two headers 20 bytes longer,
+                    // a Fragment header for a quoted fragment, and the RFC
+                    // 4884 padding of the quote to 8 bytes.
+                    len + 64
+                } else if dont_fragment {
+                    // Translated (+20), or answered with Fragmentation
+                    // Needed (+28).
+                    len + 28
+                } else {
+                    self.bound_for(len)
+                }
+            }
+            // TCP, UDP or ICMPv6 right after the fixed header: never a
+            // fragment; the output is smaller, or an ICMPv6 error quoting it.
+            Some(6) if pkt.get(6).is_some_and(|nh| matches!(nh, 6 | 17 | 58)) => len + 48,
+            // Anything else may be (or lead to) a Fragment header.
+            Some(6) => self.max_output_len(),
+            _ => len + 48,
+        }
     }
 
     /// The largest output `handle_v6`/`handle_v4` may write for any packet.
@@ -289,6 +303,8 @@ impl Nat64 {
         self.bound_for(MAX_DATAGRAM)
     }
 
+    /// For an IPv4 packet of `largest_in` bytes without DF (or a datagram
+    /// reassembled to that size), translated and cut into IPv6 fragments.
     fn bound_for(&self, largest_in: usize) -> usize {
         let mtu = usize::from(self.core.fragment_mtu());
         // Translation grows a packet by 20 bytes, fragmentation by 48 per
@@ -587,7 +603,8 @@ impl Core {
         src.copy_from_slice(pkt.get(8..24).ok_or(DropReason::Truncated)?);
         let src = Ipv6Addr::from(src);
         let prefix = self.config.prefix;
-        if prefix.contains(&src) || prefix.contains(&flow.src) {
+        // For an ICMP error the flow's source is the quoted destination.
+        if prefix.contains(&src) || (flow.src != src && prefix.contains(&flow.src)) {
             return Err(NatDrop::SourceInPrefix);
         }
         if bad_ipv6_source(&src) {

@@ -76,9 +76,13 @@ impl Prefix6052 {
         *self == Self::WELL_KNOWN
     }
 
-    /// Whether `addr` lies under this prefix (RFC 6052 §2.2).
+    /// Whether `addr` lies under this prefix (RFC 6052 §2.2). One masked
+    /// 128-bit compare: it runs several times per packet.
     pub fn contains(&self, addr: &Ipv6Addr) -> bool {
-        self.net.contains(addr)
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(self.net.prefix_len()))
+            .unwrap_or(0);
+        u128::from(*addr) & mask == u128::from(self.net.network())
     }
 
     /// Embeds `v4` under the prefix (RFC 6052 §2.2); u-octet and suffix zero.
