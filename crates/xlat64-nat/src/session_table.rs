@@ -72,6 +72,51 @@ pub(crate) struct SessionKey {
     server_port: u16,
 }
 
+impl V4Key {
+    /// The pool4 transport address an inbound packet is sent to.
+    fn inbound(flow: &Flow4) -> Self {
+        V4Key {
+            proto: flow.proto,
+            addr: flow.dst,
+            port: flow.dst_port,
+        }
+    }
+}
+
+impl SessionKey {
+    /// The session of an outbound packet to IPv4 `server`.
+    fn outbound(flow: &Flow6, server: Ipv4Addr) -> Self {
+        SessionKey {
+            bind: BindKey {
+                proto: flow.proto,
+                addr: flow.src,
+                port: flow.src_port,
+            },
+            server,
+            server_port: Self::server_port(flow.proto, flow.dst_port),
+        }
+    }
+
+    /// The session of an inbound packet for binding `bind`.
+    fn inbound(bind: BindKey, flow: &Flow4) -> Self {
+        SessionKey {
+            bind,
+            server: flow.src,
+            server_port: Self::server_port(flow.proto, flow.src_port),
+        }
+    }
+
+    /// ICMP query sessions have no server port: the identifier is the
+    /// binding's (RFC 6146 §3.5.3).
+    fn server_port(proto: L4Proto, port: u16) -> u16 {
+        if proto == L4Proto::Icmp {
+            0
+        } else {
+            port
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Binding {
     v4: SocketAddrV4,
@@ -174,20 +219,8 @@ impl SessionTable {
         flow: &Flow6,
         server: Ipv4Addr,
     ) -> Result<OutboundPlan, NatDrop> {
-        let bind = BindKey {
-            proto: flow.proto,
-            addr: flow.src,
-            port: flow.src_port,
-        };
-        let key = SessionKey {
-            bind,
-            server,
-            server_port: if flow.proto == L4Proto::Icmp {
-                0
-            } else {
-                flow.dst_port
-            },
-        };
+        let key = SessionKey::outbound(flow, server);
+        let bind = key.bind;
         if let Some(s) = self.sessions.get(&key) {
             return Ok(OutboundPlan {
                 key,
@@ -219,40 +252,17 @@ impl SessionTable {
     /// creating or refreshing anything: how an ICMP error from the IPv6 side
     /// finds its session (RFC 6146 §3.4, §3.5).
     pub(crate) fn find_outbound(&self, flow: &Flow6, server: Ipv4Addr) -> Option<SocketAddrV4> {
-        let key = SessionKey {
-            bind: BindKey {
-                proto: flow.proto,
-                addr: flow.src,
-                port: flow.src_port,
-            },
-            server,
-            server_port: if flow.proto == L4Proto::Icmp {
-                0
-            } else {
-                flow.dst_port
-            },
-        };
-        self.sessions.get(&key).map(|s| s.v4_local)
+        self.sessions
+            .get(&SessionKey::outbound(flow, server))
+            .map(|s| s.v4_local)
     }
 
     /// The client transport address of the existing session that `flow`
     /// (seen from the IPv4 side) belongs to, without creating or refreshing
     /// anything: how an ICMP error from the IPv4 side finds its session.
     pub(crate) fn find_inbound(&self, flow: &Flow4) -> Option<SocketAddrV6> {
-        let bind = *self.bib4.get(&V4Key {
-            proto: flow.proto,
-            addr: flow.dst,
-            port: flow.dst_port,
-        })?;
-        let key = SessionKey {
-            bind,
-            server: flow.src,
-            server_port: if flow.proto == L4Proto::Icmp {
-                0
-            } else {
-                flow.src_port
-            },
-        };
+        let bind = *self.bib4.get(&V4Key::inbound(flow))?;
+        let key = SessionKey::inbound(bind, flow);
         self.sessions
             .contains_key(&key)
             .then(|| SocketAddrV6::new(bind.addr, bind.port, 0, 0))
@@ -293,21 +303,11 @@ impl SessionTable {
     /// default for UDP, would be a configuration option; it is left for later
     /// because never letting unsolicited traffic in comes first.)
     pub(crate) fn plan_inbound(&self, flow: &Flow4) -> Result<InboundPlan, NatDrop> {
-        let v4 = V4Key {
-            proto: flow.proto,
-            addr: flow.dst,
-            port: flow.dst_port,
-        };
-        let bind = *self.bib4.get(&v4).ok_or(NatDrop::NoBinding)?;
-        let key = SessionKey {
-            bind,
-            server: flow.src,
-            server_port: if flow.proto == L4Proto::Icmp {
-                0
-            } else {
-                flow.src_port
-            },
-        };
+        let bind = *self
+            .bib4
+            .get(&V4Key::inbound(flow))
+            .ok_or(NatDrop::NoBinding)?;
+        let key = SessionKey::inbound(bind, flow);
         if self.sessions.contains_key(&key) {
             return Ok(InboundPlan {
                 key,

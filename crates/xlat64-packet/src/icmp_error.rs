@@ -120,6 +120,48 @@ fn layout(
     }
 }
 
+/// The size of a translated error: the layout of its quote and lengths.
+struct Plan {
+    lay: Layout,
+    ext_len: usize,
+    icmp_len: usize,
+    total: usize,
+}
+
+/// Lays out a translated error whose outer IP header is `outer_ip_len`
+/// bytes, quoting `split` (whose IP header of `quoted_ip_len` bytes becomes
+/// `inner_ip_len`), in at most `max` bytes (RFC 7915 §4.4, §5.4).
+fn plan(
+    split: &Split<'_>,
+    quoted_ip_len: usize,
+    inner_ip_len: usize,
+    outer_ip_len: usize,
+    max: usize,
+    target_unit: Option<usize>,
+) -> Plan {
+    let l4_avail = split.original.len().saturating_sub(quoted_ip_len);
+    let lay = layout(
+        max,
+        outer_ip_len + ICMP_HEADER_LEN,
+        inner_ip_len,
+        l4_avail,
+        split.extension.len(),
+        target_unit,
+    );
+    let ext_len = if lay.keep_extension {
+        split.extension.len()
+    } else {
+        0
+    };
+    let icmp_len = ICMP_HEADER_LEN + lay.original_len + ext_len;
+    Plan {
+        lay,
+        ext_len,
+        icmp_len,
+        total: outer_ip_len + icmp_len,
+    }
+}
+
 /// Rewrites the first bytes of a quoted transport header: ports (or the
 /// echo type and identifier) and the checksum where the quote still holds
 /// it, updated incrementally for the header and pseudo-header change.
@@ -207,22 +249,19 @@ pub fn translate_error_6to4(
     )
     .then_some(4);
     let quoted_ip_len = q.l4_offset - q.ip_offset;
-    let l4_avail = split.original.len().saturating_sub(quoted_ip_len);
-    let lay = layout(
-        MAX_ICMPV4_ERROR,
-        IPV4_HEADER_LEN + ICMP_HEADER_LEN,
+    let Plan {
+        lay,
+        ext_len,
+        total,
+        ..
+    } = plan(
+        &split,
+        quoted_ip_len,
         IPV4_HEADER_LEN,
-        l4_avail,
-        split.extension.len(),
+        IPV4_HEADER_LEN,
+        MAX_ICMPV4_ERROR,
         target_unit,
     );
-    let ext_len = if lay.keep_extension {
-        split.extension.len()
-    } else {
-        0
-    };
-    let icmp_len = ICMP_HEADER_LEN + lay.original_len + ext_len;
-    let total = IPV4_HEADER_LEN + icmp_len;
     let out = out.get_mut(..total).ok_or(DropReason::OutputTooSmall)?;
     out.fill(0);
 
@@ -379,28 +418,25 @@ pub fn translate_error_4to6(
     )
     .then_some(8);
     let quoted_ip_len = q.l4_offset - q.ip_offset;
-    let l4_avail = split.original.len().saturating_sub(quoted_ip_len);
     // RFC 7915 §4.3 with §4.1: a quoted first fragment (MF set; later
     // fragments were refused by the parser) is quoted with a Fragment header
     // carrying its identification, as the translated fragment would have.
     let quoted_fragment_id =
         (get16(quote, 6) & IPV4_FLAG_MF != 0).then(|| u32::from(get16(quote, 4)));
     let inner_ip_len = IPV6_HEADER_LEN + quoted_fragment_id.map_or(0, |_| FRAGMENT_HEADER_LEN);
-    let lay = layout(
-        MAX_ICMPV6_ERROR,
-        IPV6_HEADER_LEN + ICMP_HEADER_LEN,
+    let Plan {
+        lay,
+        ext_len,
+        icmp_len,
+        total,
+    } = plan(
+        &split,
+        quoted_ip_len,
         inner_ip_len,
-        l4_avail,
-        split.extension.len(),
+        IPV6_HEADER_LEN,
+        MAX_ICMPV6_ERROR,
         target_unit,
     );
-    let ext_len = if lay.keep_extension {
-        split.extension.len()
-    } else {
-        0
-    };
-    let icmp_len = ICMP_HEADER_LEN + lay.original_len + ext_len;
-    let total = IPV6_HEADER_LEN + icmp_len;
     let out = out.get_mut(..total).ok_or(DropReason::OutputTooSmall)?;
     out.fill(0);
 
