@@ -840,6 +840,9 @@ impl Harness {
             )) if clean && is_later_fragment_v6(pkt) => {
                 panic!("later fragment dropped for {reason:?}: {}", hex(pkt));
             }
+            Verdict::Drop(NatDrop::Packet(DropReason::OutputTooSmall)) => {
+                panic!("output_bound too small for {}", hex(pkt));
+            }
             Verdict::Drop(_) => {}
         }
     }
@@ -869,6 +872,9 @@ impl Harness {
                     Err(DropReason::Fragment),
                     "Held a whole packet"
                 );
+            }
+            Verdict::Drop(NatDrop::Packet(DropReason::OutputTooSmall)) => {
+                panic!("output_bound too small for {}", hex(pkt));
             }
             Verdict::Drop(_) => {}
         }

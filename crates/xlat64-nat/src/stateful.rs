@@ -276,17 +276,18 @@ impl Nat64 {
             Some(4) if is_fragment_v4(pkt) => self.max_output_len(),
             Some(4) => {
                 let dont_fragment = pkt.get(6).is_some_and(|f| f & 0x40 != 0);
-                if pkt.get(9) == Some(&1) {
+                if !dont_fragment {
+                    // May leave as IPv6 fragments (RFC 7915 §4).
+                    self.bound_for(len)
+                } else if pkt.get(9) == Some(&1) {
                     // A translated ICMP error: two headers 20 bytes longer,
                     // a Fragment header for a quoted fragment, and the RFC
                     // 4884 padding of the quote to 8 bytes.
                     len + 64
-                } else if dont_fragment {
+                } else {
                     // Translated (+20), or answered with Fragmentation
                     // Needed (+28).
                     len + 28
-                } else {
-                    self.bound_for(len)
                 }
             }
             // TCP, UDP or ICMPv6 right after the fixed header: never a

@@ -2084,3 +2084,32 @@ fn rfc8200_4_5_data_after_fragment_header_of_later_fragment_is_not_parsed() {
     );
     assert_eq!(nat.counters().fragments_reassembled, 1);
 }
+
+/// RFC 7915 §4 with the daemon's buffers: a 1400-byte echo reply without DF
+/// (as Linux sends them) translates to 1420 bytes, more than
+/// `lowest_ipv6_mtu`, so it leaves as two IPv6 fragments; `output_bound`
+/// must leave room for them. Found end to end (`ping -s 1372` through a
+/// 1400-byte link came back as `drop_output_too_small`).
+#[test]
+fn rfc7915_4_df_clear_echo_reply_fragments_within_output_bound() {
+    let t0 = Instant::now();
+    let mut nat = nat(config());
+    let data = vec![0x5au8; 1372];
+    let mut request = Vec::new();
+    PacketBuilder::ipv6(CLIENT.octets(), SERVER6.octets(), HOP)
+        .icmpv6_echo_request(0x1234, 1)
+        .write(&mut request, &data)
+        .unwrap();
+    let sent = forward_v6(&mut nat, t0, &request);
+    let pool_id = u16::from_be_bytes([sent[24], sent[25]]);
+    let mut reply = Vec::new();
+    builder4(ip4(SERVER, POOL, HOP, 0x4321, false))
+        .icmpv4_echo_reply(pool_id, 1)
+        .write(&mut reply, &data)
+        .unwrap();
+    assert_eq!(reply.len(), 1400);
+    let out = forward_v4(&mut nat, t0, &reply);
+    let fragments: Vec<&[u8]> = xlat64_packet::fragment::packets(&out).collect();
+    assert_eq!(fragments.len(), 2, "two fragments of at most 1280 bytes");
+    assert!(fragments.iter().all(|f| f.len() <= 1280 && f[6] == 44));
+}
