@@ -20,7 +20,7 @@ use xlat64_packet::icmp_build::{
 use xlat64_packet::icmp_error::{translate_error_4to6, translate_error_6to4, ErrorAddrs};
 use xlat64_packet::icmp_map::{v4 as icmp4, v6 as icmp6};
 use xlat64_packet::ipv6_ext::{self, segments_left_pointer};
-use xlat64_packet::special::allowed_under_well_known;
+use xlat64_packet::special::{allowed_under_well_known, never_a_host};
 use xlat64_packet::{
     is_fragment_v4, parse_v4, parse_v6, translate_4to6, translate_6to4, DropReason, Flow6, L4Proto,
     Parsed4, Parsed6, Prefix6052,
@@ -320,6 +320,11 @@ impl Nat64 {
     pub fn handle_v6(&mut self, now: Instant, pkt: &[u8], out: &mut [u8]) -> Verdict {
         match parse_v6(pkt) {
             Err(DropReason::Fragment) => {
+                // Fragments take reassembly memory: only those that could
+                // become a translatable datagram get any (RFC 6146 §3.4).
+                if let Err(reason) = self.core.fragment_admissible_v6(pkt) {
+                    return Verdict::Drop(reason);
+                }
                 let total = pkt
                     .get(4..6)
                     .map_or(0, |l| 40 + usize::from(u16::from_be_bytes([l[0], l[1]])));
@@ -359,6 +364,9 @@ impl Nat64 {
     /// only passes through an existing session.
     pub fn handle_v4(&mut self, now: Instant, pkt: &[u8], out: &mut [u8]) -> Verdict {
         match parse_v4(pkt) {
+            Err(DropReason::Fragment) if !self.core.fragment_admissible_v4(pkt) => {
+                Verdict::Drop(NatDrop::NotInPool4)
+            }
             Err(DropReason::Fragment) => match self.reassembler.add_v4(now, pkt) {
                 Err(e) => Verdict::Drop(NatDrop::Fragment(e)),
                 Ok(None) => Verdict::Held,
@@ -440,11 +448,14 @@ impl Nat64 {
     }
 }
 
-/// IPv4 destinations no translated packet may have, whatever the prefix:
-/// "this network", loopback, multicast, reserved and limited broadcast.
-fn special_ipv4_destination(a: Ipv4Addr) -> bool {
-    let o = a.octets()[0];
-    o == 0 || o == 127 || o >= 224
+/// The source address of an IPv6 packet (checked at least 40 bytes long by
+/// the caller; unspecified otherwise).
+fn ipv6_source(pkt: &[u8]) -> Ipv6Addr {
+    let mut src = [0u8; 16];
+    if let Some(s) = pkt.get(8..24) {
+        src.copy_from_slice(s);
+    }
+    Ipv6Addr::from(src)
 }
 
 /// IPv6 sources that are no host of the IPv6 side.
@@ -477,12 +488,21 @@ impl Core {
 
     /// Whether the gateway may send one more ICMP error now; counts the refusal.
     fn error_allowed(&mut self, now: Instant) -> bool {
-        if self.rate.allow(now) {
-            self.counters.icmp_errors_sent += 1;
-            true
-        } else {
+        let allowed = self.rate.allow(now);
+        if !allowed {
             self.counters.icmp_errors_rate_limited += 1;
-            false
+        }
+        allowed
+    }
+
+    /// The verdict for an ICMP error built (or not) into the output.
+    fn rejected(&mut self, reason: NatDrop, built: Result<usize, DropReason>) -> Verdict {
+        match built {
+            Ok(len) => {
+                self.counters.icmp_errors_sent += 1;
+                Verdict::Reject(reason, len)
+            }
+            Err(_) => Verdict::Drop(reason),
         }
     }
 
@@ -522,9 +542,7 @@ impl Core {
         if unknown_after_extension_headers {
             return Verdict::Drop(reason);
         }
-        let mut src = [0u8; 16];
-        src.copy_from_slice(&hdr[8..24]);
-        let dst = Ipv6Addr::from(src);
+        let dst = ipv6_source(pkt);
         // Never answer a source that is never translated: the answer would
         // go to a spoofed or looped address.
         if self.config.prefix.contains(&dst) {
@@ -536,10 +554,8 @@ impl Core {
         if !may_answer_v6(pkt) || !self.error_allowed(now) {
             return Verdict::Drop(reason);
         }
-        match icmpv6_error(out, &self.icmp_source_v6(), &dst, error, pkt) {
-            Ok(len) => Verdict::Reject(reason, len),
-            Err(_) => Verdict::Drop(reason),
-        }
+        let built = icmpv6_error(out, &self.icmp_source_v6(), &dst, error, pkt);
+        self.rejected(reason, built)
     }
 
     /// Drops an IPv4 packet for `reason`, with the ICMPv4 error RFC 7915 §4
@@ -584,7 +600,7 @@ impl Core {
             .iter()
             .any(|net| net.prefix_len() < 31 && sender == net.broadcast());
         if !self.config.pool4.contains(local)
-            || special_ipv4_destination(sender)
+            || never_a_host(sender)
             || sender_is_broadcast
             || !may_answer_v4(pkt)
             || !self.error_allowed(now)
@@ -592,17 +608,45 @@ impl Core {
             return Verdict::Drop(reason);
         }
         let id = self.ipv4_ids.next(local, sender, 1);
-        match icmpv4_error(out, local, sender, id, error, pkt) {
-            Ok(len) => Verdict::Reject(reason, len),
-            Err(_) => Verdict::Drop(reason),
+        let built = icmpv4_error(out, local, sender, id, error, pkt);
+        self.rejected(reason, built)
+    }
+
+    /// Whether an IPv6 fragment may take reassembly memory: from a possible
+    /// client, to an address under the prefix.
+    fn fragment_admissible_v6(&self, pkt: &[u8]) -> Result<(), NatDrop> {
+        let src = ipv6_source(pkt);
+        let prefix = self.config.prefix;
+        if prefix.contains(&src) {
+            return Err(NatDrop::SourceInPrefix);
         }
+        if bad_ipv6_source(&src) {
+            return Err(NatDrop::BadIpv6Source);
+        }
+        let mut dst = [0u8; 16];
+        if let Some(d) = pkt.get(24..40) {
+            dst.copy_from_slice(d);
+        }
+        if !prefix.contains(&Ipv6Addr::from(dst)) {
+            return Err(NatDrop::NotInPrefix);
+        }
+        Ok(())
+    }
+
+    /// Whether an IPv4 fragment may take reassembly memory: sent to a pool4
+    /// address, from a possible host (the parser checked the header).
+    fn fragment_admissible_v4(&self, pkt: &[u8]) -> bool {
+        let Some(hdr) = pkt.first_chunk::<20>() else {
+            return false;
+        };
+        let src = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
+        let dst = Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]);
+        self.config.pool4.contains(dst) && !never_a_host(src)
     }
 
     /// The IPv4 server of an outbound packet, after every address check.
     fn outbound_server(&self, pkt: &[u8], flow: &Flow6) -> Result<Ipv4Addr, NatDrop> {
-        let mut src = [0u8; 16];
-        src.copy_from_slice(pkt.get(8..24).ok_or(DropReason::Truncated)?);
-        let src = Ipv6Addr::from(src);
+        let src = ipv6_source(pkt);
         let prefix = self.config.prefix;
         // For an ICMP error the flow's source is the quoted destination.
         if prefix.contains(&src) || (flow.src != src && prefix.contains(&flow.src)) {
@@ -615,7 +659,7 @@ impl Core {
         if prefix.is_well_known() && !allowed_under_well_known(server) {
             return Err(NatDrop::NonGlobalUnderWellKnown);
         }
-        if special_ipv4_destination(server) {
+        if never_a_host(server) {
             return Err(NatDrop::SpecialIpv4Destination);
         }
         if self
@@ -683,9 +727,7 @@ impl Core {
             .table
             .find_outbound(&flow, server)
             .ok_or(NatDrop::IcmpErrorNoSession)?;
-        let mut src = [0u8; 16];
-        src.copy_from_slice(pkt.get(8..24).ok_or(DropReason::Truncated)?);
-        let sender = Ipv6Addr::from(src);
+        let sender = ipv6_source(pkt);
         // The client speaks for itself through its binding; a router on the
         // IPv6 side gets an RFC 6791 address when the operator set some.
         let outer_src = if sender == flow.src || self.config.rfc6791_v4.is_empty() {

@@ -982,8 +982,10 @@ fn rfc6146_3_4_ipv4_fragments_reassembled_first_fragment_last() {
 
 /// RFC 6146 §3.4 with RFC 7915 §5.1.1: IPv6 fragments from the client are
 /// reassembled and leave as one IPv4 packet, DF clear (IPv4 routers may
-/// fragment it), Identification the low 16 bits of the fragment
-/// identification, with a valid UDP checksum; a session is created.
+/// fragment it), with a valid UDP checksum; a session is created. The
+/// identification is the NAT's own (RFC 6864 §4, RFC 7739): two clients
+/// using the same fragment identification towards one server, from the one
+/// pool4 address they share, must not collide.
 #[test]
 fn rfc6146_3_4_ipv6_fragments_reassembled_to_one_ipv4_packet() {
     let t0 = Instant::now();
@@ -998,7 +1000,7 @@ fn rfc6146_3_4_ipv6_fragments_reassembled_to_one_ipv4_packet() {
     assert!(!h.dont_fragment, "DF clear");
     assert!(!h.more_fragments);
     assert_eq!(h.fragment_offset.value(), 0);
-    assert_eq!(h.identification, 0x5678);
+    let first_id = h.identification;
     assert_eq!(h.time_to_live, HOP + 1);
     assert_eq!(
         (Ipv4Addr::from(h.source), Ipv4Addr::from(h.destination)),
@@ -1009,11 +1011,21 @@ fn rfc6146_3_4_ipv6_fragments_reassembled_to_one_ipv4_packet() {
     assert_eq!(got, &data[..]);
     assert_eq!(nat.session_count(), 1);
     assert_eq!(nat.counters().fragments_reassembled, 1);
+
+    let other = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3);
+    let whole = udp6(other, 40001, SERVER6, 53, HOP, &data);
+    let frags = fragments6(&whole, 0x1234_5678, &[1232]);
+    assert_eq!(verdict_v6(&mut nat, t0, &frags[1]), Verdict::Held);
+    let out = forward_v6(&mut nat, t0 + ms(3), &frags[0]);
+    let (h, _) = parse4(&out);
+    assert_eq!(Ipv4Addr::from(h.source), POOL, "the same pool4 address");
+    assert_ne!(h.identification, first_id, "no collision at the server");
 }
 
 /// RFC 6946 §4 and RFC 8021: an atomic fragment (offset 0, M clear) is a
 /// whole packet, translated at once, without reassembly; RFC 7915 §5.1.1:
-/// DF clear, Identification from the Fragment header's low 16 bits.
+/// DF clear (the identification is the NAT's own, as for reassembled
+/// datagrams).
 #[test]
 fn rfc6946_4_atomic_fragment_translated_at_once() {
     let t0 = Instant::now();
@@ -1025,7 +1037,6 @@ fn rfc6946_4_atomic_fragment_translated_at_once() {
     let out = forward_v6(&mut nat, t0, pkt);
     let (h, l4) = parse4(&out);
     assert!(!h.dont_fragment);
-    assert_eq!(h.identification, 0x0042);
     let (_, got) = udp_in4(&h, l4);
     assert_eq!(got, b"atomic");
     assert_eq!(nat.counters().fragments_reassembled, 0);

@@ -65,7 +65,7 @@ pub enum DropReason {
     /// translator computes it (RFC 6146 §3.4, RFC 7915 §4.5).
     UdpZeroChecksum,
     /// The translated IPv4 packet would exceed 65535 bytes (IPv4 total
-    /// length, RFC 791 §3.1; ICMPv6 Packet Too Big is a later step).
+    /// length, RFC 791 §3.1): only a reassembled IPv6 datagram can.
     TooBigForIpv4,
     /// An IPv4 packet with DF set whose translation does not fit the MTU of
     /// the IPv6 side (RFC 7915 §4: Fragmentation Needed back), or one that

@@ -108,8 +108,8 @@ pub struct Parsed6 {
     /// Total packet length (40 + payload length); trailing bytes beyond it are ignored.
     pub total_len: usize,
     /// Identification of an atomic fragment, or of a reassembled packet
-    /// (set by the reassembler's caller): translated with DF clear and this
-    /// identification (RFC 7915 §5.1.1).
+    /// (set by the reassembler's caller): translated with DF clear (RFC 7915
+    /// §5.1.1).
     pub fragment_id: Option<u32>,
     /// Set for ICMPv6 errors: the quoted packet.
     pub icmp_error: Option<Quoted>,

@@ -15,6 +15,7 @@ use crate::icmp_error::{
 };
 use crate::icmp_map::{v4 as icmp4, v6 as icmp6};
 use crate::ipv6_ext;
+use crate::special::never_a_host;
 use crate::translate::{
     proto, ICMP_HEADER_LEN, IPV4_FRAG_OFFSET, IPV4_HEADER_LEN, IPV6_HEADER_LEN,
 };
@@ -170,14 +171,7 @@ pub fn may_answer_v4(pkt: &[u8]) -> bool {
     // RFC 1122 §3.2.2: the source must define a single host, which "this
     // network" (0/8), loopback, multicast and class E (240/4, broadcast
     // included) addresses do not.
-    let first = src.octets()[0];
-    if first == 0
-        || first >= 240
-        || src.is_loopback()
-        || src.is_multicast()
-        || dst.is_multicast()
-        || dst.is_broadcast()
-    {
+    if never_a_host(src) || dst.is_multicast() || dst.is_broadcast() {
         return false;
     }
     if get16(hdr, 6) & IPV4_FRAG_OFFSET != 0 {

@@ -248,7 +248,10 @@ pub fn translate_error_6to4(
         icmp4::DEST_UNREACHABLE | icmp4::TIME_EXCEEDED | icmp4::PARAMETER_PROBLEM
     )
     .then_some(4);
-    let quoted_ip_len = q.l4_offset - q.ip_offset;
+    let quoted_ip_len = q
+        .l4_offset
+        .checked_sub(q.ip_offset)
+        .ok_or(DropReason::IcmpQuoteUntranslatable)?;
     let Plan {
         lay,
         ext_len,
@@ -330,8 +333,8 @@ pub fn translate_error_6to4(
     )?;
     let l4_in = split
         .original
-        .get(quoted_ip_len..quoted_ip_len + lay.l4_kept)
-        .unwrap_or_default();
+        .get(quoted_ip_len..quoted_ip_len.saturating_add(lay.l4_kept))
+        .ok_or(DropReason::IcmpQuoteUntranslatable)?;
     let l4_at = inner_at + IPV4_HEADER_LEN;
     let l4_out = out
         .get_mut(l4_at..l4_at + lay.l4_kept)
@@ -417,7 +420,10 @@ pub fn translate_error_4to6(
         icmp6::DEST_UNREACHABLE | icmp6::TIME_EXCEEDED
     )
     .then_some(8);
-    let quoted_ip_len = q.l4_offset - q.ip_offset;
+    let quoted_ip_len = q
+        .l4_offset
+        .checked_sub(q.ip_offset)
+        .ok_or(DropReason::IcmpQuoteUntranslatable)?;
     // RFC 7915 §4.3 with §4.1: a quoted first fragment (MF set; later
     // fragments were refused by the parser) is quoted with a Fragment header
     // carrying its identification, as the translated fragment would have.
@@ -491,8 +497,8 @@ pub fn translate_error_4to6(
     }
     let l4_in = split
         .original
-        .get(quoted_ip_len..quoted_ip_len + lay.l4_kept)
-        .unwrap_or_default();
+        .get(quoted_ip_len..quoted_ip_len.saturating_add(lay.l4_kept))
+        .ok_or(DropReason::IcmpQuoteUntranslatable)?;
     let l4_at = inner_at + inner_ip_len;
     let l4_out = out
         .get_mut(l4_at..l4_at + lay.l4_kept)

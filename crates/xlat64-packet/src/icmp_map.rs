@@ -241,10 +241,16 @@ pub fn packet_too_big_mtu(mtu4: u16, quoted_total_len: u16, ipv6_mtu: u32) -> u3
 
 /// RFC 7915 §5.2: the Fragmentation Needed MTU for a Packet Too Big with
 /// `mtu6`, given the MTU of the translator's IPv6 side `ipv6_mtu` (the IPv4
-/// packets the translator can deliver there are 20 bytes smaller). At least
-/// 68, the IPv4 minimum (RFC 791).
+/// packets the translator can deliver there are 20 bytes smaller). No IPv6
+/// link is below 1280 bytes (RFC 8200 §5), so a smaller `mtu6` is forged
+/// or broken (RFC 8021 §2): it counts as 1280, else one client could lower
+/// the path MTU the server keeps for the pool4 address every client shares.
 pub fn fragmentation_needed_mtu(mtu6: u32, ipv6_mtu: u32) -> u16 {
-    let m = mtu6.min(ipv6_mtu).saturating_sub(20).clamp(68, 65535);
+    let m = mtu6
+        .max(IPV6_MIN_MTU)
+        .min(ipv6_mtu.max(IPV6_MIN_MTU))
+        .saturating_sub(20)
+        .min(65535);
     u16::try_from(m).unwrap_or(u16::MAX)
 }
 
@@ -388,7 +394,12 @@ mod tests {
     fn rfc7915_5_2_fragmentation_needed_mtu() {
         assert_eq!(fragmentation_needed_mtu(1280, 1500), 1260);
         assert_eq!(fragmentation_needed_mtu(1500, 1400), 1380);
-        assert_eq!(fragmentation_needed_mtu(0, 1500), 68);
+        assert_eq!(
+            fragmentation_needed_mtu(0, 1500),
+            1260,
+            "RFC 8021: below 1280 is forged"
+        );
+        assert_eq!(fragmentation_needed_mtu(1000, 1500), 1260);
         assert_eq!(fragmentation_needed_mtu(u32::MAX, u32::MAX), 65535);
     }
 }

@@ -96,6 +96,16 @@ pub fn allowed_under_well_known(addr: Ipv4Addr) -> bool {
         .any(|&(net, len)| in_block(addr, net, len))
 }
 
+/// Whether `addr` names no single unicast host anywhere (RFC 1122 §3.2.1.3,
+/// RFC 5771, RFC 1112 §4): "this network" (0.0.0.0/8), loopback
+/// (127.0.0.0/8), multicast (224.0.0.0/4), reserved class E (240.0.0.0/4)
+/// and the limited broadcast (255.255.255.255, inside class E). Such an
+/// address is never translated to or from, and never answered.
+pub fn never_a_host(addr: Ipv4Addr) -> bool {
+    let first = addr.octets()[0];
+    first == 0 || first == 127 || first >= 224
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

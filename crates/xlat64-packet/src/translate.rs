@@ -129,7 +129,7 @@ fn bad_v6_address(src: &Ipv6Addr, dst: &Ipv6Addr) -> bool {
 }
 
 fn bad_v4_address(a: Ipv4Addr) -> bool {
-    a.octets()[0] == 0 || a.is_loopback() || a.is_multicast() || a.is_broadcast()
+    crate::special::never_a_host(a)
 }
 
 /// Ports (or echo identifier) of a packet quoted in an ICMP error, which may
@@ -568,8 +568,8 @@ fn rewrite_ports(
 /// `ipv4_id`, and returns its length.
 ///
 /// RFC 7915 §5.1 header mapping: TOS = Traffic Class, Identification from the
-/// caller, DF set only above 1260 bytes (fragments: DF clear, identification
-/// from the Fragment header, §5.1.1), TTL = Hop Limit + 1 (see the module
+/// caller, DF set only above 1260 bytes (what was a fragment: DF clear,
+/// §5.1.1), TTL = Hop Limit + 1 (see the module
 /// doc), extension headers dropped, ICMPv6 becomes ICMP. §5.2: Echo Request 128 becomes 8. §5.5: transport checksums are
 /// updated for the pseudo-header.
 pub fn translate_6to4(
@@ -607,12 +607,16 @@ pub fn translate_6to4(
         L4Proto::Udp => proto::UDP,
         L4Proto::Icmp => proto::ICMP,
     };
-    // RFC 7915 §5.1.1: a fragment (here: reassembled, or atomic) leaves
-    // with DF clear and the low 16 bits of its identification.
-    let (flags, ipv4_id) = match parsed.fragment_id {
-        Some(id) => (0, id as u16),
-        None if total_len > DF_THRESHOLD => (IPV4_FLAG_DF, ipv4_id),
-        None => (0, ipv4_id),
+    // RFC 7915 §5.1.1: what was a fragment (here: reassembled, or atomic)
+    // leaves with DF clear, so that IPv4 routers may fragment it as its
+    // sender allowed. Its identification is the caller's, not the low 16
+    // bits of the IPv6 one: a stateful NAT64 sends it from a pool4 address
+    // many clients share, where their identifications would collide
+    // (RFC 6864 §4).
+    let flags = match parsed.fragment_id {
+        Some(_) => 0,
+        None if total_len > DF_THRESHOLD => IPV4_FLAG_DF,
+        None => 0,
     };
     let [len0, len1] = total16.to_be_bytes();
     let [id0, id1] = ipv4_id.to_be_bytes();

@@ -5,6 +5,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use xlat64_packet::special::never_a_host;
 use xlat64_packet::Prefix6052;
 
 /// A configuration error: the dotted key and what is wrong with it.
@@ -502,8 +503,7 @@ impl Config {
                             ));
                         }
                     }
-                    let first = a.0.network().octets()[0];
-                    if first == 0 || first == 127 || first >= 224 {
+                    if never_a_host(a.0.network()) {
                         return Err(ConfigError::new(
                             "nat64.pool4",
                             format!("{} is not a unicast address usable as a source", a.0),
@@ -535,8 +535,7 @@ impl Config {
                     ));
                 }
                 for a in &nat.rfc6791_v4 {
-                    let first = a.octets()[0];
-                    if first == 0 || first == 127 || first >= 224 {
+                    if never_a_host(*a) {
                         return Err(ConfigError::new(
                             "nat64.rfc6791-v4",
                             format!("{a} is not a unicast address usable as a source"),

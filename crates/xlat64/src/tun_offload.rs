@@ -15,6 +15,10 @@
 //! Buffers are allocated once, when the loop starts; split packets are sized
 //! by the device MTU read then (a packet larger than that, after raising the
 //! MTU under a running daemon, is lost and counted in `tun_rx_gso_errors`).
+//! Batch buffers never grow past one superpacket: a packet whose output may
+//! be larger (a fragment completing a datagram of up to 64 KiB, then maybe
+//! cut into IPv6 fragments) is translated into a scratch buffer and its
+//! packets copied into the batch one by one.
 
 use crate::stats::PacketCounters;
 use crate::tun::{
@@ -37,6 +41,9 @@ const OFFSET: usize = VIRTIO_NET_HDR_LEN;
 const MAX_SUPERPACKET: usize = 65535;
 /// Reads between two looks at the stop event and the session timers.
 const MAX_READS_PER_WAKE: usize = 64;
+/// Capacity of a batch buffer: a superpacket behind the virtio-net header,
+/// with room for GRO's own header copy.
+const BUF_CAPACITY: usize = 2 * OFFSET + MAX_SUPERPACKET;
 /// `virtio_net_hdr.gso_type` of a packet that is not a superpacket.
 const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
 
@@ -54,6 +61,9 @@ struct Batch {
     gro: GROTable,
     /// Packets after the first of a fragment train, before they get buffers.
     spill: Vec<u8>,
+    /// Output of packets that may complete a reassembled datagram (sized on
+    /// first use to the NAT's largest output, then kept).
+    scratch: Vec<u8>,
 }
 
 impl Batch {
@@ -62,13 +72,14 @@ impl Batch {
             // GRO only appends while `2 * OFFSET + coalesced length` fits the
             // capacity, so this capacity bounds a superpacket at MAX_SUPERPACKET.
             bufs: (0..BATCH)
-                .map(|_| Vec::with_capacity(2 * OFFSET + MAX_SUPERPACKET))
+                .map(|_| Vec::with_capacity(BUF_CAPACITY))
                 .collect(),
             used: 0,
             v6_to_v4: (0, 0),
             v4_to_v6: (0, 0),
             gro: GROTable::new(),
             spill: Vec::with_capacity(2 * MAX_SUPERPACKET),
+            scratch: Vec::new(),
         }
     }
 
@@ -90,19 +101,28 @@ impl Batch {
             self.flush(dev, counters);
         }
         let bound = nat.output_bound(packet);
+        if OFFSET + bound > BUF_CAPACITY {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            if scratch.len() < bound {
+                scratch.resize(nat.max_output_len().max(bound), 0);
+            }
+            let (verdict, direction) = translate(nat, now, packet, &mut scratch);
+            if let Some((len, translated)) = output_of(counters, verdict, packet.len()) {
+                self.push_copies(dev, counters, &scratch[..len], direction, translated);
+            }
+            self.scratch = scratch;
+            return;
+        }
         let buf = &mut self.bufs[self.used];
         buf.resize(OFFSET + bound, 0);
         let (verdict, direction) = translate(nat, now, packet, &mut buf[OFFSET..]);
-        count_unsent(counters, verdict, packet.len());
-        let (len, translated) = match verdict {
-            Verdict::Forward(len) => (len, true),
-            Verdict::Reject(_, len) => (len, false),
-            Verdict::Drop(_) | Verdict::Held => return,
+        let Some((len, translated)) = output_of(counters, verdict, packet.len()) else {
+            return;
         };
         buf.truncate(OFFSET + len);
         let first_len = packets(&buf[OFFSET..]).next().map_or(0, <[u8]>::len);
         // A train of IPv6 fragments: one buffer per packet. Rare, so the
-        // rest goes through a scratch buffer rather than clever borrows.
+        // rest goes through a spill buffer rather than clever borrows.
         self.spill.clear();
         if first_len < len {
             self.spill.extend_from_slice(&buf[OFFSET + first_len..]);
@@ -110,7 +130,21 @@ impl Batch {
         }
         self.push(direction, first_len, translated);
         let spill = std::mem::take(&mut self.spill);
-        for packet in packets(&spill) {
+        self.push_copies(dev, counters, &spill, direction, translated);
+        self.spill = spill;
+    }
+
+    /// Copies each packet of `out` into a buffer of its own, flushing when
+    /// the batch is full.
+    fn push_copies(
+        &mut self,
+        dev: &SyncDevice,
+        counters: &PacketCounters,
+        out: &[u8],
+        direction: Direction,
+        translated: bool,
+    ) {
+        for packet in packets(out) {
             if self.free() == 0 {
                 self.flush(dev, counters);
             }
@@ -120,7 +154,6 @@ impl Batch {
             buf.extend_from_slice(packet);
             self.push(direction, packet.len(), translated);
         }
-        self.spill = spill;
     }
 
     /// Takes the current buffer into the batch; counts it when translated.
@@ -188,6 +221,17 @@ impl Batch {
 /// them, from the virtio-net headers GRO wrote (`struct virtio_net_hdr`,
 /// native byte order as TUN uses without TUNSETVNETBE/LE: flags, gso_type,
 /// hdr_len, gso_size, csum_start, csum_offset).
+/// Counts a verdict that writes nothing; for one that writes, the length
+/// written and whether it is a translation (else an ICMP error).
+fn output_of(counters: &PacketCounters, verdict: Verdict, in_len: usize) -> Option<(usize, bool)> {
+    count_unsent(counters, verdict, in_len);
+    match verdict {
+        Verdict::Forward(len) => Some((len, true)),
+        Verdict::Reject(_, len) => Some((len, false)),
+        Verdict::Drop(_) | Verdict::Held => None,
+    }
+}
+
 fn superpackets(bufs: &[Vec<u8>]) -> (u64, u64) {
     let (mut superpackets, mut segments) = (0, 0);
     for buf in bufs {
