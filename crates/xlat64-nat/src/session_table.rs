@@ -352,7 +352,7 @@ impl SessionTable {
         v4_local: SocketAddrV4,
         tcp: Option<TcpTrack>,
     ) {
-        let expires = now + self.lifetime(key.bind.proto, tcp.as_ref());
+        let expires = expiry(now, self.lifetime(key.bind.proto, tcp.as_ref()));
         self.sessions.insert(
             key,
             Session {
@@ -378,7 +378,7 @@ impl SessionTable {
         if let Some(tcp) = s.tcp.as_mut() {
             tcp.on_segment(side, tcp_flags);
         }
-        s.expires = now + lifetime(&timeouts, key.bind.proto, s.tcp.as_ref());
+        s.expires = expiry(now, lifetime(&timeouts, key.bind.proto, s.tcp.as_ref()));
         if s.expires < s.scheduled {
             s.scheduled = s.expires;
             self.timers.push(Reverse((s.expires, key)));
@@ -567,6 +567,21 @@ impl SessionTable {
         keyed.sort_unstable_by_key(|(k, _)| *k);
         keyed.into_iter().map(|(_, e)| e).collect()
     }
+}
+
+/// `now + lifetime`, or the latest instant the clock can hold: a lifetime
+/// too long for `Instant` means "never", not a panic.
+fn expiry(now: Instant, lifetime: std::time::Duration) -> Instant {
+    now.checked_add(lifetime).unwrap_or_else(|| {
+        // Halve until it fits: the result is still centuries away.
+        let mut d = lifetime;
+        loop {
+            d /= 2;
+            if let Some(t) = now.checked_add(d) {
+                return t;
+            }
+        }
+    })
 }
 
 fn lifetime(t: &Timeouts, proto: L4Proto, tcp: Option<&TcpTrack>) -> std::time::Duration {

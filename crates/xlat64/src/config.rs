@@ -387,6 +387,9 @@ fn default_pool4() -> Vec<Pool4Entry> {
 fn default_tun() -> String {
     "nat64".to_string()
 }
+/// Longest session timeout accepted, in seconds (30 days).
+const MAX_TIMEOUT_SECS: u64 = 30 * 86400;
+
 fn default_mtu() -> u16 {
     1500
 }
@@ -625,6 +628,15 @@ impl Config {
                             format!("{value} is too short; {why}"),
                         ));
                     }
+                    // Idle sessions held for longer only hold ports.
+                    if value > MAX_TIMEOUT_SECS {
+                        return Err(ConfigError::new(
+                            key,
+                            format!(
+                                "{value} is too long; use at most {MAX_TIMEOUT_SECS} s (30 days)"
+                            ),
+                        ));
+                    }
                 }
                 Some(prefix)
             }
@@ -818,6 +830,12 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "nat64.timeouts.udp");
+        let e = Config::from_toml(
+            "[nat64.timeouts]\nudp = 9223372036854775807\nicmp = 60\ntcp-established = 7440\ntcp-transitory = 240\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "nat64.timeouts.udp");
+        assert!(e.message.contains("too long"), "{e}");
         let e = Config::from_toml("[dns64]\nlisten = [\"nope\"]\nupstream = [\"192.0.2.53:53\"]\n")
             .unwrap_err();
         assert_eq!(e.key, "dns64.listen[0]");

@@ -511,3 +511,22 @@ fn stale_timer_entries_do_not_pile_up() {
     t.handle_timeout(now + 3 * 60 * MIN);
     assert_eq!(t.poll_timeout(), None);
 }
+
+/// A lifetime longer than the clock can hold means "never expires", not a
+/// panic on the first packet (a timeout of 2^63 seconds once did that).
+#[test]
+fn huge_lifetime_never_expires_and_never_panics() {
+    let huge = std::time::Duration::from_secs(u64::MAX);
+    let timeouts = Timeouts {
+        udp: huge,
+        icmp: huge,
+        tcp_established: huge,
+        tcp_transitory: huge,
+    };
+    let mut t = SessionTable::new(pool(&["192.0.2.1/32"]), timeouts, 42);
+    let t0 = Instant::now();
+    out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
+    out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
+    t.handle_timeout(t0 + std::time::Duration::from_secs(10 * 365 * 86400));
+    assert_eq!(t.session_count(), 1);
+}
