@@ -545,11 +545,8 @@ impl Core {
         let dst = ipv6_source(pkt);
         // Never answer a source that is never translated: the answer would
         // go to a spoofed or looped address.
-        if self.config.prefix.contains(&dst) {
-            return Verdict::Drop(NatDrop::SourceInPrefix);
-        }
-        if bad_ipv6_source(&dst) {
-            return Verdict::Drop(NatDrop::BadIpv6Source);
+        if let Err(never) = self.check_ipv6_source(&dst) {
+            return Verdict::Drop(never);
         }
         if !may_answer_v6(pkt) || !self.error_allowed(now) {
             return Verdict::Drop(reason);
@@ -612,22 +609,27 @@ impl Core {
         self.rejected(reason, built)
     }
 
+    /// Sources never translated, nor answered: inside the prefix (spoofed or
+    /// looped), IPv4-mapped or -compatible, link-local.
+    fn check_ipv6_source(&self, src: &Ipv6Addr) -> Result<(), NatDrop> {
+        if self.config.prefix.contains(src) {
+            return Err(NatDrop::SourceInPrefix);
+        }
+        if bad_ipv6_source(src) {
+            return Err(NatDrop::BadIpv6Source);
+        }
+        Ok(())
+    }
+
     /// Whether an IPv6 fragment may take reassembly memory: from a possible
     /// client, to an address under the prefix.
     fn fragment_admissible_v6(&self, pkt: &[u8]) -> Result<(), NatDrop> {
-        let src = ipv6_source(pkt);
-        let prefix = self.config.prefix;
-        if prefix.contains(&src) {
-            return Err(NatDrop::SourceInPrefix);
-        }
-        if bad_ipv6_source(&src) {
-            return Err(NatDrop::BadIpv6Source);
-        }
+        self.check_ipv6_source(&ipv6_source(pkt))?;
         let mut dst = [0u8; 16];
         if let Some(d) = pkt.get(24..40) {
             dst.copy_from_slice(d);
         }
-        if !prefix.contains(&Ipv6Addr::from(dst)) {
+        if !self.config.prefix.contains(&Ipv6Addr::from(dst)) {
             return Err(NatDrop::NotInPrefix);
         }
         Ok(())
@@ -648,12 +650,10 @@ impl Core {
     fn outbound_server(&self, pkt: &[u8], flow: &Flow6) -> Result<Ipv4Addr, NatDrop> {
         let src = ipv6_source(pkt);
         let prefix = self.config.prefix;
+        self.check_ipv6_source(&src)?;
         // For an ICMP error the flow's source is the quoted destination.
-        if prefix.contains(&src) || (flow.src != src && prefix.contains(&flow.src)) {
+        if flow.src != src && prefix.contains(&flow.src) {
             return Err(NatDrop::SourceInPrefix);
-        }
-        if bad_ipv6_source(&src) {
-            return Err(NatDrop::BadIpv6Source);
         }
         let server = prefix.extract(&flow.dst).ok_or(NatDrop::NotInPrefix)?;
         if prefix.is_well_known() && !allowed_under_well_known(server) {

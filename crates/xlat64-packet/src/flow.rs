@@ -95,6 +95,18 @@ pub struct Quoted {
     pub hop_limit: u8,
     /// Its TOS / traffic class.
     pub traffic_class: u8,
+    /// Set when it is a first fragment (later ones are refused).
+    pub fragment: Option<QuotedFragment>,
+}
+
+/// A quoted first fragment's identity: IPv4 Identification (widened) or
+/// IPv6 Fragment header Identification, and the more-fragments flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotedFragment {
+    /// Identification.
+    pub id: u32,
+    /// More fragments follow (MF / M).
+    pub more: bool,
 }
 
 /// A validated IPv6 packet: its flow plus the offsets translation needs.

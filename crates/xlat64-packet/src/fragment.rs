@@ -4,13 +4,9 @@
 //! the IPv4 Identification as fragment identification (RFC 7915 §4.1).
 
 use crate::bytes::{get16, set16, set32, set8};
+use crate::ipv6_ext::{nh, FRAGMENT_HEADER_LEN};
 use crate::translate::IPV6_HEADER_LEN;
 use crate::DropReason;
-
-/// Length of the Fragment header (RFC 8200 §4.5).
-const FRAGMENT_HEADER_LEN: usize = 8;
-/// The Fragment header's protocol number.
-const NEXT_HEADER_FRAGMENT: u8 = 44;
 
 /// The length the fragments of an IPv6 packet of `len` bytes (a 40-byte
 /// header and no extension headers) take, each at most `mtu` bytes; `len`
@@ -73,7 +69,7 @@ pub fn fragment_v6_in_place(
         let hdr = buf.get_mut(at..data_at).ok_or(DropReason::OutputTooSmall)?;
         hdr[..IPV6_HEADER_LEN].copy_from_slice(&header);
         set16(hdr, 4, (FRAGMENT_HEADER_LEN + this) as u16)?;
-        set8(hdr, 6, NEXT_HEADER_FRAGMENT)?;
+        set8(hdr, 6, nh::FRAGMENT)?;
         let more = u16::from(i + 1 < count);
         let offset = ((i * chunk / 8) as u16) << 3;
         set8(hdr, IPV6_HEADER_LEN, next_header)?;

@@ -46,13 +46,10 @@ pub fn icmpv6_error(
     error: IcmpError,
     offending: &[u8],
 ) -> Result<usize, DropReason> {
-    let quote = offending
-        .get(
-            ..offending
-                .len()
-                .min(MAX_ICMPV6_ERROR - IPV6_HEADER_LEN - ICMP_HEADER_LEN),
-        )
-        .unwrap_or_default();
+    let quote = cut(
+        offending,
+        MAX_ICMPV6_ERROR - IPV6_HEADER_LEN - ICMP_HEADER_LEN,
+    );
     let icmp_len = ICMP_HEADER_LEN + quote.len();
     let total = IPV6_HEADER_LEN + icmp_len;
     let out = out.get_mut(..total).ok_or(DropReason::OutputTooSmall)?;
@@ -68,13 +65,7 @@ pub fn icmpv6_error(
     let icmp = out
         .get_mut(IPV6_HEADER_LEN..)
         .ok_or(DropReason::OutputTooSmall)?;
-    set8(icmp, 0, error.icmp_type)?;
-    set8(icmp, 1, error.code)?;
-    set16(icmp, 2, 0)?;
-    set32(icmp, 4, error.param)?;
-    icmp.get_mut(ICMP_HEADER_LEN..)
-        .ok_or(DropReason::OutputTooSmall)?
-        .copy_from_slice(quote);
+    write_icmp(icmp, error, quote)?;
     let s = combine(
         pseudo_v6(src, dst, proto::ICMPV6, icmp_len as u32),
         sum(icmp),
@@ -93,13 +84,10 @@ pub fn icmpv4_error(
     error: IcmpError,
     offending: &[u8],
 ) -> Result<usize, DropReason> {
-    let quote = offending
-        .get(
-            ..offending
-                .len()
-                .min(MAX_ICMPV4_ERROR - IPV4_HEADER_LEN - ICMP_HEADER_LEN),
-        )
-        .unwrap_or_default();
+    let quote = cut(
+        offending,
+        MAX_ICMPV4_ERROR - IPV4_HEADER_LEN - ICMP_HEADER_LEN,
+    );
     let total = IPV4_HEADER_LEN + ICMP_HEADER_LEN + quote.len();
     let out = out.get_mut(..total).ok_or(DropReason::OutputTooSmall)?;
     write_ipv4_header(
@@ -119,6 +107,20 @@ pub fn icmpv4_error(
     let icmp = out
         .get_mut(IPV4_HEADER_LEN..)
         .ok_or(DropReason::OutputTooSmall)?;
+    write_icmp(icmp, error, quote)?;
+    let check = finish(sum(icmp));
+    set16(icmp, 2, check)?;
+    Ok(total)
+}
+
+/// The first `max` bytes of `b` (all of it when shorter).
+fn cut(b: &[u8], max: usize) -> &[u8] {
+    b.get(..max).unwrap_or(b)
+}
+
+/// Writes the ICMP header of `error` (checksum zero, for the caller) and
+/// the quote after it, into `icmp`, which is exactly that long.
+fn write_icmp(icmp: &mut [u8], error: IcmpError, quote: &[u8]) -> Result<(), DropReason> {
     set8(icmp, 0, error.icmp_type)?;
     set8(icmp, 1, error.code)?;
     set16(icmp, 2, 0)?;
@@ -126,9 +128,7 @@ pub fn icmpv4_error(
     icmp.get_mut(ICMP_HEADER_LEN..)
         .ok_or(DropReason::OutputTooSmall)?
         .copy_from_slice(quote);
-    let check = finish(sum(icmp));
-    set16(icmp, 2, check)?;
-    Ok(total)
+    Ok(())
 }
 
 /// Whether the IPv6 packet `pkt` may be answered with an ICMPv6 error

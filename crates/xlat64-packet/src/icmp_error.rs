@@ -17,7 +17,7 @@ use crate::icmp_map::{
     error_4to6, error_6to4, fragmentation_needed_mtu, packet_too_big_mtu, v4 as icmp4, v6 as icmp6,
     Mapped, Param,
 };
-use crate::ipv6_ext;
+use crate::ipv6_ext::{nh, FRAGMENT_HEADER_LEN};
 use crate::translate::{
     outgoing_hop_limit, proto, DF_THRESHOLD, ICMP_HEADER_LEN, IPV4_FLAG_DF, IPV4_FLAG_MF,
     IPV4_HEADER_LEN, IPV6_HEADER_LEN,
@@ -29,9 +29,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 pub const MAX_ICMPV4_ERROR: usize = 576;
 /// Largest ICMPv6 error: the IPv6 minimum MTU (RFC 4443 §2.4(c), RFC 7915 §4.4).
 pub const MAX_ICMPV6_ERROR: usize = 1280;
-/// Length of the IPv6 Fragment header and its protocol number (RFC 8200 §4.5).
-const FRAGMENT_HEADER_LEN: usize = 8;
-const FRAGMENT_NEXT_HEADER: u8 = 44;
 /// RFC 4884 §4: with extensions, the original datagram is at least this long.
 const RFC4884_MIN_ORIGINAL: usize = 128;
 
@@ -309,11 +306,7 @@ pub fn translate_error_6to4(
     // the others) keeps MF and the low 16 bits of its identification, DF
     // clear; that is the IPv4 packet the translator fragmented, when it
     // was the translator's own work.
-    let quoted_fragment =
-        ipv6_ext::walk(quote, IPV6_HEADER_LEN + usize::from(get16(quote, 4)), false)
-            .ok()
-            .and_then(|chain| chain.fragment);
-    let (id, dont_fragment, more_fragments) = match quoted_fragment {
+    let (id, dont_fragment, more_fragments) = match q.fragment {
         Some(f) => (f.id as u16, false, f.more),
         None => (0, inner_total > DF_THRESHOLD, false),
     };
@@ -427,8 +420,7 @@ pub fn translate_error_4to6(
     // RFC 7915 §4.3 with §4.1: a quoted first fragment (MF set; later
     // fragments were refused by the parser) is quoted with a Fragment header
     // carrying its identification, as the translated fragment would have.
-    let quoted_fragment_id =
-        (get16(quote, 6) & IPV4_FLAG_MF != 0).then(|| u32::from(get16(quote, 4)));
+    let quoted_fragment_id = q.fragment.map(|f| f.id);
     let inner_ip_len = IPV6_HEADER_LEN + quoted_fragment_id.map_or(0, |_| FRAGMENT_HEADER_LEN);
     let Plan {
         lay,
@@ -476,7 +468,10 @@ pub fn translate_error_4to6(
         q.proto
     };
     let (next_header, payload_len) = match quoted_fragment_id {
-        Some(_) => (FRAGMENT_NEXT_HEADER, q.l4_len.saturating_add(8)),
+        Some(_) => (
+            nh::FRAGMENT,
+            q.l4_len.saturating_add(FRAGMENT_HEADER_LEN as u16),
+        ),
         None => (inner_proto, q.l4_len),
     };
     write_ipv6_header(

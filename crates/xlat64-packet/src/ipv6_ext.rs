@@ -20,6 +20,9 @@ pub(crate) mod nh {
     pub(crate) const UNTRANSLATABLE: [u8; 7] = [50, 51, 135, 139, 140, 253, 254];
 }
 
+/// Length of the Fragment header (RFC 8200 §4.5).
+pub(crate) const FRAGMENT_HEADER_LEN: usize = 8;
+
 /// More headers than this in one chain is treated as malformed (a chain of
 /// tiny headers only costs the translator).
 const MAX_HEADERS: usize = 8;
@@ -102,7 +105,7 @@ pub fn walk(pkt: &[u8], total_len: usize, outer: bool) -> Result<Chain, DropReas
                 });
                 next_at = at;
                 next = h[0];
-                at += 8;
+                at += FRAGMENT_HEADER_LEN;
                 // RFC 8200 §4.5: after the Fragment header of a fragment
                 // other than the first comes fragment data, not headers.
                 if off >> 3 != 0 {
@@ -157,7 +160,7 @@ pub fn segments_left_pointer(pkt: &[u8]) -> Option<u32> {
                     return None;
                 }
                 next = h[0];
-                at += 8;
+                at += FRAGMENT_HEADER_LEN;
             }
             _ => return None,
         }

@@ -24,6 +24,6 @@ pub mod special;
 pub mod translate;
 
 pub use drop::DropReason;
-pub use flow::{Flow4, Flow6, L4Proto, Parsed4, Parsed6, Quoted};
+pub use flow::{Flow4, Flow6, L4Proto, Parsed4, Parsed6, Quoted, QuotedFragment};
 pub use prefix::{Prefix6052, PrefixError};
 pub use translate::{is_fragment_v4, parse_v4, parse_v6, translate_4to6, translate_6to4};

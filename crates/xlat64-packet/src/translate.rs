@@ -21,11 +21,11 @@
 
 use crate::bytes::{array_at, be16, get16};
 use crate::checksum::{combine, finish, is_valid, pseudo_v4, pseudo_v6, sum, update};
-use crate::flow::Quoted;
+use crate::flow::{Quoted, QuotedFragment};
 use crate::icmp_map::{v4 as icmp4, v6 as icmp6};
 use crate::ipv6_ext;
 use crate::{DropReason, Flow4, Flow6, L4Proto, Parsed4, Parsed6};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 pub(crate) const IPV6_HEADER_LEN: usize = 40;
 pub(crate) const IPV4_HEADER_LEN: usize = 20;
@@ -229,18 +229,7 @@ pub fn parse_v6(pkt: &[u8]) -> Result<Parsed6, DropReason> {
                     if q.flow.src != dst {
                         return Err(DropReason::IcmpQuoteUntranslatable);
                     }
-                    icmp_error = Some(Quoted {
-                        icmp_type: ih[0],
-                        code: ih[1],
-                        ip_offset: inner_at,
-                        l4_offset: inner_at + q.l4_offset,
-                        l4_len: q.l4_len,
-                        proto: q.proto,
-                        src: q.flow.src.into(),
-                        dst: q.flow.dst.into(),
-                        hop_limit: q.hop_limit,
-                        traffic_class: q.traffic_class,
-                    });
+                    icmp_error = Some(q.quoted(ih[0], ih[1], inner_at));
                     let f = q.flow;
                     reversed = Some((f.dst, f.src));
                     (f.proto, f.dst_port, f.src_port, 0)
@@ -285,6 +274,8 @@ pub fn parse_v6(pkt: &[u8]) -> Result<Parsed6, DropReason> {
 /// What the translator needs of a packet quoted in an ICMP error.
 struct QuotedParse<F> {
     flow: F,
+    src: IpAddr,
+    dst: IpAddr,
     /// Transport header offset from the quoted IP header.
     l4_offset: usize,
     /// Upper-layer length from the quoted header's length field.
@@ -292,6 +283,27 @@ struct QuotedParse<F> {
     proto: u8,
     hop_limit: u8,
     traffic_class: u8,
+    fragment: Option<QuotedFragment>,
+}
+
+impl<F> QuotedParse<F> {
+    /// The quote of an ICMP error of `icmp_type`/`code` whose quoted IP
+    /// header starts at `ip_offset` in the packet.
+    fn quoted(&self, icmp_type: u8, code: u8, ip_offset: usize) -> Quoted {
+        Quoted {
+            icmp_type,
+            code,
+            ip_offset,
+            l4_offset: ip_offset + self.l4_offset,
+            l4_len: self.l4_len,
+            proto: self.proto,
+            src: self.src,
+            dst: self.dst,
+            hop_limit: self.hop_limit,
+            traffic_class: self.traffic_class,
+            fragment: self.fragment,
+        }
+    }
 }
 
 /// The IPv6 packet quoted in an ICMPv6 error (RFC 4443 §3), possibly cut short.
@@ -318,20 +330,28 @@ fn parse_quoted_v6(q: &[u8]) -> Result<QuotedParse<Flow6>, DropReason> {
     )?;
     let l4_len = u16::try_from(total_len.saturating_sub(chain.l4_offset))
         .map_err(|_| DropReason::IcmpQuoteUntranslatable)?;
+    let src = Ipv6Addr::from(array_at::<16>(hdr, 8));
+    let dst = Ipv6Addr::from(array_at::<16>(hdr, 24));
     Ok(QuotedParse {
         flow: Flow6 {
             proto,
-            src: Ipv6Addr::from(array_at::<16>(hdr, 8)),
-            dst: Ipv6Addr::from(array_at::<16>(hdr, 24)),
+            src,
+            dst,
             src_port,
             dst_port,
             tcp_flags: 0,
         },
+        src: src.into(),
+        dst: dst.into(),
         l4_offset: chain.l4_offset,
         l4_len,
         proto: chain.proto,
         hop_limit: hdr[7],
         traffic_class: (hdr[0] << 4) | (hdr[1] >> 4),
+        fragment: chain.fragment.map(|f| QuotedFragment {
+            id: f.id,
+            more: f.more,
+        }),
     })
 }
 
@@ -357,20 +377,29 @@ fn parse_quoted_v4(q: &[u8]) -> Result<QuotedParse<Flow4>, DropReason> {
     let l4_len = usize::from(be16([hdr[2], hdr[3]]))
         .checked_sub(header_len)
         .ok_or(DropReason::IcmpQuoteUntranslatable)?;
+    let src = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
+    let dst = Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]);
+    let more = be16([hdr[6], hdr[7]]) & IPV4_FLAG_MF != 0;
     Ok(QuotedParse {
         flow: Flow4 {
             proto,
-            src: Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]),
-            dst: Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]),
+            src,
+            dst,
             src_port,
             dst_port,
             tcp_flags: 0,
         },
+        src: src.into(),
+        dst: dst.into(),
         l4_offset: header_len,
         l4_len: l4_len as u16,
         proto: hdr[9],
         hop_limit: hdr[8],
         traffic_class: hdr[1],
+        fragment: more.then(|| QuotedFragment {
+            id: u32::from(be16([hdr[4], hdr[5]])),
+            more,
+        }),
     })
 }
 
@@ -475,18 +504,7 @@ pub fn parse_v4(pkt: &[u8]) -> Result<Parsed4, DropReason> {
                     if q.flow.src != dst {
                         return Err(DropReason::IcmpQuoteUntranslatable);
                     }
-                    icmp_error = Some(Quoted {
-                        icmp_type: ih[0],
-                        code: ih[1],
-                        ip_offset: inner_at,
-                        l4_offset: inner_at + q.l4_offset,
-                        l4_len: q.l4_len,
-                        proto: q.proto,
-                        src: q.flow.src.into(),
-                        dst: q.flow.dst.into(),
-                        hop_limit: q.hop_limit,
-                        traffic_class: q.traffic_class,
-                    });
+                    icmp_error = Some(q.quoted(ih[0], ih[1], inner_at));
                     let f = q.flow;
                     reversed = Some((f.dst, f.src));
                     (f.proto, f.dst_port, f.src_port, 0)

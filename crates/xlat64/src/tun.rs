@@ -106,18 +106,39 @@ pub(crate) fn translate(
     }
 }
 
-/// Counts a verdict that writes nothing: a drop under its reason, or a
-/// fragment held for reassembly.
-pub(crate) fn count_unsent(counters: &PacketCounters, verdict: Verdict, len: usize) {
+/// Counts a verdict that writes nothing (a drop under its reason, a
+/// fragment held for reassembly) or the drop behind an ICMP error; returns,
+/// for a verdict that writes, the length written and whether it is a
+/// translation (else an ICMP error the gateway sends).
+pub(crate) fn output_of(
+    counters: &PacketCounters,
+    verdict: Verdict,
+    in_len: usize,
+) -> Option<(usize, bool)> {
     match verdict {
-        Verdict::Drop(reason) | Verdict::Reject(reason, _) => {
+        Verdict::Forward(len) => Some((len, true)),
+        Verdict::Reject(reason, len) => {
             counters.drop(reason);
-            tracing::trace!(reason = reason.counter_name(), len, "packet dropped");
+            tracing::trace!(
+                reason = reason.counter_name(),
+                len = in_len,
+                "packet dropped, ICMP error sent"
+            );
+            Some((len, false))
+        }
+        Verdict::Drop(reason) => {
+            counters.drop(reason);
+            tracing::trace!(
+                reason = reason.counter_name(),
+                len = in_len,
+                "packet dropped"
+            );
+            None
         }
         Verdict::Held => {
             counters.fragments_held.fetch_add(1, Ordering::Relaxed);
+            None
         }
-        Verdict::Forward(_) => {}
     }
 }
 
@@ -202,12 +223,7 @@ fn packet_loop_single(
         if let Some(n) = received {
             counters.tun_rx_packets.fetch_add(1, Ordering::Relaxed);
             let (verdict, direction) = translate(&mut nat, now, &input[..n], &mut output);
-            count_unsent(counters, verdict, n);
-            let (len, translated) = match verdict {
-                Verdict::Forward(len) => (len, true),
-                Verdict::Reject(_, len) => (len, false),
-                Verdict::Drop(_) | Verdict::Held => (0, false),
-            };
+            let (len, translated) = output_of(counters, verdict, n).unwrap_or((0, false));
             for packet in packets(&output[..len]) {
                 match dev.send(packet) {
                     Ok(_) if translated => {

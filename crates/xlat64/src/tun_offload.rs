@@ -21,15 +21,13 @@
 //! packets copied into the batch one by one.
 
 use crate::stats::PacketCounters;
-use crate::tun::{
-    count_translated, count_unsent, run_timers, translate, wait_for_timers, Direction,
-};
+use crate::tun::{count_translated, output_of, run_timers, translate, wait_for_timers, Direction};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Instant;
 use tun_rs::{GROTable, InterruptEvent, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
-use xlat64_nat::{Nat64, Verdict};
+use xlat64_nat::Nat64;
 use xlat64_packet::fragment::packets;
 
 /// Packets a batch holds, and segments one read may be split into. A 64 KiB
@@ -221,17 +219,6 @@ impl Batch {
 /// them, from the virtio-net headers GRO wrote (`struct virtio_net_hdr`,
 /// native byte order as TUN uses without TUNSETVNETBE/LE: flags, gso_type,
 /// hdr_len, gso_size, csum_start, csum_offset).
-/// Counts a verdict that writes nothing; for one that writes, the length
-/// written and whether it is a translation (else an ICMP error).
-fn output_of(counters: &PacketCounters, verdict: Verdict, in_len: usize) -> Option<(usize, bool)> {
-    count_unsent(counters, verdict, in_len);
-    match verdict {
-        Verdict::Forward(len) => Some((len, true)),
-        Verdict::Reject(_, len) => Some((len, false)),
-        Verdict::Drop(_) | Verdict::Held => None,
-    }
-}
-
 fn superpackets(bufs: &[Vec<u8>]) -> (u64, u64) {
     let (mut superpackets, mut segments) = (0, 0);
     for buf in bufs {
