@@ -844,6 +844,10 @@ impl Harness {
                 panic!("output_bound too small for {}", hex(pkt));
             }
             Verdict::Drop(_) => {}
+            // One shard owns every port.
+            Verdict::Elsewhere { owner, .. } => {
+                panic!("handed to shard {owner} of one: {}", hex(pkt));
+            }
         }
     }
 
@@ -877,6 +881,10 @@ impl Harness {
                 panic!("output_bound too small for {}", hex(pkt));
             }
             Verdict::Drop(_) => {}
+            // One shard owns every port.
+            Verdict::Elsewhere { owner, .. } => {
+                panic!("handed to shard {owner} of one: {}", hex(pkt));
+            }
         }
     }
 

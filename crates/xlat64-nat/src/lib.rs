@@ -14,6 +14,7 @@ pub mod pool4;
 mod port_alloc;
 pub mod reassembly;
 mod session_table;
+pub mod shard;
 pub mod stateful;
 pub mod table;
 mod tcp;
@@ -21,6 +22,7 @@ pub mod timeouts;
 
 pub use pool4::Pool4;
 pub use reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
+pub use shard::Shard;
 pub use stateful::{Nat64, Nat64Config, NatCounters, NatDrop, Verdict};
 pub use table::{BibEntry, SessionEntry, TcpState};
 pub use timeouts::Timeouts;

@@ -23,9 +23,11 @@
 //! holds more than twice as many entries as there are sessions (plus slack).
 
 use crate::port_alloc::pick_port;
+use crate::shard::Shard;
 use crate::tcp::{Side, TcpTrack};
 use crate::{BibEntry, NatDrop, Pool4, SessionEntry, Timeouts};
 use foldhash::fast::FixedState;
+use indexmap::IndexMap;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -33,6 +35,11 @@ use std::collections::{BinaryHeap, HashMap};
 /// carry attacker-chosen ports and addresses, so the hasher must be keyed;
 /// std's SipHash is keyed too but costs about 6% of the packet path.
 type Map<K, V> = HashMap<K, V, FixedState>;
+/// The tables the control socket lists page by page: an index map keeps its
+/// entries in a dense vector, so a page is a range of positions, found in
+/// O(1) without sorting or walking the table (a listing never stalls the
+/// packet path for long).
+type Listed<K, V> = IndexMap<K, V, FixedState>;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::Instant;
@@ -44,6 +51,10 @@ const INITIAL_CAPACITY: usize = 1024;
 
 /// Stale timer entries tolerated beyond one per session before a rebuild.
 const TIMER_SLACK: usize = 1024;
+
+/// Sessions removed per [`SessionTable::handle_timeout`] call at most: after
+/// a flood, expiry is spread over several wake-ups between packets.
+const EXPIRY_BUDGET: usize = 4096;
 
 /// A client's IPv6 transport address (the BIB key on the IPv6 side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -166,9 +177,13 @@ impl InboundPlan {
 pub(crate) struct SessionTable {
     pool4: Pool4,
     timeouts: Timeouts,
-    bib6: Map<BindKey, Binding>,
+    /// Which pool4 ports are this table's (the others are other shards').
+    shard: Shard,
+    /// Sessions this table holds at most; a new flow beyond is refused.
+    max_sessions: usize,
+    bib6: Listed<BindKey, Binding>,
     bib4: Map<V4Key, BindKey>,
-    sessions: Map<SessionKey, Session>,
+    sessions: Listed<SessionKey, Session>,
     /// Sessions per (binding, IPv4 server address): address-dependent filtering.
     servers: Map<(BindKey, Ipv4Addr), u32>,
     timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
@@ -194,14 +209,25 @@ fn is_tcp_syn(flags: u8) -> bool {
 }
 
 impl SessionTable {
-    pub(crate) fn new(pool4: Pool4, timeouts: Timeouts, seed: u64) -> Self {
+    pub(crate) fn new(
+        pool4: Pool4,
+        timeouts: Timeouts,
+        seed: u64,
+        shard: Shard,
+        max_sessions: usize,
+    ) -> Self {
         let used = vec![[0; 3]; pool4.addrs().len()];
         SessionTable {
             pool4,
             timeouts,
-            bib6: Map::with_capacity_and_hasher(INITIAL_CAPACITY, FixedState::with_seed(seed)),
+            shard,
+            max_sessions,
+            bib6: Listed::with_capacity_and_hasher(INITIAL_CAPACITY, FixedState::with_seed(seed)),
             bib4: Map::with_capacity_and_hasher(INITIAL_CAPACITY, FixedState::with_seed(seed)),
-            sessions: Map::with_capacity_and_hasher(INITIAL_CAPACITY, FixedState::with_seed(seed)),
+            sessions: Listed::with_capacity_and_hasher(
+                INITIAL_CAPACITY,
+                FixedState::with_seed(seed),
+            ),
             servers: Map::with_capacity_and_hasher(INITIAL_CAPACITY, FixedState::with_seed(seed)),
             timers: BinaryHeap::with_capacity(INITIAL_CAPACITY),
             used,
@@ -231,6 +257,9 @@ impl SessionTable {
         }
         if flow.proto == L4Proto::Tcp && !is_tcp_syn(flow.tcp_flags) {
             return Err(NatDrop::TcpNoSession);
+        }
+        if self.sessions.len() >= self.max_sessions {
+            return Err(NatDrop::SessionLimit);
         }
         let (v4_local, new_binding) = match self.bib6.get(&bind) {
             Some(b) => (b.v4, None),
@@ -326,6 +355,9 @@ impl SessionTable {
         if !self.servers.contains_key(&(bind, flow.src)) {
             return Err(NatDrop::Filtered);
         }
+        if self.sessions.len() >= self.max_sessions {
+            return Err(NatDrop::SessionLimit);
+        }
         Ok(InboundPlan {
             key,
             new_session: true,
@@ -420,10 +452,13 @@ impl SessionTable {
     /// all bindings of one client share one IPv4 address ("paired" pooling)
     /// until that address runs out of ports for the protocol; then the next
     /// addresses are tried.
+    ///
+    /// Only ports of this table's shard are handed out; the client's own
+    /// port is kept when the shard owns it.
     fn allocate(&mut self, bind: BindKey) -> Option<(usize, SocketAddrV4)> {
         let n = self.pool4.addrs().len();
         let range = self.pool4.port_range(bind.proto);
-        let size = u32::from(*range.end() - *range.start()) + 1;
+        let size = self.shard.owned_in(*range.start(), *range.end());
         let preferred = (self.keyed_hash(&bind.addr) % n as u64) as usize;
         self.allocations = self.allocations.wrapping_add(1);
         let start = self.keyed_hash(&(bind, self.allocations));
@@ -434,11 +469,12 @@ impl SessionTable {
             }
             let addr = self.pool4.addrs()[idx];
             let is_free = |port| {
-                !self.bib4.contains_key(&V4Key {
-                    proto: bind.proto,
-                    addr,
-                    port,
-                })
+                self.shard.owns(port)
+                    && !self.bib4.contains_key(&V4Key {
+                        proto: bind.proto,
+                        addr,
+                        port,
+                    })
             };
             pick_port(range.clone(), bind.port, start, is_free)
                 .map(|port| (idx, SocketAddrV4::new(addr, port)))
@@ -450,11 +486,15 @@ impl SessionTable {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
-    /// Removes every session with expiry <= `now`, and the dynamic bindings
-    /// left without sessions.
+    /// Removes sessions with expiry <= `now`, and the dynamic bindings left
+    /// without sessions: at most [`EXPIRY_BUDGET`] of them, so that a wake-up
+    /// after a flood does bounded work; the rest stay due, and
+    /// [`Self::poll_timeout`] says so. Tables mostly emptied give their
+    /// memory back.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let mut budget = EXPIRY_BUDGET;
         while let Some(&Reverse((deadline, key))) = self.timers.peek() {
-            if deadline > now {
+            if deadline > now || budget == 0 {
                 break;
             }
             self.timers.pop();
@@ -470,12 +510,35 @@ impl SessionTable {
                 continue;
             }
             self.remove_session(&key);
+            budget -= 1;
         }
         self.compact_timers();
+        self.shrink_if_sparse();
+    }
+
+    /// Gives memory back once a table holds less than a quarter of what it
+    /// has room for (after a flood expired): the rehash moves only the live
+    /// entries, a quarter of the room at most.
+    fn shrink_if_sparse(&mut self) {
+        fn sparse(len: usize, capacity: usize) -> bool {
+            capacity > INITIAL_CAPACITY && len < capacity / 4
+        }
+        let live = self.sessions.len();
+        if sparse(live, self.sessions.capacity()) {
+            self.sessions.shrink_to(2 * live);
+            self.timers.shrink_to(2 * live + TIMER_SLACK);
+        }
+        if sparse(self.servers.len(), self.servers.capacity()) {
+            self.servers.shrink_to(2 * self.servers.len());
+        }
+        if sparse(self.bib6.len(), self.bib6.capacity()) {
+            self.bib6.shrink_to(2 * self.bib6.len());
+            self.bib4.shrink_to(2 * self.bib4.len());
+        }
     }
 
     fn remove_session(&mut self, key: &SessionKey) {
-        if self.sessions.remove(key).is_none() {
+        if self.sessions.swap_remove(key).is_none() {
             return;
         }
         self.expired += 1;
@@ -492,7 +555,7 @@ impl SessionTable {
         b.sessions -= 1;
         if b.sessions == 0 && !b.is_static {
             let (v4, pool_index) = (b.v4, b.pool_index);
-            self.bib6.remove(&key.bind);
+            self.bib6.swap_remove(&key.bind);
             self.bib4.remove(&V4Key {
                 proto: key.bind.proto,
                 addr: *v4.ip(),
@@ -518,54 +581,56 @@ impl SessionTable {
         self.expired
     }
 
-    /// Snapshot of the sessions, sorted; `embed` maps an IPv4 server to the
-    /// IPv6 address clients see.
-    pub(crate) fn sessions(&self, embed: impl Fn(Ipv4Addr) -> Ipv6Addr) -> Vec<SessionEntry> {
-        let mut keyed: Vec<(SessionKey, SessionEntry)> = self
-            .sessions
-            .iter()
-            .map(|(k, s)| {
-                let icmp = k.bind.proto == L4Proto::Icmp;
-                let v6_server_port = if icmp { k.bind.port } else { k.server_port };
-                let v4_server_port = if icmp {
-                    s.v4_local.port()
-                } else {
-                    k.server_port
-                };
-                let entry = SessionEntry {
-                    proto: k.bind.proto,
-                    v6_client: SocketAddrV6::new(k.bind.addr, k.bind.port, 0, 0),
-                    v6_server: SocketAddrV6::new(embed(k.server), v6_server_port, 0, 0),
-                    v4_local: s.v4_local,
-                    v4_server: SocketAddrV4::new(k.server, v4_server_port),
-                    tcp_state: s.tcp.map(|t| t.state),
-                    expires: s.expires,
-                };
-                (*k, entry)
-            })
-            .collect();
-        keyed.sort_unstable_by_key(|(k, _)| *k);
-        keyed.into_iter().map(|(_, e)| e).collect()
+    /// The sessions at positions `start..start + limit` of the table, in
+    /// its own (unsorted) order; `embed` maps an IPv4 server to the IPv6
+    /// address clients see. Paging through a table that changes in between
+    /// lists every session that lives throughout exactly once, except one
+    /// moved in front of the cursor by a removal (an index map fills the
+    /// hole a removal leaves with its last entry).
+    pub(crate) fn sessions_page(
+        &self,
+        start: usize,
+        limit: usize,
+        embed: impl Fn(Ipv4Addr) -> Ipv6Addr,
+        out: &mut Vec<SessionEntry>,
+    ) {
+        let end = start.saturating_add(limit).min(self.sessions.len());
+        let Some(page) = self.sessions.get_range(start.min(end)..end) else {
+            return;
+        };
+        out.extend(page.iter().map(|(k, s)| {
+            let icmp = k.bind.proto == L4Proto::Icmp;
+            let v6_server_port = if icmp { k.bind.port } else { k.server_port };
+            let v4_server_port = if icmp {
+                s.v4_local.port()
+            } else {
+                k.server_port
+            };
+            SessionEntry {
+                proto: k.bind.proto,
+                v6_client: SocketAddrV6::new(k.bind.addr, k.bind.port, 0, 0),
+                v6_server: SocketAddrV6::new(embed(k.server), v6_server_port, 0, 0),
+                v4_local: s.v4_local,
+                v4_server: SocketAddrV4::new(k.server, v4_server_port),
+                tcp_state: s.tcp.map(|t| t.state),
+                expires: s.expires,
+            }
+        }));
     }
 
-    /// Snapshot of the BIB, sorted by protocol and client address.
-    pub(crate) fn bib(&self) -> Vec<BibEntry> {
-        let mut keyed: Vec<(BindKey, BibEntry)> = self
-            .bib6
-            .iter()
-            .map(|(k, b)| {
-                let entry = BibEntry {
-                    proto: k.proto,
-                    v6_client: SocketAddrV6::new(k.addr, k.port, 0, 0),
-                    v4_local: b.v4,
-                    is_static: b.is_static,
-                    sessions: b.sessions,
-                };
-                (*k, entry)
-            })
-            .collect();
-        keyed.sort_unstable_by_key(|(k, _)| *k);
-        keyed.into_iter().map(|(_, e)| e).collect()
+    /// The bindings at positions `start..start + limit`, as [`Self::sessions_page`].
+    pub(crate) fn bib_page(&self, start: usize, limit: usize, out: &mut Vec<BibEntry>) {
+        let end = start.saturating_add(limit).min(self.bib6.len());
+        let Some(page) = self.bib6.get_range(start.min(end)..end) else {
+            return;
+        };
+        out.extend(page.iter().map(|(k, b)| BibEntry {
+            proto: k.proto,
+            v6_client: SocketAddrV6::new(k.addr, k.port, 0, 0),
+            v4_local: b.v4,
+            is_static: b.is_static,
+            sessions: b.sessions,
+        }));
     }
 }
 

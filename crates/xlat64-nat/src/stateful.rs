@@ -6,6 +6,7 @@ use crate::icmp_rate::IcmpRateLimit;
 use crate::ipv4_id::Ipv4Ids;
 use crate::reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 use crate::session_table::SessionTable;
+use crate::shard::{owner_of_v4, Shard};
 use crate::{BibEntry, Pool4, SessionEntry, Timeouts};
 use foldhash::fast::FixedState;
 use ipnet::Ipv4Net;
@@ -63,6 +64,12 @@ pub struct Nat64Config {
     pub icmp_errors_per_second: u32,
     /// Bounds of fragment reassembly (RFC 6146 §3.4).
     pub fragments: ReassemblyLimits,
+    /// Which share of the pool4 ports this NAT64 hands out (one of several
+    /// packet workers', see [`crate::shard`]).
+    pub shard: Shard,
+    /// Sessions held at most; a new flow beyond is refused
+    /// ([`NatDrop::SessionLimit`]).
+    pub max_sessions: usize,
 }
 
 impl Nat64Config {
@@ -80,6 +87,8 @@ impl Nat64Config {
             local_v4: Vec::new(),
             icmp_errors_per_second: 1000,
             fragments: ReassemblyLimits::default(),
+            shard: Shard::ONE,
+            max_sessions: usize::MAX,
         }
     }
 }
@@ -129,12 +138,16 @@ pub enum NatDrop {
     /// An ICMP error whose quoted packet belongs to no session (RFC 6146
     /// §3.5: it cannot be translated, and must not open one).
     IcmpErrorNoSession,
+    /// A new flow while the table holds its maximum of sessions (ICMPv6
+    /// Address Unreachable back for an IPv6 one, as when the pool runs out,
+    /// RFC 6146 §3.5.1); existing sessions are unaffected.
+    SessionLimit,
 }
 
 impl NatDrop {
     /// The NAT-specific reasons (the packet ones are `DropReason::ALL`, the
     /// fragment ones `FragmentDrop::ALL`).
-    pub const NAT_ONLY: [NatDrop; 14] = [
+    pub const NAT_ONLY: [NatDrop; 15] = [
         NatDrop::NotInPrefix,
         NatDrop::NonGlobalUnderWellKnown,
         NatDrop::NotInPool4,
@@ -149,6 +162,7 @@ impl NatDrop {
         NatDrop::SpecialIpv4Destination,
         NatDrop::GatewayIpv4Destination,
         NatDrop::IcmpErrorNoSession,
+        NatDrop::SessionLimit,
     ];
 
     /// Counter name for `xlat64 stats`.
@@ -170,6 +184,7 @@ impl NatDrop {
             NatDrop::SpecialIpv4Destination => "drop_special_ipv4_destination",
             NatDrop::GatewayIpv4Destination => "drop_gateway_ipv4_destination",
             NatDrop::IcmpErrorNoSession => "drop_icmp_error_no_session",
+            NatDrop::SessionLimit => "drop_session_limit",
         }
     }
 }
@@ -195,6 +210,15 @@ pub enum Verdict {
     /// Drop and count the reason, and send the ICMP error in `out[..len]`
     /// back towards the packet's sender.
     Reject(NatDrop, usize),
+    /// `out[..len]` holds a datagram reassembled from IPv4 fragments whose
+    /// pool4 port belongs to another shard: hand it to shard `owner`, whose
+    /// `handle_v4` translates it (see [`crate::shard`]).
+    Elsewhere {
+        /// The shard that owns the datagram.
+        owner: u16,
+        /// Its length in `out`.
+        len: usize,
+    },
 }
 
 /// Counters the NAT keeps besides the per-packet verdicts.
@@ -247,7 +271,13 @@ impl Nat64 {
     /// A NAT64 whose port allocation and IPv4 identifications follow from
     /// `seed` (deterministic, for tests and reproducible runs).
     pub fn with_seed(config: Nat64Config, seed: u64) -> Self {
-        let table = SessionTable::new(config.pool4.clone(), config.timeouts, seed);
+        let table = SessionTable::new(
+            config.pool4.clone(),
+            config.timeouts,
+            seed,
+            config.shard,
+            config.max_sessions,
+        );
         Nat64 {
             reassembler: Reassembler::new(config.fragments, seed.rotate_left(17)),
             core: Core {
@@ -372,6 +402,22 @@ impl Nat64 {
                 Ok(None) => Verdict::Held,
                 Ok(Some(whole)) => {
                     self.core.counters.fragments_reassembled += 1;
+                    let shard = self.core.config.shard;
+                    match owner_of_v4(whole, shard.count) {
+                        Some(owner) if owner != shard.index => {
+                            return match out.get_mut(..whole.len()) {
+                                Some(o) => {
+                                    o.copy_from_slice(whole);
+                                    Verdict::Elsewhere {
+                                        owner,
+                                        len: whole.len(),
+                                    }
+                                }
+                                None => Verdict::Drop(DropReason::OutputTooSmall.into()),
+                            };
+                        }
+                        _ => {}
+                    }
                     match parse_v4(whole) {
                         Ok(parsed) => self.core.inbound(now, whole, parsed, out),
                         Err(reason) => self.core.reject_v4(now, whole, reason.into(), out),
@@ -403,15 +449,37 @@ impl Nat64 {
         self.core.counters.fragment_timeouts += self.reassembler.handle_timeout(now);
     }
 
-    /// Snapshot of the session table, sorted by protocol, client and server.
-    pub fn sessions(&self) -> Vec<SessionEntry> {
+    /// Appends the sessions at positions `start..start + limit` of the
+    /// table to `out`, unsorted: a page of a listing, in time proportional
+    /// to `limit` (see `SessionTable::sessions_page` for what paging
+    /// through a changing table shows).
+    pub fn sessions_page(&self, start: usize, limit: usize, out: &mut Vec<SessionEntry>) {
         let prefix = self.core.config.prefix;
-        self.core.table.sessions(|v4| prefix.embed(v4))
+        self.core
+            .table
+            .sessions_page(start, limit, |v4| prefix.embed(v4), out);
     }
 
-    /// Snapshot of the BIB, sorted by protocol and client.
+    /// Appends the BIB entries at positions `start..start + limit` to `out`.
+    pub fn bib_page(&self, start: usize, limit: usize, out: &mut Vec<BibEntry>) {
+        self.core.table.bib_page(start, limit, out);
+    }
+
+    /// Snapshot of the whole session table, sorted by protocol, client and
+    /// server (for tests and small tables; the daemon lists by pages).
+    pub fn sessions(&self) -> Vec<SessionEntry> {
+        let mut all = Vec::with_capacity(self.session_count());
+        self.sessions_page(0, usize::MAX, &mut all);
+        all.sort_unstable_by_key(|e| (e.proto, e.v6_client, e.v4_server));
+        all
+    }
+
+    /// Snapshot of the whole BIB, sorted by protocol and client.
     pub fn bib(&self) -> Vec<BibEntry> {
-        self.core.table.bib()
+        let mut all = Vec::with_capacity(self.bib_count());
+        self.bib_page(0, usize::MAX, &mut all);
+        all.sort_unstable_by_key(|e| (e.proto, e.v6_client));
+        all
     }
 
     /// Number of sessions (without building a snapshot).
@@ -525,8 +593,9 @@ impl Core {
                 code: icmp6::code::UNRECOGNIZED_NEXT_HEADER,
                 param: 6,
             },
-            // RFC 6146 §3.5.1.1: Address Unreachable when no port is left.
-            NatDrop::PoolExhausted => IcmpError {
+            // RFC 6146 §3.5.1.1: Address Unreachable when no port is left,
+            // or no session can be created (§3.5.1).
+            NatDrop::PoolExhausted | NatDrop::SessionLimit => IcmpError {
                 icmp_type: icmp6::DEST_UNREACHABLE,
                 code: icmp6::code::ADDRESS_UNREACHABLE,
                 param: 0,

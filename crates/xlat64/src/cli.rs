@@ -97,7 +97,8 @@ fn query(path: &Option<PathBuf>, command: &str, json: bool, render: fn(&Value) -
         Err(code) => return code,
     };
     match control::request(&config.control.socket, command) {
-        Ok(value) => {
+        Ok(mut value) => {
+            sort_entries(&mut value);
             if json {
                 emit(&format!("{value}\n"));
             } else {
@@ -109,6 +110,23 @@ fn query(path: &Option<PathBuf>, command: &str, json: bool, render: fn(&Value) -
             eprintln!("error: {e}");
             1
         }
+    }
+}
+
+/// The daemon streams table entries worker by worker, unsorted: sort them
+/// by protocol, client and server, as text (stable and cheap enough for a
+/// listing of millions in this process, not the daemon).
+fn sort_entries(value: &mut Value) {
+    if let Value::Array(entries) = value {
+        let key = |e: &Value| {
+            ["protocol", "v6_client", "v4_server", "v4_local"].map(|k| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        };
+        entries.sort_by_cached_key(key);
     }
 }
 

@@ -49,13 +49,39 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RuntimeSection {
-    /// Worker threads for DNS64 and the control socket (the packet path has its own thread).
+    /// Worker threads for DNS64 and the control socket (the packet path has its own threads).
+    #[serde(default = "default_io_threads")]
     pub io_threads: usize,
+    /// Packet workers, each with its own TUN queue and its own share of the
+    /// NAT64 state; absent: the number of cores (filled in by `check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+}
+
+fn default_io_threads() -> usize {
+    2
 }
 
 impl Default for RuntimeSection {
     fn default() -> Self {
-        RuntimeSection { io_threads: 2 }
+        RuntimeSection {
+            io_threads: default_io_threads(),
+            workers: None,
+        }
+    }
+}
+
+/// Packet workers accepted at most (a TUN device has at most 256 queues).
+pub const MAX_WORKERS: usize = 64;
+
+impl RuntimeSection {
+    /// The packet workers to start: the configured number, else one per core.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_WORKERS)
+        })
     }
 }
 
@@ -109,6 +135,48 @@ pub struct Nat64Section {
     /// Fragment reassembly bounds.
     #[serde(default)]
     pub fragments: FragmentsSection,
+    /// Bounds of the NAT64 state.
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// `[nat64.limits]`: how much state the NAT64 holds at most.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct LimitsSection {
+    /// Sessions of all clients together; absent: sized by the machine's
+    /// memory (filled in by `check`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<usize>,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection { max_sessions: None }
+    }
+}
+
+/// The largest `nat64.limits.max-sessions` accepted.
+pub const MAX_SESSIONS_LIMIT: usize = 64 << 20;
+
+impl LimitsSection {
+    /// The configured maximum, else one session per 4 KiB of memory (a
+    /// session takes about 200 bytes with its share of the tables, so the
+    /// tables stay under a twentieth of memory), between 65,536 and 4,194,304.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions.unwrap_or_else(|| {
+            let memory = memory_bytes().unwrap_or(1 << 30);
+            (memory / 4096).clamp(1 << 16, 1 << 22) as usize
+        })
+    }
+}
+
+/// Total memory from /proc/meminfo (`MemTotal`, in KiB there).
+fn memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// `[nat64.fragments]`: bounds of fragment reassembly (RFC 6146 §3.4).
@@ -642,6 +710,20 @@ impl Config {
             }
             None => None,
         };
+        if let Some(nat) = &mut self.nat64 {
+            let nets: Vec<Ipv4Net> = nat.pool4.iter().map(|p| p.0).collect();
+            if let Err(e) = xlat64_nat::Pool4::new(&nets) {
+                return Err(ConfigError::new("nat64.pool4", e));
+            }
+            let max = nat.limits.max_sessions();
+            if !(1..=MAX_SESSIONS_LIMIT).contains(&max) {
+                return Err(ConfigError::new(
+                    "nat64.limits.max-sessions",
+                    format!("{max} is out of range; use 1 to {MAX_SESSIONS_LIMIT}"),
+                ));
+            }
+            nat.limits.max_sessions = Some(max);
+        }
         if let Some(dns) = &mut self.dns64 {
             let net = dns
                 .prefix
@@ -686,6 +768,14 @@ impl Config {
                 "neither [nat64] nor [dns64] is present; nothing to run",
             ));
         }
+        let workers = self.runtime.workers();
+        if !(1..=MAX_WORKERS).contains(&workers) {
+            return Err(ConfigError::new(
+                "runtime.workers",
+                format!("{workers} is out of range; use 1 to {MAX_WORKERS}"),
+            ));
+        }
+        self.runtime.workers = Some(workers);
         if !(1..=256).contains(&self.runtime.io_threads) {
             return Err(ConfigError::new(
                 "runtime.io-threads",

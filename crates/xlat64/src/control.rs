@@ -3,27 +3,33 @@
 //!
 //! Protocol: the client writes one command line (`sessions`, `bib` or
 //! `stats`), the daemon answers with one JSON document and closes.
+//!
+//! Tables come from the packet workers page by page through their
+//! mailboxes and are streamed to the client as they arrive: a listing of a
+//! million sessions holds nothing a worker needs, and each worker builds
+//! one page between two batches of packets. The listing is not an atomic
+//! snapshot (sessions created or expiring meanwhile may be in it or not),
+//! and it comes unsorted; the command line sorts it.
 
+use crate::datapath::DatapathView;
 use crate::dns64_server::Dns64Counters;
-use crate::stats::PacketCounters;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
-use xlat64_nat::{BibEntry, Nat64, SessionEntry, TcpState};
+use xlat64_nat::{BibEntry, SessionEntry, TcpState};
 
 /// What the control socket reads from.
 #[derive(Clone, Default)]
 pub struct ControlState {
-    /// The NAT64 core, when `[nat64]` is configured.
-    pub nat: Option<Arc<Mutex<Nat64>>>,
-    /// Packet-path counters, when `[nat64]` is configured.
-    pub packets: Option<Arc<PacketCounters>>,
+    /// The packet workers, when `[nat64]` is configured.
+    pub datapath: Option<DatapathView>,
     /// DNS64 counters, when `[dns64]` is configured.
     pub dns: Option<Arc<Dns64Counters>>,
 }
@@ -76,80 +82,145 @@ pub async fn serve(listener: UnixListener, state: ControlState, shutdown: Cancel
         };
         let state = state.clone();
         tokio::spawn(async move {
-            let (read, mut write) = stream.into_split();
+            let (read, write) = stream.into_split();
             let mut line = String::new();
             let mut reader = BufReader::new(read.take(256));
             let read =
                 tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
-            let reply = match read {
-                Ok(Ok(_)) => answer(&state, line.trim()),
-                _ => json!({"error": "no command received"}),
+            let mut write = BufWriter::new(write);
+            let written = match read {
+                Ok(Ok(_)) => answer(&state, line.trim(), &mut write).await,
+                _ => send(&mut write, &json!({"error": "no command received"})).await,
             };
-            let mut text = reply.to_string();
-            text.push('\n');
-            if let Err(e) = write.write_all(text.as_bytes()).await {
+            if let Err(e) = written.and(write.flush().await) {
                 tracing::debug!(error = %e, "control client went away");
             }
         });
     }
 }
 
-fn answer(state: &ControlState, command: &str) -> Value {
-    let now = Instant::now();
+type Out = BufWriter<OwnedWriteHalf>;
+
+async fn send(out: &mut Out, value: &Value) -> std::io::Result<()> {
+    let mut text = value.to_string();
+    text.push('\n');
+    out.write_all(text.as_bytes()).await
+}
+
+async fn answer(state: &ControlState, command: &str, out: &mut Out) -> std::io::Result<()> {
     match command {
         "sessions" => {
-            let sessions = state
-                .nat
-                .as_ref()
-                .map(|n| n.lock().expect("NAT lock").sessions());
-            Value::Array(
-                sessions
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|s| session_json(s, now))
-                    .collect(),
-            )
+            let now = Instant::now();
+            stream_pages(state, out, |d, i, start| Box::pin(d.sessions_page(i, start)), |s| {
+                session_json(s, now)
+            })
+            .await
         }
         "bib" => {
-            let bib = state
-                .nat
-                .as_ref()
-                .map(|n| n.lock().expect("NAT lock").bib());
-            Value::Array(bib.unwrap_or_default().iter().map(bib_json).collect())
+            stream_pages(state, out, |d, i, start| Box::pin(d.bib_page(i, start)), bib_json).await
         }
-        "stats" => {
-            let mut out = BTreeMap::new();
-            if let Some(p) = &state.packets {
-                p.snapshot(&mut out);
-            }
-            if let Some(nat) = &state.nat {
-                let nat = nat.lock().expect("NAT lock");
-                out.insert("nat64_sessions".into(), nat.session_count() as u64);
-                out.insert("nat64_bindings".into(), nat.bib_count() as u64);
-                out.insert("nat64_sessions_created".into(), nat.sessions_created());
-                out.insert("nat64_sessions_expired".into(), nat.sessions_expired());
-                let c = nat.counters();
-                out.insert("icmp_errors_sent".into(), c.icmp_errors_sent);
-                out.insert(
-                    "icmp_errors_rate_limited".into(),
-                    c.icmp_errors_rate_limited,
-                );
-                out.insert("fragments_reassembled".into(), c.fragments_reassembled);
-                out.insert("fragment_timeouts".into(), c.fragment_timeouts);
-                out.insert("packets_fragmented".into(), c.packets_fragmented);
-                let (in_progress, bytes) = nat.fragments_in_progress();
-                out.insert("fragments_in_progress".into(), in_progress as u64);
-                out.insert("fragments_bytes_held".into(), bytes as u64);
-            }
-            if let Some(d) = &state.dns {
-                d.snapshot(&mut out);
-            }
-            json!(out)
-        }
+        "stats" => send(out, &stats(state).await).await,
         other => {
-            json!({"error": format!("unknown command `{other}`; expected sessions, bib or stats")})
+            send(
+                out,
+                &json!({"error": format!("unknown command `{other}`; expected sessions, bib or stats")}),
+            )
+            .await
         }
     }
+}
+
+type Page<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<T>>> + Send + 'a>>;
+
+/// Writes a JSON array of every worker's entries, one page at a time.
+async fn stream_pages<T>(
+    state: &ControlState,
+    out: &mut Out,
+    page: impl for<'a> Fn(&'a DatapathView, usize, usize) -> Page<'a, T>,
+    to_json: impl Fn(&T) -> Value,
+) -> std::io::Result<()> {
+    out.write_all(b"[").await?;
+    let mut first = true;
+    if let Some(datapath) = &state.datapath {
+        for worker in 0..datapath.workers() {
+            let mut start = 0;
+            while let Some(entries) = page(datapath, worker, start).await {
+                if entries.is_empty() {
+                    break;
+                }
+                start += entries.len();
+                for entry in &entries {
+                    if !first {
+                        out.write_all(b",").await?;
+                    }
+                    first = false;
+                    out.write_all(to_json(entry).to_string().as_bytes()).await?;
+                }
+            }
+        }
+    }
+    out.write_all(b"]\n").await
+}
+
+/// Every counter: the workers' summed, the NAT64 figures they report, DNS64's.
+async fn stats(state: &ControlState) -> Value {
+    let mut out = BTreeMap::new();
+    if let Some(datapath) = &state.datapath {
+        out.insert("workers".into(), datapath.workers() as u64);
+        out.insert("tun_offload".into(), u64::from(datapath.offload));
+        let mut sum = xlat64_nat::NatCounters::default();
+        let mut gauges = [0u64; 6];
+        for i in 0..datapath.workers() {
+            let counters = datapath.counters(i);
+            counters.snapshot(&mut out);
+            let mut own = BTreeMap::new();
+            counters.snapshot(&mut own);
+            out.insert(format!("worker_{i}_tun_rx_packets"), own["tun_rx_packets"]);
+            let Some(f) = datapath.figures(i).await else {
+                continue;
+            };
+            let c = f.counters;
+            sum.icmp_errors_sent += c.icmp_errors_sent;
+            sum.icmp_errors_rate_limited += c.icmp_errors_rate_limited;
+            sum.fragments_reassembled += c.fragments_reassembled;
+            sum.fragment_timeouts += c.fragment_timeouts;
+            sum.packets_fragmented += c.packets_fragmented;
+            for (g, v) in gauges.iter_mut().zip([
+                f.sessions,
+                f.bindings,
+                f.sessions_created,
+                f.sessions_expired,
+                f.fragments_in_progress,
+                f.fragments_bytes_held,
+            ]) {
+                *g += v;
+            }
+            out.insert(format!("worker_{i}_nat64_sessions"), f.sessions);
+        }
+        let names = [
+            "nat64_sessions",
+            "nat64_bindings",
+            "nat64_sessions_created",
+            "nat64_sessions_expired",
+            "fragments_in_progress",
+            "fragments_bytes_held",
+        ];
+        for (name, v) in names.into_iter().zip(gauges) {
+            out.insert(name.into(), v);
+        }
+        out.insert("icmp_errors_sent".into(), sum.icmp_errors_sent);
+        out.insert(
+            "icmp_errors_rate_limited".into(),
+            sum.icmp_errors_rate_limited,
+        );
+        out.insert("fragments_reassembled".into(), sum.fragments_reassembled);
+        out.insert("fragment_timeouts".into(), sum.fragment_timeouts);
+        out.insert("packets_fragmented".into(), sum.packets_fragmented);
+    }
+    if let Some(d) = &state.dns {
+        d.snapshot(&mut out);
+    }
+    json!(out)
 }
 
 fn tcp_state_name(s: Option<TcpState>) -> &'static str {

@@ -3,19 +3,17 @@
 
 use crate::config::Config;
 use crate::control::{self, ControlState};
+use crate::datapath::{device, Datapath};
 use crate::dns64_server::Dns64Server;
 use crate::host_addrs;
 use crate::netlink::RouteSet;
-use crate::stats::PacketCounters;
-use crate::tun;
 use ipnet::IpNet;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tun_rs::InterruptEvent;
-use xlat64_nat::{Nat64, Nat64Config, Pool4};
+use xlat64_nat::{Nat64Config, Pool4};
 
 /// Runs the daemon; returns the process exit code (0 after a clean stop).
 pub fn run(config: Config) -> i32 {
@@ -39,17 +37,27 @@ pub fn run(config: Config) -> i32 {
     };
     runtime.block_on(async move {
         let mut running = Running::default();
-        let started = running.start(&config).await;
+        let (died_tx, mut died) = mpsc::unbounded_channel();
+        let started = running.start(&config, died_tx).await;
         let code = match started {
             Ok(()) => {
                 tracing::info!("xlat64 running; SIGTERM or SIGINT stops it");
-                match wait_for_signal().await {
-                    Ok(name) => {
-                        tracing::info!(signal = name, "stopping");
-                        0
-                    }
-                    Err(e) => {
-                        eprintln!("error: cannot wait for signals: {e}");
+                tokio::select! {
+                    signalled = wait_for_signal() => match signalled {
+                        Ok(name) => {
+                            tracing::info!(signal = name, "stopping");
+                            0
+                        }
+                        Err(e) => {
+                            eprintln!("error: cannot wait for signals: {e}");
+                            1
+                        }
+                    },
+                    // Never half alive: a dead part stops the whole daemon,
+                    // so that a supervisor restarts it.
+                    Some(why) = died.recv() => {
+                        tracing::error!("{why}; stopping, removing routes, exiting with status 1");
+                        eprintln!("error: {why}");
                         1
                     }
                 }
@@ -70,27 +78,37 @@ pub fn run(config: Config) -> i32 {
 struct Running {
     shutdown: CancellationToken,
     routes: Option<RouteSet>,
-    packet_thread: Option<(std::thread::JoinHandle<io::Result<()>>, Arc<InterruptEvent>)>,
+    datapath: Option<Datapath>,
     control_path: Option<PathBuf>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    async fn start(&mut self, config: &Config) -> Result<(), String> {
+    async fn start(
+        &mut self,
+        config: &Config,
+        died: mpsc::UnboundedSender<String>,
+    ) -> Result<(), String> {
         let mut state = ControlState::default();
         if let Some(nat_section) = &config.nat64 {
             let prefix = config.nat64_prefix().expect("validated with [nat64]");
             let nets: Vec<_> = nat_section.pool4.iter().map(|p| p.0).collect();
             let pool4 = Pool4::new(&nets).map_err(|e| format!("nat64.pool4: {e}"))?;
             warn_if_not_forwarding();
-            let dev =
-                tun::open(&nat_section.tun, nat_section.mtu, nat_section.offload).map_err(|e| {
-                    format!(
-                        "nat64.tun: cannot open TUN device `{}`: {e}",
-                        nat_section.tun
-                    )
-                })?;
-            let ifindex = dev.if_index().map_err(|e| {
+            let workers = config.runtime.workers();
+            let queues = device::open(
+                &nat_section.tun,
+                nat_section.mtu,
+                nat_section.offload,
+                workers,
+            )
+            .map_err(|e| {
+                format!(
+                    "nat64.tun: cannot open TUN device `{}`: {e}",
+                    nat_section.tun
+                )
+            })?;
+            let ifindex = queues.queues[0].if_index().map_err(|e| {
                 format!(
                     "nat64.tun: cannot read the index of `{}`: {e}",
                     nat_section.tun
@@ -132,17 +150,18 @@ impl Running {
             nat_config.local_v4 = local_v4;
             nat_config.icmp_errors_per_second = nat_section.icmp_errors_per_second;
             nat_config.fragments = nat_section.fragments.to_limits();
-            let nat = Arc::new(Mutex::new(Nat64::new(nat_config)));
-            let counters = Arc::new(PacketCounters::default());
-            let thread = tun::spawn_packet_thread(Arc::new(dev), nat.clone(), counters.clone())
-                .map_err(|e| format!("cannot start the packet thread: {e}"))?;
-            self.packet_thread = Some(thread);
-            state.nat = Some(nat);
-            state.packets = Some(counters);
+            nat_config.max_sessions = nat_section.limits.max_sessions();
+            let workers = queues.queues.len();
+            let datapath = Datapath::start(queues, &nat_config, died.clone())
+                .map_err(|e| format!("cannot start the packet workers: {e}"))?;
+            state.datapath = Some(datapath.view());
+            self.datapath = Some(datapath);
             tracing::info!(
                 prefix = %prefix.net(),
                 pool4 = ?nets,
                 tun = %nat_section.tun,
+                workers,
+                max_sessions = nat_config.max_sessions,
                 "NAT64 translating"
             );
         }
@@ -150,7 +169,18 @@ impl Running {
             let server = Dns64Server::bind(dns_section).await?;
             state.dns = Some(server.counters());
             let token = self.shutdown.clone();
-            self.tasks.push(tokio::spawn(server.run(token)));
+            let served = tokio::spawn(server.run(token.clone()));
+            // Never half alive: DNS64 ending before shutdown (a panic in
+            // its tasks) stops the daemon too.
+            let died = died.clone();
+            self.tasks.push(tokio::spawn(async move {
+                let why = match served.await {
+                    Ok(()) if token.is_cancelled() => return,
+                    Ok(()) => "the DNS64 server stopped".to_string(),
+                    Err(e) => format!("the DNS64 server failed: {e}"),
+                };
+                let _ = died.send(why);
+            }));
             tracing::info!(
                 listen = ?dns_section.listen,
                 upstream = ?dns_section.upstream,
@@ -173,14 +203,12 @@ impl Running {
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
-        if let Some((thread, stop)) = self.packet_thread.take() {
-            if let Err(e) = stop.trigger() {
-                tracing::warn!(error = %e, "cannot signal the packet thread");
-            }
-            match tokio::task::spawn_blocking(move || thread.join()).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "packet thread ended with an error"),
-                _ => tracing::warn!("packet thread panicked"),
+        if let Some(datapath) = self.datapath.take() {
+            if tokio::task::spawn_blocking(move || datapath.stop())
+                .await
+                .is_err()
+            {
+                tracing::warn!("cannot wait for the packet workers to stop");
             }
         }
         if let Some(mut routes) = self.routes.take() {

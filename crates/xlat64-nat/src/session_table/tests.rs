@@ -5,6 +5,34 @@ use crate::TcpState;
 use std::time::Duration;
 use xlat64_packet::flow::tcp_flags::{ACK, FIN};
 
+/// Runs the timers until nothing is due at `now` (each call has a budget).
+fn expire_all(t: &mut SessionTable, now: Instant) {
+    while t.poll_timeout().is_some_and(|d| d <= now) {
+        let before = (t.session_count(), t.timers.len());
+        t.handle_timeout(now);
+        if (t.session_count(), t.timers.len()) == before {
+            break;
+        }
+    }
+}
+
+impl SessionTable {
+    /// The whole table in one page, sorted as the NAT's snapshot.
+    fn sessions(&self, embed: impl Fn(Ipv4Addr) -> Ipv6Addr) -> Vec<SessionEntry> {
+        let mut all = Vec::new();
+        self.sessions_page(0, usize::MAX, embed, &mut all);
+        all.sort_unstable_by_key(|e| (e.proto, e.v6_client, e.v4_server));
+        all
+    }
+
+    fn bib(&self) -> Vec<BibEntry> {
+        let mut all = Vec::new();
+        self.bib_page(0, usize::MAX, &mut all);
+        all.sort_unstable_by_key(|e| (e.proto, e.v6_client));
+        all
+    }
+}
+
 const MIN: Duration = Duration::from_secs(60);
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
 const SERVER2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -19,7 +47,13 @@ fn pool(nets: &[&str]) -> Pool4 {
 }
 
 fn table() -> SessionTable {
-    SessionTable::new(pool(&["192.0.2.1/32"]), Timeouts::default(), 42)
+    SessionTable::new(
+        pool(&["192.0.2.1/32"]),
+        Timeouts::default(),
+        42,
+        Shard::ONE,
+        usize::MAX,
+    )
 }
 
 fn flow6(proto: L4Proto, c: u16, sport: u16, dport: u16, flags: u8) -> Flow6 {
@@ -301,7 +335,13 @@ fn mapping_is_endpoint_independent_and_keeps_the_client_port() {
 #[test]
 fn one_client_keeps_one_ipv4_address() {
     let t0 = Instant::now();
-    let mut t = SessionTable::new(pool(&["192.0.2.0/29"]), Timeouts::default(), 7);
+    let mut t = SessionTable::new(
+        pool(&["192.0.2.0/29"]),
+        Timeouts::default(),
+        7,
+        Shard::ONE,
+        usize::MAX,
+    );
     for c in 1..12u16 {
         let mut addrs = std::collections::HashSet::new();
         for port in 1000..1020 {
@@ -330,7 +370,7 @@ fn tiny_pool_is_exhausted_then_freed_by_expiry() {
     let p = pool(&["192.0.2.1/32"])
         .with_port_range(2000..=2001)
         .unwrap();
-    let mut t = SessionTable::new(p, Timeouts::default(), 1);
+    let mut t = SessionTable::new(p, Timeouts::default(), 1, Shard::ONE, usize::MAX);
     let a = out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
     let b = out(&mut t, t0, flow6(L4Proto::Udp, 2, 5000, 53, 0), SERVER).unwrap();
     assert_ne!(a, b);
@@ -361,7 +401,7 @@ fn tiny_pool_is_exhausted_then_freed_by_expiry() {
 fn tiny_icmp_range_is_exhausted() {
     let t0 = Instant::now();
     let p = pool(&["192.0.2.1/32"]).with_icmp_id_range(7..=7).unwrap();
-    let mut t = SessionTable::new(p, Timeouts::default(), 1);
+    let mut t = SessionTable::new(p, Timeouts::default(), 1, Shard::ONE, usize::MAX);
     assert_eq!(
         out(&mut t, t0, flow6(L4Proto::Icmp, 1, 1, 1, 0), SERVER)
             .unwrap()
@@ -442,7 +482,7 @@ fn tcp_needs_a_session() {
 fn a_hundred_thousand_sessions() {
     let t0 = Instant::now();
     let p = pool(&["192.0.2.0/30"]);
-    let mut t = SessionTable::new(p, Timeouts::default(), 3);
+    let mut t = SessionTable::new(p, Timeouts::default(), 3, Shard::ONE, usize::MAX);
     for i in 0..100_000u32 {
         let f = flow6(
             L4Proto::Udp,
@@ -469,10 +509,18 @@ fn a_hundred_thousand_sessions() {
         t.commit_outbound(t0 + MIN, plan, 0);
     }
     assert_eq!(t.timers.len(), 100_000);
-    t.handle_timeout(t0 + 5 * MIN + Duration::from_secs(1));
+    // One wake-up expires a bounded number; the rest stay due.
+    let at = t0 + 5 * MIN + Duration::from_secs(1);
+    t.handle_timeout(at);
+    assert_eq!(t.session_count(), 100_000 - EXPIRY_BUDGET);
+    assert!(t.poll_timeout().is_some_and(|d| d <= at));
+    expire_all(&mut t, at);
     assert_eq!(t.session_count(), 50_000);
-    t.handle_timeout(t0 + 6 * MIN);
+    expire_all(&mut t, t0 + 6 * MIN);
     assert_eq!(t.session_count(), 0);
+    // The tables gave back most of the room the flood took.
+    assert!(t.sessions.capacity() < 10_000, "{}", t.sessions.capacity());
+    assert!(t.timers.capacity() < 10_000, "{}", t.timers.capacity());
     assert_eq!(t.bib_count(), 0);
     assert!(t.used.iter().all(|u| *u == [0; 3]));
 }
@@ -480,7 +528,13 @@ fn a_hundred_thousand_sessions() {
 #[test]
 fn stale_timer_entries_do_not_pile_up() {
     let t0 = Instant::now();
-    let mut t = SessionTable::new(pool(&["192.0.2.0/30"]), Timeouts::default(), 9);
+    let mut t = SessionTable::new(
+        pool(&["192.0.2.0/30"]),
+        Timeouts::default(),
+        9,
+        Shard::ONE,
+        usize::MAX,
+    );
     let mut now = t0;
     // Many short connections closed by RST: each leaves a stale 2h4m entry.
     for i in 0..20_000u32 {
@@ -506,9 +560,9 @@ fn stale_timer_entries_do_not_pile_up() {
         assert!(t.timers.len() <= 2 * t.session_count() + TIMER_SLACK + 1);
     }
     check_invariants(&t);
-    t.handle_timeout(now + 4 * MIN);
+    expire_all(&mut t, now + 4 * MIN);
     assert_eq!(t.session_count(), 0);
-    t.handle_timeout(now + 3 * 60 * MIN);
+    expire_all(&mut t, now + 3 * 60 * MIN);
     assert_eq!(t.poll_timeout(), None);
 }
 
@@ -523,7 +577,13 @@ fn huge_lifetime_never_expires_and_never_panics() {
         tcp_established: huge,
         tcp_transitory: huge,
     };
-    let mut t = SessionTable::new(pool(&["192.0.2.1/32"]), timeouts, 42);
+    let mut t = SessionTable::new(
+        pool(&["192.0.2.1/32"]),
+        timeouts,
+        42,
+        Shard::ONE,
+        usize::MAX,
+    );
     let t0 = Instant::now();
     out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
     out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();

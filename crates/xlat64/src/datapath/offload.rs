@@ -20,14 +20,10 @@
 //! cut into IPv6 fragments) is translated into a scratch buffer and its
 //! packets copied into the batch one by one.
 
-use crate::stats::PacketCounters;
-use crate::tun::{count_translated, output_of, run_timers, translate, wait_for_timers, Direction};
+use super::worker::{Direction, PacketIo, Shard};
 use std::io;
-use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::Instant;
-use tun_rs::{GROTable, InterruptEvent, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
-use xlat64_nat::Nat64;
+use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 use xlat64_packet::fragment::packets;
 
 /// Packets a batch holds, and segments one read may be split into. A 64 KiB
@@ -87,34 +83,27 @@ impl Batch {
 
     /// Translates `packet` into the next free buffer; a dropped packet is
     /// counted and takes no buffer. The caller makes sure one is free.
-    fn translate(
-        &mut self,
-        dev: &SyncDevice,
-        nat: &mut Nat64,
-        now: Instant,
-        packet: &[u8],
-        counters: &PacketCounters,
-    ) {
+    fn translate(&mut self, dev: &SyncDevice, shard: &mut Shard, now: Instant, packet: &[u8]) {
         if self.free() == 0 {
-            self.flush(dev, counters);
+            self.flush(dev, shard);
         }
-        let bound = nat.output_bound(packet);
+        let bound = shard.nat.output_bound(packet);
         if OFFSET + bound > BUF_CAPACITY {
             let mut scratch = std::mem::take(&mut self.scratch);
             if scratch.len() < bound {
-                scratch.resize(nat.max_output_len().max(bound), 0);
+                scratch.resize(shard.nat.max_output_len().max(bound), 0);
             }
-            let (verdict, direction) = translate(nat, now, packet, &mut scratch);
-            if let Some((len, translated)) = output_of(counters, verdict, packet.len()) {
-                self.push_copies(dev, counters, &scratch[..len], direction, translated);
+            let (verdict, direction) = shard.translate(now, packet, &mut scratch);
+            if let Some((len, translated)) = shard.output_of(verdict, packet.len(), &scratch) {
+                self.push_copies(dev, shard, &scratch[..len], direction, translated);
             }
             self.scratch = scratch;
             return;
         }
         let buf = &mut self.bufs[self.used];
         buf.resize(OFFSET + bound, 0);
-        let (verdict, direction) = translate(nat, now, packet, &mut buf[OFFSET..]);
-        let Some((len, translated)) = output_of(counters, verdict, packet.len()) else {
+        let (verdict, direction) = shard.translate(now, packet, &mut buf[OFFSET..]);
+        let Some((len, translated)) = shard.output_of(verdict, packet.len(), &buf[OFFSET..]) else {
             return;
         };
         buf.truncate(OFFSET + len);
@@ -128,7 +117,7 @@ impl Batch {
         }
         self.push(direction, first_len, translated);
         let spill = std::mem::take(&mut self.spill);
-        self.push_copies(dev, counters, &spill, direction, translated);
+        self.push_copies(dev, shard, &spill, direction, translated);
         self.spill = spill;
     }
 
@@ -137,14 +126,14 @@ impl Batch {
     fn push_copies(
         &mut self,
         dev: &SyncDevice,
-        counters: &PacketCounters,
+        shard: &Shard,
         out: &[u8],
         direction: Direction,
         translated: bool,
     ) {
         for packet in packets(out) {
             if self.free() == 0 {
-                self.flush(dev, counters);
+                self.flush(dev, shard);
             }
             let buf = &mut self.bufs[self.used];
             buf.clear();
@@ -168,7 +157,8 @@ impl Batch {
         tally.1 += len as u64;
     }
 
-    fn flush(&mut self, dev: &SyncDevice, counters: &PacketCounters) {
+    fn flush(&mut self, dev: &SyncDevice, shard: &Shard) {
+        let counters = &*shard.counters;
         if self.used == 0 {
             return;
         }
@@ -182,30 +172,16 @@ impl Batch {
         let packets = self.used as u64;
         match dev.send_multiple(&mut self.gro, bufs, OFFSET) {
             Ok(_) => {
-                count_translated(
-                    counters,
-                    Direction::V6ToV4,
-                    self.v6_to_v4.0,
-                    self.v6_to_v4.1,
-                );
-                count_translated(
-                    counters,
-                    Direction::V4ToV6,
-                    self.v4_to_v6.0,
-                    self.v4_to_v6.1,
-                );
+                shard.count_translated(Direction::V6ToV4, self.v6_to_v4.0, self.v6_to_v4.1);
+                shard.count_translated(Direction::V4ToV6, self.v4_to_v6.0, self.v4_to_v6.1);
                 let (superpackets, segments) = superpackets(bufs);
-                counters
-                    .tun_tx_gro_superpackets
-                    .fetch_add(superpackets, Ordering::Relaxed);
-                counters
-                    .tun_tx_gro_segments
-                    .fetch_add(segments, Ordering::Relaxed);
+                counters.bump(&counters.tun_tx_gro_superpackets, superpackets);
+                counters.bump(&counters.tun_tx_gro_segments, segments);
             }
             Err(e) => {
                 // send_multiple goes on after a failed write and reports the
                 // last error, not which packets were lost: count them all.
-                counters.tun_tx_errors.fetch_add(packets, Ordering::Relaxed);
+                counters.bump(&counters.tun_tx_errors, packets);
                 tracing::debug!(error = %e, packets, "TUN batched write failed");
             }
         }
@@ -236,108 +212,76 @@ fn superpackets(bufs: &[Vec<u8>]) -> (u64, u64) {
     (superpackets, segments)
 }
 
-/// Buffers for reads: the raw read (header and superpacket) and the packets
-/// it is split into.
-struct Reads {
+/// The packet I/O with offloads: buffers for reads (the raw read, header
+/// and superpacket, and the packets it is split into) and the write batch.
+pub(crate) struct Offload {
     raw: Vec<u8>,
     split: Vec<Vec<u8>>,
     sizes: Vec<usize>,
+    batch: Batch,
 }
 
-impl Reads {
-    /// `mtu` bounds each split packet: the kernel only hands the device
-    /// segments that fit its MTU.
-    fn new(mtu: usize) -> Reads {
-        Reads {
+impl Offload {
+    /// Buffers for `dev`: its MTU bounds each split packet (the kernel only
+    /// hands the device segments that fit its MTU).
+    pub(crate) fn new(dev: &SyncDevice) -> Offload {
+        let mtu = match dev.mtu() {
+            Ok(mtu) => usize::from(mtu).max(1280),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the TUN MTU; split buffers sized for 64 KiB");
+                MAX_SUPERPACKET
+            }
+        };
+        Offload {
             raw: vec![0u8; OFFSET + MAX_SUPERPACKET + 1],
             split: (0..BATCH).map(|_| vec![0u8; mtu]).collect(),
             sizes: vec![0; BATCH],
+            batch: Batch::new(),
         }
     }
 }
 
-/// The packet loop with offloads; see the module documentation.
-pub(crate) fn packet_loop(
-    dev: &SyncDevice,
-    nat: &Mutex<Nat64>,
-    counters: &PacketCounters,
-    stop: &InterruptEvent,
-) -> io::Result<()> {
-    let mtu = match dev.mtu() {
-        Ok(mtu) => usize::from(mtu).max(1280),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the TUN MTU; split buffers sized for 64 KiB");
-            MAX_SUPERPACKET
-        }
-    };
-    let mut reads = Reads::new(mtu);
-    let mut batch = Batch::new();
-    loop {
-        let wait = wait_for_timers(nat);
-        match dev.wait_readable_intr_timeout(stop, Some(wait)) {
-            Ok(()) => drain(dev, nat, counters, &mut reads, &mut batch)?,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
-            Err(e)
-                if e.kind() == io::ErrorKind::Interrupted
-                    || e.kind() == io::ErrorKind::WouldBlock =>
-            {
-                if stop.is_trigger() {
-                    return Ok(());
+impl PacketIo for Offload {
+    /// Reads what the device has (at most [`MAX_READS_PER_WAKE`] reads),
+    /// translates it, and writes it in batches.
+    fn drain(&mut self, dev: &SyncDevice, shard: &mut Shard) -> io::Result<()> {
+        let counters = shard.counters.clone();
+        for _ in 0..MAX_READS_PER_WAKE {
+            let n = match dev.recv_multiple(&mut self.raw, &mut self.split, &mut self.sizes, 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Not from the read itself: tun-rs could not decode or split what
+                // was read. The superpacket is lost; count it and go on.
+                Err(e) if e.raw_os_error().is_none() => {
+                    counters.bump(&counters.tun_rx_gso_errors, 1);
+                    tracing::debug!(error = %e, "TUN read dropped: cannot split the superpacket");
+                    continue;
                 }
+                Err(e) => {
+                    self.batch.flush(dev, shard);
+                    return Err(e);
+                }
+            };
+            counters.bump(&counters.tun_rx_packets, n as u64);
+            if n > 1 {
+                counters.bump(&counters.tun_rx_gso_superpackets, 1);
+                counters.bump(&counters.tun_rx_gso_segments, n as u64);
             }
-            Err(e) => return Err(e),
+            if self.batch.free() < n {
+                self.batch.flush(dev, shard);
+            }
+            let now = Instant::now();
+            for (buf, &size) in self.split.iter().zip(&self.sizes).take(n) {
+                self.batch.translate(dev, shard, now, &buf[..size]);
+            }
         }
-        let now = Instant::now();
-        run_timers(&mut nat.lock().expect("NAT lock poisoned"), now);
+        self.batch.flush(dev, shard);
+        Ok(())
     }
-}
 
-/// Reads what the device has (at most [`MAX_READS_PER_WAKE`] reads),
-/// translates it, and writes it in batches.
-fn drain(
-    dev: &SyncDevice,
-    nat: &Mutex<Nat64>,
-    counters: &PacketCounters,
-    reads: &mut Reads,
-    batch: &mut Batch,
-) -> io::Result<()> {
-    for _ in 0..MAX_READS_PER_WAKE {
-        let n = match dev.recv_multiple(&mut reads.raw, &mut reads.split, &mut reads.sizes, 0) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // Not from the read itself: tun-rs could not decode or split what
-            // was read. The superpacket is lost; count it and go on.
-            Err(e) if e.raw_os_error().is_none() => {
-                counters.tun_rx_gso_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, "TUN read dropped: cannot split the superpacket");
-                continue;
-            }
-            Err(e) => {
-                batch.flush(dev, counters);
-                return Err(e);
-            }
-        };
-        counters
-            .tun_rx_packets
-            .fetch_add(n as u64, Ordering::Relaxed);
-        if n > 1 {
-            counters
-                .tun_rx_gso_superpackets
-                .fetch_add(1, Ordering::Relaxed);
-            counters
-                .tun_rx_gso_segments
-                .fetch_add(n as u64, Ordering::Relaxed);
-        }
-        if batch.free() < n {
-            batch.flush(dev, counters);
-        }
-        let now = Instant::now();
-        let mut nat = nat.lock().expect("NAT lock poisoned");
-        for (buf, &size) in reads.split.iter().zip(&reads.sizes).take(n) {
-            batch.translate(dev, &mut nat, now, &buf[..size], counters);
-        }
+    fn inject(&mut self, dev: &SyncDevice, shard: &mut Shard, packet: &[u8]) {
+        self.batch.translate(dev, shard, Instant::now(), packet);
+        self.batch.flush(dev, shard);
     }
-    batch.flush(dev, counters);
-    Ok(())
 }

@@ -1,5 +1,6 @@
-//! Counters of the packet path. Every drop reason of the cores has its own
-//! counter; `xlat64 stats` shows them all, zeros included.
+//! Counters of the packet path, one set per worker, summed on read. Every
+//! drop reason of the cores has its own counter; `xlat64 stats` shows them
+//! all, zeros included.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +11,13 @@ const PACKET_REASONS: usize = DropReason::ALL.len();
 const FRAGMENT_REASONS: usize = FragmentDrop::ALL.len();
 const DROP_SLOTS: usize = PACKET_REASONS + FRAGMENT_REASONS + NatDrop::NAT_ONLY.len();
 
-/// Counters written by the packet thread and read by the control socket.
+/// Counters written by one packet worker and read by the control socket.
 ///
-/// Relaxed atomics: each counter is independent and only ever increases.
+/// Relaxed atomics with one writer: the worker adds with a plain load and
+/// store (no locked instruction), readers see each counter grow. Aligned
+/// so that two workers' counters never share a cache line.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct PacketCounters {
     drops: [AtomicU64; DROP_SLOTS],
     /// IPv6 packets translated to IPv4 and written to the TUN device.
@@ -31,9 +35,6 @@ pub struct PacketCounters {
     /// Translated packets lost because a write to the TUN device failed
     /// (with offloads, every packet of a failed batch counts).
     pub tun_tx_errors: AtomicU64,
-    /// 1 while the packet thread runs with TUN offloads (virtio-net header,
-    /// GSO reads split, GRO writes coalesced), 0 for one packet per syscall.
-    pub tun_offload: AtomicU64,
     /// Reads that carried a GSO superpacket of several packets.
     pub tun_rx_gso_superpackets: AtomicU64,
     /// Packets split out of those superpackets (part of `tun_rx_packets`).
@@ -46,6 +47,10 @@ pub struct PacketCounters {
     pub tun_tx_gro_superpackets: AtomicU64,
     /// Translated packets coalesced into those superpackets.
     pub tun_tx_gro_segments: AtomicU64,
+    /// Datagrams reassembled here and handed to the worker that owns them.
+    pub handed_off: AtomicU64,
+    /// Such datagrams lost because the owner's mailbox was full.
+    pub handoffs_dropped: AtomicU64,
 }
 
 impl Default for PacketCounters {
@@ -59,12 +64,13 @@ impl Default for PacketCounters {
             fragments_held: AtomicU64::new(0),
             tun_rx_packets: AtomicU64::new(0),
             tun_tx_errors: AtomicU64::new(0),
-            tun_offload: AtomicU64::new(0),
             tun_rx_gso_superpackets: AtomicU64::new(0),
             tun_rx_gso_segments: AtomicU64::new(0),
             tun_rx_gso_errors: AtomicU64::new(0),
             tun_tx_gro_superpackets: AtomicU64::new(0),
             tun_tx_gro_segments: AtomicU64::new(0),
+            handed_off: AtomicU64::new(0),
+            handoffs_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -95,9 +101,14 @@ fn reason_at(slot: usize) -> NatDrop {
 }
 
 impl PacketCounters {
+    /// Adds `n` to `counter`, one of this set's: only its worker writes it.
+    pub(crate) fn bump(&self, counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
     /// Counts one dropped packet.
     pub fn drop(&self, reason: NatDrop) {
-        self.drops[slot(reason)].fetch_add(1, Ordering::Relaxed);
+        self.bump(&self.drops[slot(reason)], 1);
     }
 
     /// How many packets were dropped for `reason`.
@@ -105,13 +116,11 @@ impl PacketCounters {
         self.drops[slot(reason)].load(Ordering::Relaxed)
     }
 
-    /// Adds every counter to `out`.
+    /// Adds every counter to the sum in `out` (several workers' sets add up).
     pub fn snapshot(&self, out: &mut BTreeMap<String, u64>) {
         for (i, c) in self.drops.iter().enumerate() {
-            out.insert(
-                reason_at(i).counter_name().to_string(),
-                c.load(Ordering::Relaxed),
-            );
+            *out.entry(reason_at(i).counter_name().to_string())
+                .or_default() += c.load(Ordering::Relaxed);
         }
         let named = [
             ("translated_v6_to_v4_packets", &self.v6_to_v4_packets),
@@ -121,15 +130,16 @@ impl PacketCounters {
             ("fragments_held", &self.fragments_held),
             ("tun_rx_packets", &self.tun_rx_packets),
             ("tun_tx_errors", &self.tun_tx_errors),
-            ("tun_offload", &self.tun_offload),
             ("tun_rx_gso_superpackets", &self.tun_rx_gso_superpackets),
             ("tun_rx_gso_segments", &self.tun_rx_gso_segments),
             ("tun_rx_gso_errors", &self.tun_rx_gso_errors),
             ("tun_tx_gro_superpackets", &self.tun_tx_gro_superpackets),
             ("tun_tx_gro_segments", &self.tun_tx_gro_segments),
+            ("handed_off", &self.handed_off),
+            ("handoffs_dropped", &self.handoffs_dropped),
         ];
         for (name, c) in named {
-            out.insert(name.to_string(), c.load(Ordering::Relaxed));
+            *out.entry(name.to_string()).or_default() += c.load(Ordering::Relaxed);
         }
     }
 }

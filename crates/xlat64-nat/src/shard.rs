@@ -1,0 +1,245 @@
+//! Splitting one NAT64 into shards that share nothing, one per packet worker.
+//!
+//! A shard owns its clients outright: every binding and session of a client
+//! lives in the one shard its IPv6 address maps to, so per-client limits and
+//! paired pooling (one IPv4 address per client, RFC 6888 REQ-2) stay exact
+//! within a shard. On the IPv4 side a shard owns a slice of every pool4
+//! address's ports (and ICMP identifiers): pairs of ports, dealt round-robin
+//! (`(port >> 1) % count`), so that each shard has ports of both parities and
+//! of both ranges (0-1023 and 1024-65535) that RFC 6146 §3.5.1.1 asks port
+//! allocation to keep. A reply therefore names its owner in its destination
+//! port, and a packet from a client in its source address: both directions
+//! reach the owner without any table shared between shards.
+//!
+//! [`owner_of_v6`] and [`owner_of_v4`] are the reference for the steering
+//! that puts each packet on its owner's queue (the daemon's BPF program
+//! computes the same function in the kernel); the daemon also uses them for
+//! packets that end up on another shard, such as a datagram reassembled
+//! from IPv4 fragments.
+
+/// Which of `count` shards a NAT64 is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `0..count`.
+    pub index: u16,
+    /// How many shards share the pool4 ports.
+    pub count: u16,
+}
+
+impl Shard {
+    /// The whole NAT64 in one shard.
+    pub const ONE: Shard = Shard { index: 0, count: 1 };
+
+    /// Shard `index` of `count`; `None` when `index` is out of range or
+    /// `count` is 0.
+    pub fn new(index: u16, count: u16) -> Option<Shard> {
+        (index < count).then_some(Shard { index, count })
+    }
+
+    /// Whether pool4 port (or ICMP identifier) `port` is this shard's.
+    pub fn owns(&self, port: u16) -> bool {
+        owner_of_port(port, self.count) == self.index
+    }
+
+    /// How many ports of `lo..=hi` this shard owns.
+    pub fn owned_in(&self, lo: u16, hi: u16) -> u32 {
+        if lo > hi {
+            return 0;
+        }
+        // Whole rounds of `2 * count` ports give 2 to each shard; count the
+        // ragged ends one by one (fewer than 4 * count ports).
+        let round = 2 * u32::from(self.count);
+        let (lo, hi) = (u32::from(lo), u32::from(hi));
+        let first_round = lo.div_ceil(round) * round;
+        let last_round = (hi + 1) / round * round;
+        if first_round >= last_round {
+            return (lo..=hi).filter(|&p| self.owns(p as u16)).count() as u32;
+        }
+        let whole = (last_round - first_round) / round * 2;
+        let head = (lo..first_round).filter(|&p| self.owns(p as u16)).count() as u32;
+        let tail = (last_round..=hi).filter(|&p| self.owns(p as u16)).count() as u32;
+        whole + head + tail
+    }
+}
+
+/// The shard of `count` that owns pool4 port (or ICMP identifier) `port`.
+pub fn owner_of_port(port: u16, count: u16) -> u16 {
+    if count <= 1 {
+        0
+    } else {
+        (port >> 1) % count
+    }
+}
+
+/// The shard that owns a client with IPv6 address `addr`: a multiplicative
+/// hash of the address's four 32-bit words, as the steering program computes
+/// it (addresses of one /64 spread over all shards).
+pub fn owner_of_client(addr: &[u8; 16], count: u16) -> u16 {
+    if count <= 1 {
+        return 0;
+    }
+    let mut x = 0u32;
+    for w in addr.chunks_exact(4) {
+        x ^= u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+    }
+    ((x.wrapping_mul(0x9E37_79B1) >> 16) % u32::from(count)) as u16
+}
+
+/// The shard that owns an IPv6 packet from the TUN device: its source's, or
+/// for an ICMPv6 error (type < 128, right after the fixed header) the quoted
+/// packet's destination's, which is the client the error is about. `None`
+/// when too short to tell.
+pub fn owner_of_v6(pkt: &[u8], count: u16) -> Option<u16> {
+    let hdr = pkt.first_chunk::<48>();
+    let is_error = hdr.is_some_and(|h| h[6] == 58 && h[40] < 128);
+    let addr = if is_error {
+        pkt.get(72..88)?
+    } else {
+        pkt.get(8..24)?
+    };
+    Some(owner_of_client(addr.try_into().ok()?, count))
+}
+
+/// The shard that owns an IPv4 packet from the TUN device: by the pool4
+/// port it is sent to (TCP or UDP destination port, echo identifier, or for
+/// an ICMP error the quoted packet's source port or identifier). A fragment
+/// without transport header goes by its identification (the reassembled
+/// datagram is then handed to its owner). `None` when it names no port
+/// (too short, another protocol or ICMP type).
+pub fn owner_of_v4(pkt: &[u8], count: u16) -> Option<u16> {
+    let hdr = pkt.first_chunk::<20>()?;
+    if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x3fff != 0 {
+        return Some(u16::from_be_bytes([hdr[4], hdr[5]]) % count.max(1));
+    }
+    let l4 = pkt.get(usize::from(hdr[0] & 0x0f) * 4..)?;
+    let port = match hdr[9] {
+        6 | 17 => u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
+        1 => match *l4.first()? {
+            0 | 8 => u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]),
+            3 | 11 | 12 => {
+                let inner = l4.get(8..)?;
+                let at = usize::from(inner.first()? & 0x0f) * 4;
+                match *inner.get(9)? {
+                    6 | 17 => u16::from_be_bytes([*inner.get(at)?, *inner.get(at + 1)?]),
+                    1 => u16::from_be_bytes([*inner.get(at + 4)?, *inner.get(at + 5)?]),
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(owner_of_port(port, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_port_has_exactly_one_owner() {
+        for count in 1..=5u16 {
+            for port in [0u16, 1, 2, 3, 1023, 1024, 40000, 65534, 65535] {
+                let owners: Vec<u16> = (0..count)
+                    .filter(|&i| Shard::new(i, count).unwrap().owns(port))
+                    .collect();
+                assert_eq!(owners, vec![owner_of_port(port, count)]);
+            }
+        }
+    }
+
+    #[test]
+    fn owned_in_counts_exactly() {
+        for count in 1..=5u16 {
+            for (lo, hi) in [
+                (0, 65535),
+                (1024, 65535),
+                (2000, 2001),
+                (7, 9),
+                (5, 4),
+                (61001, 65535),
+            ] {
+                for index in 0..count {
+                    let s = Shard::new(index, count).unwrap();
+                    let slow = if lo > hi {
+                        0
+                    } else {
+                        (lo..=hi).filter(|&p| s.owns(p)).count() as u32
+                    };
+                    assert_eq!(s.owned_in(lo, hi), slow, "{count} {index} {lo}-{hi}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_shard_has_both_parities_and_both_ranges() {
+        for count in 2..=4u16 {
+            for index in 0..count {
+                let s = Shard::new(index, count).unwrap();
+                for (lo, hi) in [(0u16, 1023u16), (1024, 65535)] {
+                    assert!((lo..=hi).any(|p| s.owns(p) && p % 2 == 0));
+                    assert!((lo..=hi).any(|p| s.owns(p) && p % 2 == 1));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn clients_of_one_prefix_spread() {
+        let mut seen = [0usize; 4];
+        for i in 1..=64u8 {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            a[15] = i;
+            seen[usize::from(owner_of_client(&a, 4))] += 1;
+        }
+        assert!(seen.iter().all(|&n| n >= 8), "{seen:?}");
+    }
+
+    #[test]
+    fn v4_owner_by_port_identifier_quote_and_fragment() {
+        let mut udp = [0u8; 28];
+        udp[0] = 0x45;
+        udp[9] = 17;
+        udp[22..24].copy_from_slice(&4001u16.to_be_bytes());
+        assert_eq!(owner_of_v4(&udp, 3), Some(owner_of_port(4001, 3)));
+        let mut echo = [0u8; 28];
+        echo[0] = 0x45;
+        echo[9] = 1;
+        echo[24..26].copy_from_slice(&777u16.to_be_bytes());
+        assert_eq!(owner_of_v4(&echo, 3), Some(owner_of_port(777, 3)));
+        // Time Exceeded quoting a UDP packet from pool port 5003.
+        let mut err = [0u8; 56];
+        err[0] = 0x45;
+        err[9] = 1;
+        err[20] = 11;
+        err[28] = 0x45;
+        err[37] = 17;
+        err[48..50].copy_from_slice(&5003u16.to_be_bytes());
+        assert_eq!(owner_of_v4(&err, 3), Some(owner_of_port(5003, 3)));
+        let mut frag = udp;
+        frag[6] = 0x20; // MF
+        frag[4..6].copy_from_slice(&7u16.to_be_bytes());
+        assert_eq!(owner_of_v4(&frag, 3), Some(1));
+        let mut gre = udp;
+        gre[9] = 47;
+        assert_eq!(owner_of_v4(&gre, 3), None);
+    }
+
+    #[test]
+    fn v6_owner_of_an_error_is_the_quoted_destination() {
+        let mut client = [0u8; 16];
+        client[15] = 9;
+        let mut pkt = [0u8; 88];
+        pkt[0] = 0x60;
+        pkt[6] = 58;
+        pkt[40] = 3; // Time Exceeded
+        pkt[8] = 0xfe; // a router's source
+        pkt[72..88].copy_from_slice(&client);
+        assert_eq!(owner_of_v6(&pkt, 4), Some(owner_of_client(&client, 4)));
+        pkt[40] = 128;
+        pkt[8..24].copy_from_slice(&client);
+        assert_eq!(owner_of_v6(&pkt, 4), Some(owner_of_client(&client, 4)));
+    }
+}

@@ -1,0 +1,70 @@
+//! Packet I/O without offloads: one packet per read and one per write, the
+//! fallback when the kernel or the device refuses the virtio-net header.
+
+use super::worker::{PacketIo, Shard};
+use std::io;
+use std::time::Instant;
+use tun_rs::SyncDevice;
+use xlat64_packet::fragment::packets;
+
+/// Largest packet the device hands over without offloads (at most one MTU;
+/// 64 KiB covers any).
+const MAX_PACKET: usize = 65536;
+/// Reads between two looks at the mailbox and the timers.
+const MAX_READS_PER_WAKE: usize = 64;
+
+/// Buffers of the one-packet path, allocated once.
+pub(crate) struct Single {
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+impl Single {
+    /// Buffers for outputs up to `max_output` bytes (the NAT's bound).
+    pub(crate) fn new(max_output: usize) -> Single {
+        Single {
+            input: vec![0u8; MAX_PACKET],
+            output: vec![0u8; max_output.max(MAX_PACKET + 160)],
+        }
+    }
+
+    fn translate_and_send(&mut self, dev: &SyncDevice, shard: &mut Shard, n: usize) {
+        let (verdict, direction) =
+            shard.translate(Instant::now(), &self.input[..n], &mut self.output);
+        let Some((len, translated)) = shard.output_of(verdict, n, &self.output) else {
+            return;
+        };
+        for packet in packets(&self.output[..len]) {
+            match dev.send(packet) {
+                Ok(_) if translated => shard.count_translated(direction, 1, packet.len() as u64),
+                Ok(_) => {}
+                Err(e) => {
+                    shard.counters.bump(&shard.counters.tun_tx_errors, 1);
+                    tracing::debug!(error = %e, "TUN write failed");
+                }
+            }
+        }
+    }
+}
+
+impl PacketIo for Single {
+    fn drain(&mut self, dev: &SyncDevice, shard: &mut Shard) -> io::Result<()> {
+        for _ in 0..MAX_READS_PER_WAKE {
+            let n = match dev.recv(&mut self.input) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            shard.counters.bump(&shard.counters.tun_rx_packets, 1);
+            self.translate_and_send(dev, shard, n);
+        }
+        Ok(())
+    }
+
+    fn inject(&mut self, dev: &SyncDevice, shard: &mut Shard, packet: &[u8]) {
+        let n = packet.len().min(self.input.len());
+        self.input[..n].copy_from_slice(&packet[..n]);
+        self.translate_and_send(dev, shard, n);
+    }
+}

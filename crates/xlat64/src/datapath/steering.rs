@@ -1,0 +1,269 @@
+//! Which worker's TUN queue each packet from the kernel goes to.
+//!
+//! Each worker owns a NAT64 shard outright ([`xlat64_nat::shard`]): the
+//! clients whose IPv6 addresses hash to it, and a slice of every pool4
+//! address's ports. The kernel must therefore put a flow's IPv6 packets and
+//! its IPv4 replies on the owner's queue. A multi-queue TUN device picks the
+//! queue with a BPF program of ours (`TUNSETSTEERINGEBPF`) that computes,
+//! in the kernel, exactly what [`owner_of_v6`](xlat64_nat::shard::owner_of_v6)
+//! and [`owner_of_v4`](xlat64_nat::shard::owner_of_v4) compute:
+//!
+//! - IPv6: a hash of the source address (for an ICMPv6 error, of the quoted
+//!   destination, the client it is about);
+//! - IPv4: the destination port, echo identifier, or for an ICMP error the
+//!   quoted source port or identifier: `(port >> 1) % workers`;
+//! - an IPv4 fragment: its identification modulo the workers, so that all
+//!   fragments of a datagram meet; the reassembled datagram is handed to
+//!   its owner if that is another worker (rare, counted);
+//! - anything else: queue 0, whose worker drops it with a reason.
+//!
+//! Chosen over handing packets between workers after the kernel's own
+//! queue choice (a flow hash that sends a flow's two directions to
+//! different queues): with steering, no packet is copied between threads
+//! and no worker touches another's state; the program costs a few dozen
+//! instructions per packet, once, in the kernel.
+
+use std::os::fd::OwnedFd;
+
+/// BPF instruction classes, sizes, modes and operations (`linux/bpf.h`).
+mod op {
+    pub(super) const LD: u8 = 0x00;
+    pub(super) const ALU: u8 = 0x04;
+    pub(super) const JMP: u8 = 0x05;
+    pub(super) const ALU64: u8 = 0x07;
+    pub(super) const W: u8 = 0x00;
+    pub(super) const H: u8 = 0x08;
+    pub(super) const B: u8 = 0x10;
+    pub(super) const ABS: u8 = 0x20;
+    pub(super) const IND: u8 = 0x40;
+    pub(super) const K: u8 = 0x00;
+    pub(super) const X: u8 = 0x08;
+    pub(super) const ADD: u8 = 0x00;
+    pub(super) const MUL: u8 = 0x20;
+    pub(super) const AND: u8 = 0x50;
+    pub(super) const LSH: u8 = 0x60;
+    pub(super) const RSH: u8 = 0x70;
+    pub(super) const MOD: u8 = 0x90;
+    pub(super) const XOR: u8 = 0xa0;
+    pub(super) const MOV: u8 = 0xb0;
+    pub(super) const JA: u8 = 0x00;
+    pub(super) const JEQ: u8 = 0x10;
+    pub(super) const JGE: u8 = 0x30;
+    pub(super) const JNE: u8 = 0x50;
+    pub(super) const EXIT: u8 = 0x90;
+}
+
+/// Registers: r0 result, r1 context (the packet), r6 must hold the context
+/// for packet loads, r7-r9 survive them.
+const R0: u8 = 0;
+const R1: u8 = 1;
+const R6: u8 = 6;
+const R7: u8 = 7;
+const R8: u8 = 8;
+const R9: u8 = 9;
+
+/// A jump target, resolved when the program is finished.
+#[derive(Clone, Copy)]
+struct Label(usize);
+
+/// A tiny assembler: instructions plus forward jumps patched at the end.
+#[derive(Default)]
+struct Asm {
+    insns: Vec<[u8; 8]>,
+    labels: Vec<Option<usize>>,
+    fixups: Vec<(usize, Label)>,
+}
+
+impl Asm {
+    fn emit(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
+        let mut i = [0u8; 8];
+        i[0] = code;
+        i[1] = (src << 4) | dst;
+        i[2..4].copy_from_slice(&off.to_le_bytes());
+        i[4..8].copy_from_slice(&imm.to_le_bytes());
+        self.insns.push(i);
+    }
+
+    fn label(&mut self) -> Label {
+        self.labels.push(None);
+        Label(self.labels.len() - 1)
+    }
+
+    fn bind(&mut self, l: Label) {
+        self.labels[l.0] = Some(self.insns.len());
+    }
+
+    /// 64-bit `dst = src`.
+    fn mov_reg(&mut self, dst: u8, src: u8) {
+        self.emit(op::ALU64 | op::MOV | op::X, dst, src, 0, 0);
+    }
+
+    fn alu64_imm(&mut self, operation: u8, dst: u8, imm: i32) {
+        self.emit(op::ALU64 | operation | op::K, dst, 0, 0, imm);
+    }
+
+    fn alu32_imm(&mut self, operation: u8, dst: u8, imm: i32) {
+        self.emit(op::ALU | operation | op::K, dst, 0, 0, imm);
+    }
+
+    fn alu64_reg(&mut self, operation: u8, dst: u8, src: u8) {
+        self.emit(op::ALU64 | operation | op::X, dst, src, 0, 0);
+    }
+
+    /// r0 = the big-endian value of `size` at packet offset `at`.
+    fn load_abs(&mut self, size: u8, at: i32) {
+        self.emit(op::LD | op::ABS | size, 0, 0, 0, at);
+    }
+
+    /// r0 = the big-endian value of `size` at packet offset `reg + at`.
+    fn load_ind(&mut self, size: u8, reg: u8, at: i32) {
+        self.emit(op::LD | op::IND | size, 0, reg, 0, at);
+    }
+
+    fn jump_if(&mut self, cond: u8, reg: u8, imm: i32, to: Label) {
+        self.fixups.push((self.insns.len(), to));
+        self.emit(op::JMP | cond | op::K, reg, 0, 0, imm);
+    }
+
+    fn jump(&mut self, to: Label) {
+        self.fixups.push((self.insns.len(), to));
+        self.emit(op::JMP | op::JA, 0, 0, 0, 0);
+    }
+
+    fn exit(&mut self) {
+        self.emit(op::JMP | op::EXIT, 0, 0, 0, 0);
+    }
+
+    fn finish(mut self) -> Vec<[u8; 8]> {
+        for (at, label) in std::mem::take(&mut self.fixups) {
+            let target = self.labels[label.0].expect("every label is bound");
+            let off = (target as i64 - at as i64 - 1) as i16;
+            self.insns[at][2..4].copy_from_slice(&off.to_le_bytes());
+        }
+        self.insns
+    }
+}
+
+/// The steering program for `workers` queues (see the module documentation;
+/// `owner_of_v4`/`owner_of_v6` are its reference and its tests' oracle).
+pub(crate) fn program(workers: u16) -> Vec<[u8; 8]> {
+    let n = i32::from(workers.max(1));
+    let mut a = Asm::default();
+    let (v6, zero, frag, owner) = (a.label(), a.label(), a.label(), a.label());
+    let (ports, echo, error, inner_ports) = (a.label(), a.label(), a.label(), a.label());
+    let (v6_source, hash) = (a.label(), a.label());
+
+    a.mov_reg(R6, R1);
+    a.load_abs(op::B, 0);
+    a.alu64_imm(op::RSH, R0, 4);
+    a.jump_if(op::JEQ, R0, 6, v6);
+    a.jump_if(op::JNE, R0, 4, zero);
+
+    // IPv4: fragments by identification.
+    a.load_abs(op::H, 6);
+    a.alu64_imm(op::AND, R0, 0x3fff);
+    a.jump_if(op::JNE, R0, 0, frag);
+    // r7 = header length, r8 = protocol.
+    a.load_abs(op::B, 0);
+    a.alu64_imm(op::AND, R0, 0x0f);
+    a.alu64_imm(op::LSH, R0, 2);
+    a.mov_reg(R7, R0);
+    a.load_abs(op::B, 9);
+    a.mov_reg(R8, R0);
+    a.jump_if(op::JEQ, R8, 6, ports);
+    a.jump_if(op::JEQ, R8, 17, ports);
+    a.jump_if(op::JNE, R8, 1, zero);
+    a.load_ind(op::B, R7, 0);
+    a.jump_if(op::JEQ, R0, 0, echo);
+    a.jump_if(op::JEQ, R0, 8, echo);
+    a.jump_if(op::JEQ, R0, 3, error);
+    a.jump_if(op::JEQ, R0, 11, error);
+    a.jump_if(op::JEQ, R0, 12, error);
+    a.jump(zero);
+
+    a.bind(ports);
+    a.load_ind(op::H, R7, 2);
+    a.jump(owner);
+
+    a.bind(echo);
+    a.load_ind(op::H, R7, 4);
+    a.jump(owner);
+
+    // An ICMP error: r9 = offset of the quoted transport header.
+    a.bind(error);
+    a.load_ind(op::B, R7, 8);
+    a.alu64_imm(op::AND, R0, 0x0f);
+    a.alu64_imm(op::LSH, R0, 2);
+    a.alu64_reg(op::ADD, R0, R7);
+    a.alu64_imm(op::ADD, R0, 8);
+    a.mov_reg(R9, R0);
+    a.load_ind(op::B, R7, 8 + 9);
+    a.jump_if(op::JEQ, R0, 6, inner_ports);
+    a.jump_if(op::JEQ, R0, 17, inner_ports);
+    a.jump_if(op::JNE, R0, 1, zero);
+    a.load_ind(op::H, R9, 4);
+    a.jump(owner);
+    a.bind(inner_ports);
+    a.load_ind(op::H, R9, 0);
+
+    a.bind(owner);
+    a.alu64_imm(op::RSH, R0, 1);
+    a.alu64_imm(op::MOD, R0, n);
+    a.exit();
+
+    a.bind(frag);
+    a.load_abs(op::H, 4);
+    a.alu64_imm(op::MOD, R0, n);
+    a.exit();
+
+    // IPv6: the address to hash starts at r7.
+    a.bind(v6);
+    a.load_abs(op::B, 6);
+    a.jump_if(op::JNE, R0, 58, v6_source);
+    a.load_abs(op::B, 40);
+    a.jump_if(op::JGE, R0, 128, v6_source);
+    a.alu64_imm(op::MOV, R7, 72);
+    a.jump(hash);
+    a.bind(v6_source);
+    a.alu64_imm(op::MOV, R7, 8);
+    a.bind(hash);
+    a.load_ind(op::W, R7, 0);
+    a.mov_reg(R8, R0);
+    for at in [4, 8, 12] {
+        a.load_ind(op::W, R7, at);
+        a.alu64_reg(op::XOR, R8, R0);
+    }
+    a.alu32_imm(op::MUL, R8, 0x9E37_79B1_u32 as i32);
+    a.alu32_imm(op::RSH, R8, 16);
+    a.alu32_imm(op::MOD, R8, n);
+    a.mov_reg(R0, R8);
+    a.exit();
+
+    a.bind(zero);
+    a.alu64_imm(op::MOV, R0, 0);
+    a.exit();
+    a.finish()
+}
+
+/// Loads the steering program for `workers` queues into the kernel.
+pub(crate) fn load(workers: u16) -> std::io::Result<OwnedFd> {
+    crate::sys::bpf::load_socket_filter(&program(workers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jumps_land_inside_the_program() {
+        let p = program(4);
+        for (at, i) in p.iter().enumerate() {
+            if i[0] & 0x07 == op::JMP && i[0] != op::JMP | op::EXIT {
+                let off = i16::from_le_bytes([i[2], i[3]]) as i64;
+                let target = at as i64 + 1 + off;
+                assert!((0..p.len() as i64).contains(&target), "insn {at}");
+            }
+        }
+        assert_eq!(p.last().unwrap()[0], op::JMP | op::EXIT);
+    }
+}

@@ -1,0 +1,4 @@
+//! Every unsafe or Linux-specific system call the daemon makes beyond what
+//! its crates (tun-rs, rtnetlink, tokio) wrap, each behind a safe function.
+
+pub(crate) mod bpf;
