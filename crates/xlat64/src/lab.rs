@@ -131,6 +131,14 @@ pub struct LabOptions {
     pub ipv4_router: bool,
 }
 
+/// `key = value` from environment variable `var`, if set and not empty.
+fn datapath_override(var: &str, key: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => format!("{key} = {}\n", v.trim()),
+        _ => String::new(),
+    }
+}
+
 /// The three (four with a router) namespaces and everything started in them.
 #[derive(Debug)]
 pub struct Lab {
@@ -578,13 +586,22 @@ impl Lab {
         })
     }
 
-    /// The configuration the lab's gateway runs with.
+    /// The configuration the lab's gateway runs with. The environment
+    /// variables `XLAT64_LAB_WORKERS` (a number) and `XLAT64_LAB_OFFLOAD`
+    /// (`true` or `false`) set `runtime.workers` and `nat64.offload`, so
+    /// that the whole end-to-end suite runs in each data-path mode.
     pub fn gateway_config(&self) -> String {
         format!(
-            "[nat64]\nprefix = \"{NAT64_PREFIX}\"\npool4 = [\"{POOL4}\"]\ntun = \"{TUN}\"\n\n\
+            "[nat64]\nprefix = \"{NAT64_PREFIX}\"\npool4 = [\"{POOL4}\"]\ntun = \"{TUN}\"\n{}\n\
              [dns64]\nlisten = [\"[{GATEWAY_V6}]:53\"]\nupstream = [\"{SERVER_V4}:53\"]\nallow = [\"2001:db8::/32\"]\n\n\
-             [control]\nsocket = \"{}\"\n",
-            self.control_socket().display()
+             [control]\nsocket = \"{}\"\n{}",
+            datapath_override("XLAT64_LAB_OFFLOAD", "offload"),
+            self.control_socket().display(),
+            datapath_override("XLAT64_LAB_WORKERS", "workers")
+                .lines()
+                .next()
+                .map(|l| format!("\n[runtime]\n{l}\n"))
+                .unwrap_or_default(),
         )
     }
 
@@ -883,6 +900,11 @@ impl Gateway {
         let mut cmd = Command::new(&self.exe);
         cmd.args(args).arg("--config").arg(&self.config_path);
         run_with_timeout(&mut cmd, COMMAND_TIMEOUT)
+    }
+
+    /// Waits at most `timeout` for it to exit by itself; `None` if it still runs.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        self.process.wait_timeout(timeout)
     }
 
     /// Whether it is still running.

@@ -41,9 +41,14 @@ fn start(tag: &str, offload: bool) -> Option<Bench> {
     }
     let lab = Lab::create(tag).expect("build the lab");
     let http = common::start_http(&lab).expect("start the HTTP server");
-    let config =
-        lab.gateway_config()
-            .replacen("[nat64]\n", &format!("[nat64]\noffload = {offload}\n"), 1);
+    // This test sets the mode itself, whatever XLAT64_LAB_OFFLOAD says.
+    let config: String = lab
+        .gateway_config()
+        .lines()
+        .filter(|l| !l.starts_with("offload = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = config.replacen("[nat64]\n", &format!("[nat64]\noffload = {offload}\n"), 1);
     let gateway = lab
         .start_gateway_with(&common::exe(), &config)
         .unwrap_or_else(|e| panic!("start xlat64 run in the gateway namespace: {e}"));

@@ -253,6 +253,166 @@ pub(crate) fn load(workers: u16) -> std::io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etherparse::PacketBuilder;
+    use xlat64_nat::shard::{owner_of_v4, owner_of_v6};
+
+    /// Packets of every kind the program tells apart, and some it does not.
+    fn packets() -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        for i in 0..64u16 {
+            let client = [
+                0x20,
+                0x01,
+                0x0d,
+                0xb8,
+                0,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                (i >> 8) as u8,
+                i as u8,
+            ];
+            let server6 = [
+                0x20, 0x01, 0x0d, 0xb8, 0, 0x64, 0, 0, 0, 0, 0, 0, 203, 0, 113, 5,
+            ];
+            let port = 1000 + 997 * i;
+            let mut v = Vec::new();
+            PacketBuilder::ipv6(client, server6, 64)
+                .udp(port, 53)
+                .write(&mut v, b"q")
+                .unwrap();
+            all.push(v);
+            let mut v = Vec::new();
+            PacketBuilder::ipv6(client, server6, 64)
+                .icmpv6_echo_request(i, 1)
+                .write(&mut v, b"ping")
+                .unwrap();
+            all.push(v);
+            // An ICMPv6 error from a router about a packet to the client.
+            let mut quoted = Vec::new();
+            PacketBuilder::ipv6(server6, client, 64)
+                .udp(53, port)
+                .write(&mut quoted, b"a")
+                .unwrap();
+            let mut v = Vec::new();
+            PacketBuilder::ipv6([0xfe; 16], client, 64)
+                .icmpv6(etherparse::Icmpv6Type::TimeExceeded(
+                    etherparse::icmpv6::TimeExceededCode::HopLimitExceeded,
+                ))
+                .write(&mut v, &quoted)
+                .unwrap();
+            all.push(v);
+            let pool = [192, 0, 2, 1];
+            let server = [203, 0, 113, 5];
+            let mut v = Vec::new();
+            PacketBuilder::ipv4(server, pool, 64)
+                .tcp(80, port, 1, 100)
+                .write(&mut v, b"t")
+                .unwrap();
+            all.push(v);
+            let mut v = Vec::new();
+            PacketBuilder::ipv4(server, pool, 64)
+                .icmpv4_echo_reply(port, 2)
+                .write(&mut v, b"p")
+                .unwrap();
+            all.push(v);
+            // An ICMP error quoting a packet from pool port `port`.
+            let mut quoted = Vec::new();
+            PacketBuilder::ipv4(pool, server, 64)
+                .udp(port, 53)
+                .write(&mut quoted, b"q")
+                .unwrap();
+            let mut v = Vec::new();
+            PacketBuilder::ipv4([198, 51, 100, 1], pool, 64)
+                .icmpv4(etherparse::Icmpv4Type::TimeExceeded(
+                    etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit,
+                ))
+                .write(&mut v, &quoted)
+                .unwrap();
+            all.push(v);
+            // The same, quoting an echo request with identifier `port`.
+            let mut quoted = Vec::new();
+            PacketBuilder::ipv4(pool, server, 64)
+                .icmpv4_echo_request(port, 1)
+                .write(&mut quoted, b"q")
+                .unwrap();
+            let mut v = Vec::new();
+            PacketBuilder::ipv4(server, pool, 64)
+                .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                    etherparse::icmpv4::DestUnreachableHeader::Host,
+                ))
+                .write(&mut v, &quoted)
+                .unwrap();
+            all.push(v);
+            // A UDP reply with IPv4 options (header of 24 bytes).
+            let mut opt = all[all.len() - 4].clone();
+            opt[9] = 17;
+            let mut with_options = vec![0x46];
+            with_options.extend_from_slice(&opt[1..20]);
+            with_options.extend_from_slice(&[1, 1, 1, 0]);
+            with_options.extend_from_slice(&opt[20..]);
+            all.push(with_options);
+            // A fragment.
+            let mut frag = all[all.len() - 5].clone();
+            frag[4..6].copy_from_slice(&(i * 31).to_be_bytes());
+            frag[6] = 0x20;
+            all.push(frag);
+        }
+        // What goes to queue 0: other protocols, other versions, truncated.
+        let mut gre = all[3].clone();
+        gre[9] = 47;
+        all.push(gre);
+        all.push(vec![0x50; 40]);
+        all.push(vec![0x45, 0, 0]);
+        all
+    }
+
+    #[test]
+    fn the_kernel_computes_what_the_reference_computes() {
+        // SAFETY: plain syscall without arguments.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "the steering test needs root to load BPF (CI=true: it must run)"
+            );
+            eprintln!("SKIPPED the_kernel_computes_what_the_reference_computes: needs root");
+            return;
+        }
+        for workers in [1u16, 2, 3, 4, 7] {
+            let prog = load(workers).expect("the verifier accepts the steering program");
+            for pkt in packets() {
+                let expected = match pkt.first().map(|b| b >> 4) {
+                    Some(6) => owner_of_v6(&pkt, workers),
+                    Some(4) => owner_of_v4(&pkt, workers),
+                    _ => None,
+                }
+                .unwrap_or(0);
+                let ethertype: [u8; 2] = if pkt[0] >> 4 == 6 {
+                    [0x86, 0xdd]
+                } else {
+                    [0x08, 0x00]
+                };
+                let mut frame = vec![0u8; 12];
+                frame.extend_from_slice(&ethertype);
+                frame.extend_from_slice(&pkt);
+                // Ethernet frames are at least 60 bytes: pad (after the
+                // packet, where the program never looks for a shorter one).
+                frame.resize(frame.len().max(60), 0);
+                let got = crate::sys::bpf::test_run(&prog, &frame).expect("BPF_PROG_TEST_RUN");
+                assert_eq!(
+                    got % u32::from(workers),
+                    u32::from(expected),
+                    "workers {workers}, packet {pkt:02x?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn jumps_land_inside_the_program() {
