@@ -23,6 +23,6 @@ pub mod timeouts;
 pub use pool4::Pool4;
 pub use reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 pub use shard::Shard;
-pub use stateful::{Nat64, Nat64Config, NatCounters, NatDrop, Verdict};
+pub use stateful::{InPlace, Nat64, Nat64Config, NatCounters, NatDrop, Verdict};
 pub use table::{BibEntry, SessionEntry, TcpState};
 pub use timeouts::Timeouts;

@@ -5,7 +5,7 @@
 use crate::icmp_rate::IcmpRateLimit;
 use crate::ipv4_id::Ipv4Ids;
 use crate::reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
-use crate::session_table::SessionTable;
+use crate::session_table::{OutboundPlan, SessionTable};
 use crate::shard::{owner_of_v4, Shard};
 use crate::{BibEntry, Pool4, SessionEntry, Timeouts};
 use foldhash::fast::FixedState;
@@ -23,8 +23,9 @@ use xlat64_packet::icmp_map::{v4 as icmp4, v6 as icmp6};
 use xlat64_packet::ipv6_ext::{self, segments_left_pointer};
 use xlat64_packet::special::{allowed_under_well_known, never_a_host};
 use xlat64_packet::{
-    is_fragment_v4, parse_v4, parse_v6, translate_4to6, translate_6to4, DropReason, Flow6, L4Proto,
-    Parsed4, Parsed6, Prefix6052,
+    is_fragment_v4, parse_v4, parse_v6, tcp_mss, translate_4to6, translate_4to6_in_place,
+    translate_6to4, translate_6to4_in_place, DropReason, Flow4, Flow6, L4Proto, Parsed4, Parsed6,
+    Prefix6052,
 };
 
 /// The largest reassembled datagram: 64 KiB plus the longest IPv4 header.
@@ -70,6 +71,9 @@ pub struct Nat64Config {
     /// Sessions held at most; a new flow beyond is refused
     /// ([`NatDrop::SessionLimit`]).
     pub max_sessions: usize,
+    /// MSS that TCP SYNs crossing the gateway announce at most (both
+    /// directions; see `xlat64_packet::tcp_mss`); `None`: left alone.
+    pub mss_clamp: Option<u16>,
 }
 
 impl Nat64Config {
@@ -89,6 +93,7 @@ impl Nat64Config {
             fragments: ReassemblyLimits::default(),
             shard: Shard::ONE,
             max_sessions: usize::MAX,
+            mss_clamp: None,
         }
     }
 }
@@ -221,6 +226,21 @@ pub enum Verdict {
     },
 }
 
+/// What [`Nat64::translate_in_place`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum InPlace {
+    /// The translated packet is `buf[start..start + len]`.
+    Translated {
+        /// Where it starts now.
+        start: usize,
+        /// Its length.
+        len: usize,
+    },
+    /// Not a packet for the in-place path; nothing was changed.
+    Fallback,
+}
+
 /// Counters the NAT keeps besides the per-packet verdicts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NatCounters {
@@ -234,6 +254,10 @@ pub struct NatCounters {
     pub fragment_timeouts: u64,
     /// Translated IPv4 packets sent as several IPv6 fragments (RFC 7915 §4).
     pub packets_fragmented: u64,
+    /// TCP SYNs whose MSS option was lowered to the clamp.
+    pub tcp_mss_clamped: u64,
+    /// Packets translated in place (no copy), superpackets counted once.
+    pub translated_in_place: u64,
 }
 
 /// Stateful NAT64 core.
@@ -426,6 +450,40 @@ impl Nat64 {
             },
             Ok(parsed) => self.core.inbound(now, pkt, parsed, out),
             Err(reason) => self.core.reject_v4(now, pkt, reason.into(), out),
+        }
+    }
+
+    /// Translates the packet at `buf[start..start + len]` where it lies,
+    /// when it is an ordinary one: TCP, UDP or ICMP echo, not a fragment,
+    /// not an ICMP error, matching or opening a session, and (IPv4 -> IPv6)
+    /// fitting the IPv6 side without fragmentation. The IPv4 -> IPv6 case
+    /// needs 20 bytes of room before `start`. `gso_size`: the packet is a
+    /// superpacket to be cut into segments of that much transport payload,
+    /// which are what must fit. Anything else is [`InPlace::Fallback`], with
+    /// nothing changed: `handle_v6`/`handle_v4` then give its verdict.
+    pub fn translate_in_place(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        gso_size: Option<u16>,
+    ) -> InPlace {
+        let Some(pkt) = start.checked_add(len).and_then(|end| buf.get(start..end)) else {
+            return InPlace::Fallback;
+        };
+        let core = &mut self.core;
+        let done = match pkt.first().map(|b| b >> 4) {
+            Some(6) => core.outbound_in_place(now, buf, start, len),
+            Some(4) => core.inbound_in_place(now, buf, start, len, gso_size),
+            _ => None,
+        };
+        match done {
+            Some((start, len)) => {
+                core.counters.translated_in_place += 1;
+                InPlace::Translated { start, len }
+            }
+            None => InPlace::Fallback,
         }
     }
 
@@ -761,24 +819,56 @@ impl Core {
             Ok(plan) => plan,
             Err(reason) => return self.reject_v6(now, pkt, reason, out),
         };
+        let (src, dst, id) = self.outbound_addrs(&flow, server, &plan);
+        match translate_6to4(pkt, &parsed, src, dst, id, out) {
+            Ok(len) => {
+                self.table.commit_outbound(now, plan, flow.tcp_flags);
+                self.clamp_mss(flow.proto, out.get_mut(20..len));
+                Verdict::Forward(len)
+            }
+            Err(reason) => Verdict::Drop(reason.into()),
+        }
+    }
+
+    /// The IPv4 source and destination transport addresses and the IPv4
+    /// identification of an outbound packet planned as `plan`.
+    fn outbound_addrs(
+        &mut self,
+        flow: &Flow6,
+        server: Ipv4Addr,
+        plan: &OutboundPlan,
+    ) -> (SocketAddrV4, SocketAddrV4, u16) {
         let src = plan.v4_local;
         let dst_port = match flow.proto {
             L4Proto::Icmp => src.port(),
             L4Proto::Tcp | L4Proto::Udp => flow.dst_port,
         };
-        let dst = SocketAddrV4::new(server, dst_port);
         let proto = match flow.proto {
             L4Proto::Tcp => 6,
             L4Proto::Udp => 17,
             L4Proto::Icmp => 1,
         };
         let id = self.ipv4_ids.next(*src.ip(), server, proto);
-        match translate_6to4(pkt, &parsed, src, dst, id, out) {
-            Ok(len) => {
-                self.table.commit_outbound(now, plan, flow.tcp_flags);
-                Verdict::Forward(len)
+        (src, SocketAddrV4::new(server, dst_port), id)
+    }
+
+    /// The IPv6 source (the server under the prefix) of an inbound packet
+    /// for `client`.
+    fn inbound_source(&self, flow: &Flow4, client: SocketAddrV6) -> SocketAddrV6 {
+        let src_port = match flow.proto {
+            L4Proto::Icmp => client.port(),
+            L4Proto::Tcp | L4Proto::Udp => flow.src_port,
+        };
+        SocketAddrV6::new(self.config.prefix.embed(flow.src), src_port, 0, 0)
+    }
+
+    /// Lowers the MSS option of a translated TCP SYN (`tcp`: its transport
+    /// header and payload) to the configured clamp.
+    fn clamp_mss(&mut self, proto: L4Proto, tcp: Option<&mut [u8]>) {
+        if let (L4Proto::Tcp, Some(max), Some(tcp)) = (proto, self.config.mss_clamp, tcp) {
+            if tcp_mss::clamp(tcp, max) {
+                self.counters.tcp_mss_clamped += 1;
             }
-            Err(reason) => Verdict::Drop(reason.into()),
         }
     }
 
@@ -830,6 +920,70 @@ impl Core {
         )?)
     }
 
+    /// [`Nat64::translate_in_place`] of an IPv6 packet: the new start and length.
+    fn outbound_in_place(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+    ) -> Option<(usize, usize)> {
+        let pkt = buf.get(start..start + len)?;
+        let parsed = parse_v6(pkt).ok()?;
+        if parsed.icmp_error.is_some() {
+            return None;
+        }
+        let flow = parsed.flow;
+        let server = self.outbound_server(pkt, &flow).ok()?;
+        let plan = self.table.plan_outbound(&flow, server).ok()?;
+        let (src, dst, id) = self.outbound_addrs(&flow, server, &plan);
+        let new_start = translate_6to4_in_place(buf, start, &parsed, src, dst, id).ok()?;
+        self.table.commit_outbound(now, plan, flow.tcp_flags);
+        let out_len = 20 + parsed.total_len - parsed.l4_offset;
+        self.clamp_mss(flow.proto, buf.get_mut(new_start + 20..new_start + out_len));
+        Some((new_start, out_len))
+    }
+
+    /// [`Nat64::translate_in_place`] of an IPv4 packet.
+    fn inbound_in_place(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        gso_size: Option<u16>,
+    ) -> Option<(usize, usize)> {
+        let pkt = buf.get(start..start + len)?;
+        let parsed = parse_v4(pkt).ok()?;
+        let flow = parsed.flow;
+        if parsed.icmp_error.is_some() || !self.config.pool4.contains(flow.dst) {
+            return None;
+        }
+        let l4 = pkt.get(parsed.l4_offset..parsed.total_len)?;
+        let out_len = 40 + l4.len();
+        let largest = match (gso_size, flow.proto) {
+            (None, _) => out_len,
+            (Some(g), L4Proto::Tcp) => 40 + usize::from(l4.get(12)? >> 4) * 4 + usize::from(g),
+            (Some(g), L4Proto::Udp) => 40 + 8 + usize::from(g),
+            (Some(_), L4Proto::Icmp) => return None,
+        };
+        let limit = if parsed.dont_fragment {
+            self.config.ipv6_mtu
+        } else {
+            self.fragment_mtu()
+        };
+        if largest > usize::from(limit) {
+            return None;
+        }
+        let plan = self.table.plan_inbound(&flow).ok()?;
+        let client = plan.v6_client();
+        let src = self.inbound_source(&flow, client);
+        let new_start = translate_4to6_in_place(buf, start, &parsed, src, client).ok()?;
+        self.table.commit_inbound(now, plan, flow.tcp_flags);
+        self.clamp_mss(flow.proto, buf.get_mut(new_start + 40..new_start + out_len));
+        Some((new_start, out_len))
+    }
+
     fn inbound(&mut self, now: Instant, pkt: &[u8], parsed: Parsed4, out: &mut [u8]) -> Verdict {
         let flow = parsed.flow;
         if !self.config.pool4.contains(flow.dst) {
@@ -846,15 +1000,12 @@ impl Core {
             Err(reason) => return Verdict::Drop(reason),
         };
         let client = plan.v6_client();
-        let src_port = match flow.proto {
-            L4Proto::Icmp => client.port(),
-            L4Proto::Tcp | L4Proto::Udp => flow.src_port,
-        };
-        let src = SocketAddrV6::new(self.config.prefix.embed(flow.src), src_port, 0, 0);
+        let src = self.inbound_source(&flow, client);
         let len = match translate_4to6(pkt, &parsed, src, client, out) {
             Ok(len) => len,
             Err(reason) => return Verdict::Drop(reason.into()),
         };
+        self.clamp_mss(flow.proto, out.get_mut(40..len));
         // RFC 7915 §4: what does not fit the IPv6 side is refused with
         // Fragmentation Needed when DF is set, else fragmented.
         let mtu = usize::from(self.config.ipv6_mtu);

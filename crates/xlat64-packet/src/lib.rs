@@ -19,11 +19,16 @@ pub mod icmp_build;
 pub mod icmp_error;
 pub mod icmp_map;
 pub mod ipv6_ext;
+pub mod partial_checksum;
 pub mod prefix;
 pub mod special;
+pub mod tcp_mss;
 pub mod translate;
 
 pub use drop::DropReason;
 pub use flow::{Flow4, Flow6, L4Proto, Parsed4, Parsed6, Quoted, QuotedFragment};
 pub use prefix::{Prefix6052, PrefixError};
-pub use translate::{is_fragment_v4, parse_v4, parse_v6, translate_4to6, translate_6to4};
+pub use translate::{
+    is_fragment_v4, parse_v4, parse_v6, translate_4to6, translate_4to6_in_place, translate_6to4,
+    translate_6to4_in_place,
+};

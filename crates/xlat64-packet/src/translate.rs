@@ -598,28 +598,72 @@ pub fn translate_6to4(
     ipv4_id: u16,
     out: &mut [u8],
 ) -> Result<usize, DropReason> {
-    if parsed.icmp_error.is_some() {
-        // ICMP errors go through `icmp_error`, which translates the quote too.
-        return Err(DropReason::IcmpQuoteUntranslatable);
-    }
-    let ip6 = pkt
-        .first_chunk::<IPV6_HEADER_LEN>()
-        .ok_or(DropReason::Truncated)?;
+    let fixed = fixed_v6(pkt, parsed)?;
     let l4_in = pkt
         .get(parsed.l4_offset..parsed.total_len)
         .ok_or(DropReason::Truncated)?;
     let total_len = IPV4_HEADER_LEN + l4_in.len();
-    let total16 = u16::try_from(total_len).map_err(|_| DropReason::TooBigForIpv4)?;
     let (ip4, l4) = out
         .get_mut(..total_len)
         .and_then(|o| o.split_first_chunk_mut::<IPV4_HEADER_LEN>())
         .ok_or(DropReason::OutputTooSmall)?;
     // Same length by construction: both are total_len - 20.
     l4.copy_from_slice(l4_in);
+    *ip4 = headers_6to4(fixed, parsed, src, dst, ipv4_id, l4)?;
+    Ok(total_len)
+}
 
+/// [`translate_6to4`] without copying: the IPv6 packet at `buf[start..]`
+/// becomes the IPv4 packet at `buf[new_start..]`, its transport header and
+/// payload left where they are (the IPv4 header is written over the end of
+/// the IPv6 headers). Returns `new_start`; the length is 20 plus the
+/// transport length. What a superpacket from an offloading device needs:
+/// no byte of payload is read or moved.
+pub fn translate_6to4_in_place(
+    buf: &mut [u8],
+    start: usize,
+    parsed: &Parsed6,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    ipv4_id: u16,
+) -> Result<usize, DropReason> {
+    let fixed = fixed_v6(buf.get(start..).unwrap_or_default(), parsed)?;
+    let l4_at = start + parsed.l4_offset;
+    let new_start = l4_at - IPV4_HEADER_LEN;
+    let (head, l4) = buf
+        .get_mut(..start + parsed.total_len)
+        .ok_or(DropReason::Truncated)?
+        .split_at_mut(l4_at);
+    let header = headers_6to4(fixed, parsed, src, dst, ipv4_id, l4)?;
+    head[new_start..].copy_from_slice(&header);
+    Ok(new_start)
+}
+
+/// The first 8 bytes of an IPv6 packet that is not an ICMP error (those go
+/// through `icmp_error`, which translates the quote too).
+fn fixed_v6(pkt: &[u8], parsed: &Parsed6) -> Result<[u8; 8], DropReason> {
+    if parsed.icmp_error.is_some() {
+        return Err(DropReason::IcmpQuoteUntranslatable);
+    }
+    pkt.first_chunk::<8>().copied().ok_or(DropReason::Truncated)
+}
+
+/// Rewrites the transport header `l4` (ports, identifier, checksum) for
+/// IPv4 and returns the IPv4 header (RFC 7915 §5.1, §5.2, §5.5); `fixed`
+/// holds the first 8 bytes of the IPv6 header.
+fn headers_6to4(
+    fixed: [u8; 8],
+    parsed: &Parsed6,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    ipv4_id: u16,
+    l4: &mut [u8],
+) -> Result<[u8; IPV4_HEADER_LEN], DropReason> {
+    let total_len = IPV4_HEADER_LEN + l4.len();
+    let total16 = u16::try_from(total_len).map_err(|_| DropReason::TooBigForIpv4)?;
     let flow = &parsed.flow;
-    let traffic_class = (ip6[0] << 4) | (ip6[1] >> 4);
-    let hop_limit = ip6[7];
+    let traffic_class = (fixed[0] << 4) | (fixed[1] >> 4);
+    let hop_limit = fixed[7];
     let protocol = match flow.proto {
         L4Proto::Tcp => proto::TCP,
         L4Proto::Udp => proto::UDP,
@@ -640,7 +684,7 @@ pub fn translate_6to4(
     let [id0, id1] = ipv4_id.to_be_bytes();
     let [s0, s1, s2, s3] = src.ip().octets();
     let [d0, d1, d2, d3] = dst.ip().octets();
-    *ip4 = [
+    let mut ip4 = [
         0x45,
         traffic_class,
         len0,
@@ -662,7 +706,7 @@ pub fn translate_6to4(
         d2,
         d3,
     ];
-    let [c0, c1] = finish(sum(ip4)).to_be_bytes();
+    let [c0, c1] = finish(sum(&ip4)).to_be_bytes();
     ip4[10] = c0;
     ip4[11] = c1;
 
@@ -677,7 +721,7 @@ pub fn translate_6to4(
         // ICMPv4 has no pseudo-header (RFC 792).
         L4Proto::Icmp => rewrite_echo(l4, icmp4::ECHO_REQUEST, src.port(), 0)?,
     }
-    Ok(total_len)
+    Ok(ip4)
 }
 
 /// Translates the IPv4 packet `pkt` (validated as `parsed`) into IPv6 in `out`
@@ -696,35 +740,77 @@ pub fn translate_4to6(
     dst: SocketAddrV6,
     out: &mut [u8],
 ) -> Result<usize, DropReason> {
-    if parsed.icmp_error.is_some() {
-        // ICMP errors go through `icmp_error`, which translates the quote too.
-        return Err(DropReason::IcmpQuoteUntranslatable);
-    }
-    let ip4 = pkt
-        .first_chunk::<IPV4_HEADER_LEN>()
-        .ok_or(DropReason::Truncated)?;
+    let fixed = fixed_v4(pkt, parsed)?;
     let l4_in = pkt
         .get(parsed.l4_offset..parsed.total_len)
         .ok_or(DropReason::Truncated)?;
-    // At most 65535 - 20: the IPv4 total length bounds it.
-    let payload_len = u16::try_from(l4_in.len()).map_err(|_| DropReason::Truncated)?;
     let total_len = IPV6_HEADER_LEN + l4_in.len();
     let (ip6, l4) = out
         .get_mut(..total_len)
         .and_then(|o| o.split_first_chunk_mut::<IPV6_HEADER_LEN>())
         .ok_or(DropReason::OutputTooSmall)?;
     l4.copy_from_slice(l4_in);
+    *ip6 = headers_4to6(fixed, parsed, src, dst, l4)?;
+    Ok(total_len)
+}
 
+/// [`translate_4to6`] without copying: the IPv4 packet at `buf[start..]`
+/// becomes the IPv6 packet at `buf[new_start..]`, 20 bytes before the
+/// IPv4 header when it has no options (`start` must leave that room, else
+/// `OutputTooSmall`). Returns `new_start`; the length is 40 plus the
+/// transport length.
+pub fn translate_4to6_in_place(
+    buf: &mut [u8],
+    start: usize,
+    parsed: &Parsed4,
+    src: SocketAddrV6,
+    dst: SocketAddrV6,
+) -> Result<usize, DropReason> {
+    let fixed = fixed_v4(buf.get(start..).unwrap_or_default(), parsed)?;
+    let l4_at = start + parsed.l4_offset;
+    let new_start = l4_at
+        .checked_sub(IPV6_HEADER_LEN)
+        .ok_or(DropReason::OutputTooSmall)?;
+    let (head, l4) = buf
+        .get_mut(..start + parsed.total_len)
+        .ok_or(DropReason::Truncated)?
+        .split_at_mut(l4_at);
+    let header = headers_4to6(fixed, parsed, src, dst, l4)?;
+    head[new_start..].copy_from_slice(&header);
+    Ok(new_start)
+}
+
+/// The TOS and TTL of an IPv4 packet that is not an ICMP error.
+fn fixed_v4(pkt: &[u8], parsed: &Parsed4) -> Result<(u8, u8), DropReason> {
+    if parsed.icmp_error.is_some() {
+        return Err(DropReason::IcmpQuoteUntranslatable);
+    }
+    let ip4 = pkt
+        .first_chunk::<IPV4_HEADER_LEN>()
+        .ok_or(DropReason::Truncated)?;
+    Ok((ip4[1], ip4[8]))
+}
+
+/// Rewrites the transport header `l4` for IPv6 and returns the IPv6 header
+/// (RFC 7915 §4.1, §4.2, §4.5); `(tos, ttl)` come from the IPv4 header.
+fn headers_4to6(
+    (tos, ttl): (u8, u8),
+    parsed: &Parsed4,
+    src: SocketAddrV6,
+    dst: SocketAddrV6,
+    l4: &mut [u8],
+) -> Result<[u8; IPV6_HEADER_LEN], DropReason> {
+    // At most 65535 - 20: the IPv4 total length bounds it.
+    let payload_len = u16::try_from(l4.len()).map_err(|_| DropReason::Truncated)?;
     let flow = &parsed.flow;
-    let tos = ip4[1];
-    let ttl = ip4[8];
     let next_header = match flow.proto {
         L4Proto::Tcp => proto::TCP,
         L4Proto::Udp => proto::UDP,
         L4Proto::Icmp => proto::ICMPV6,
     };
     let [p0, p1] = payload_len.to_be_bytes();
-    let fixed: [u8; 8] = [
+    let mut ip6 = [0u8; IPV6_HEADER_LEN];
+    ip6[..8].copy_from_slice(&[
         0x60 | (tos >> 4),
         tos << 4,
         0,
@@ -733,13 +819,9 @@ pub fn translate_4to6(
         p1,
         next_header,
         outgoing_hop_limit(ttl),
-    ];
-    let mut addrs = [0u8; 32];
-    addrs[..16].copy_from_slice(&src.ip().octets());
-    addrs[16..].copy_from_slice(&dst.ip().octets());
-    let (h_fixed, h_addrs) = ip6.split_at_mut(8);
-    h_fixed.copy_from_slice(&fixed);
-    h_addrs.copy_from_slice(&addrs);
+    ]);
+    ip6[8..24].copy_from_slice(&src.ip().octets());
+    ip6[24..].copy_from_slice(&dst.ip().octets());
 
     match flow.proto {
         L4Proto::Tcp | L4Proto::Udp => {
@@ -756,7 +838,7 @@ pub fn translate_4to6(
             rewrite_echo(l4, icmp6::ECHO_REPLY, dst.port(), pseudo)?;
         }
     }
-    Ok(total_len)
+    Ok(ip6)
 }
 
 /// Sets the ports and computes a UDP checksum that arrived as zero over IPv4
