@@ -138,22 +138,32 @@ pub struct Nat64Section {
     /// Bounds of the NAT64 state.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// MSS that TCP SYNs crossing the gateway announce at most, both ways,
+    /// so that segments fit after translation; 0: off; absent: `mtu - 60`
+    /// (an IPv6 and a TCP header), filled in by `check`.
+    #[serde(rename = "mss-clamp", default, skip_serializing_if = "Option::is_none")]
+    pub mss_clamp: Option<u16>,
+}
+
+impl Nat64Section {
+    /// The MSS clamp for the NAT core: `None` when off.
+    pub fn mss_clamp(&self) -> Option<u16> {
+        match self.mss_clamp {
+            Some(0) => None,
+            Some(v) => Some(v),
+            None => Some(self.mtu.saturating_sub(60)),
+        }
+    }
 }
 
 /// `[nat64.limits]`: how much state the NAT64 holds at most.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct LimitsSection {
     /// Sessions of all clients together; absent: sized by the machine's
     /// memory (filled in by `check`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<usize>,
-}
-
-impl Default for LimitsSection {
-    fn default() -> Self {
-        LimitsSection { max_sessions: None }
-    }
 }
 
 /// The largest `nat64.limits.max-sessions` accepted.
@@ -723,6 +733,17 @@ impl Config {
                 ));
             }
             nat.limits.max_sessions = Some(max);
+            let clamp = nat.mss_clamp.unwrap_or(nat.mtu.saturating_sub(60));
+            if clamp != 0 && !(536..=nat.mtu.saturating_sub(60)).contains(&clamp) {
+                return Err(ConfigError::new(
+                    "nat64.mss-clamp",
+                    format!(
+                        "{clamp} is out of range; use 0 (off) or 536 to {} (nat64.mtu - 60, the IPv6 and TCP headers)",
+                        nat.mtu.saturating_sub(60)
+                    ),
+                ));
+            }
+            nat.mss_clamp = Some(clamp);
         }
         if let Some(dns) = &mut self.dns64 {
             let net = dns

@@ -185,6 +185,8 @@ async fn stats(state: &ControlState) -> Value {
             sum.fragments_reassembled += c.fragments_reassembled;
             sum.fragment_timeouts += c.fragment_timeouts;
             sum.packets_fragmented += c.packets_fragmented;
+            sum.tcp_mss_clamped += c.tcp_mss_clamped;
+            sum.translated_in_place += c.translated_in_place;
             for (g, v) in gauges.iter_mut().zip([
                 f.sessions,
                 f.bindings,
@@ -216,6 +218,8 @@ async fn stats(state: &ControlState) -> Value {
         out.insert("fragments_reassembled".into(), sum.fragments_reassembled);
         out.insert("fragment_timeouts".into(), sum.fragment_timeouts);
         out.insert("packets_fragmented".into(), sum.packets_fragmented);
+        out.insert("tcp_mss_clamped".into(), sum.tcp_mss_clamped);
+        out.insert("translated_in_place".into(), sum.translated_in_place);
     }
     if let Some(d) = &state.dns {
         d.snapshot(&mut out);

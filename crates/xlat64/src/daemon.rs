@@ -151,6 +151,7 @@ impl Running {
             nat_config.icmp_errors_per_second = nat_section.icmp_errors_per_second;
             nat_config.fragments = nat_section.fragments.to_limits();
             nat_config.max_sessions = nat_section.limits.max_sessions();
+            nat_config.mss_clamp = nat_section.mss_clamp();
             let workers = queues.queues.len();
             let datapath = Datapath::start(queues, &nat_config, died.clone())
                 .map_err(|e| format!("cannot start the packet workers: {e}"))?;

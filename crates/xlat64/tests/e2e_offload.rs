@@ -172,12 +172,12 @@ impl Bench {
         if !offload {
             assert_eq!(mode, 0, "nat64.offload = false");
             assert_eq!(self.counter("tun_rx_gso_superpackets"), 0);
-            assert_eq!(self.counter("tun_tx_gro_superpackets"), 0);
+            assert_eq!(self.counter("tun_tx_gso_superpackets"), 0);
         } else if mode == 1 {
             // Bulk TCP in both directions: the kernel hands over superpackets
             // and GRO writes some back.
             assert!(self.counter("tun_rx_gso_superpackets") > 0, "GSO reads");
-            assert!(self.counter("tun_tx_gro_superpackets") > 0, "GRO writes");
+            assert!(self.counter("tun_tx_gso_superpackets") > 0, "GRO writes");
         } else {
             eprintln!("note: the kernel refused TUN offloads; only the fallback ran");
         }

@@ -43,10 +43,13 @@ pub struct PacketCounters {
     /// not be split (malformed, or more segments than a batch holds); the
     /// packets in them are lost and not in `tun_rx_packets`.
     pub tun_rx_gso_errors: AtomicU64,
-    /// Writes that carried a GRO superpacket of several translated packets.
-    pub tun_tx_gro_superpackets: AtomicU64,
-    /// Translated packets coalesced into those superpackets.
-    pub tun_tx_gro_segments: AtomicU64,
+    /// Superpackets read that the copying path split into packets (what
+    /// could not be translated in place: see `datapath::offload`).
+    pub tun_rx_gso_split: AtomicU64,
+    /// Writes that carried a translated superpacket of several segments.
+    pub tun_tx_gso_superpackets: AtomicU64,
+    /// Segments the kernel cuts those superpackets into.
+    pub tun_tx_gso_segments: AtomicU64,
     /// Datagrams reassembled here and handed to the worker that owns them.
     pub handed_off: AtomicU64,
     /// Such datagrams lost because the owner's mailbox was full.
@@ -67,8 +70,9 @@ impl Default for PacketCounters {
             tun_rx_gso_superpackets: AtomicU64::new(0),
             tun_rx_gso_segments: AtomicU64::new(0),
             tun_rx_gso_errors: AtomicU64::new(0),
-            tun_tx_gro_superpackets: AtomicU64::new(0),
-            tun_tx_gro_segments: AtomicU64::new(0),
+            tun_rx_gso_split: AtomicU64::new(0),
+            tun_tx_gso_superpackets: AtomicU64::new(0),
+            tun_tx_gso_segments: AtomicU64::new(0),
             handed_off: AtomicU64::new(0),
             handoffs_dropped: AtomicU64::new(0),
         }
@@ -133,8 +137,9 @@ impl PacketCounters {
             ("tun_rx_gso_superpackets", &self.tun_rx_gso_superpackets),
             ("tun_rx_gso_segments", &self.tun_rx_gso_segments),
             ("tun_rx_gso_errors", &self.tun_rx_gso_errors),
-            ("tun_tx_gro_superpackets", &self.tun_tx_gro_superpackets),
-            ("tun_tx_gro_segments", &self.tun_tx_gro_segments),
+            ("tun_rx_gso_split", &self.tun_rx_gso_split),
+            ("tun_tx_gso_superpackets", &self.tun_tx_gso_superpackets),
+            ("tun_tx_gso_segments", &self.tun_tx_gso_segments),
             ("handed_off", &self.handed_off),
             ("handoffs_dropped", &self.handoffs_dropped),
         ];

@@ -97,7 +97,8 @@ impl Datapath {
                             peers: shard_parts.1,
                         };
                         if offload {
-                            let mut io = offload::Offload::new(&dev);
+                            let max = shard.nat.max_output_len();
+                            let mut io = offload::Offload::new(&dev, max);
                             worker::run(&dev, &mut io, &mut shard, &receiver, &doorbell, &stop)
                         } else {
                             let mut io = single::Single::new(shard.nat.max_output_len());

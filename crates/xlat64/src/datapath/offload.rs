@@ -1,230 +1,71 @@
-//! The packet loop with TUN offloads: every read may carry a GSO superpacket
-//! (up to 64 KiB of one TCP or UDP flow behind one virtio-net header), which
-//! tun-rs splits into MTU-sized packets; each is translated by the NAT64 core
-//! into a batch, and the batch is written with GRO coalescing, so that the
-//! kernel again gets superpackets (as in wireguard-go's `tun_linux.go`).
+//! Packet I/O with TUN offloads: every read carries a virtio-net header and
+//! may be a GSO superpacket (up to 64 KiB of one TCP or UDP flow). A
+//! superpacket is translated as one unit, in place: the NAT64 core rewrites
+//! the IP header once and the transport header's ports (one session lookup),
+//! the payload is neither copied nor summed, and the virtio-net header is
+//! adjusted for the other family (GSO type TCPv6 <-> TCPv4, header length,
+//! checksum start 20 bytes earlier or later, segment size kept: the core
+//! checks that segments 20 bytes longer still fit the IPv6 MTU). The kernel
+//! then cuts the translated superpacket into segments as it would for a
+//! local sender, with correct checksums: a checksum left to offload
+//! (`NEEDS_CSUM`) leaves with the new pseudo-header's sum in its field.
 //!
-//! Segment sizes stay consistent because translation never touches the
-//! transport payload: a coalesced superpacket keeps the payload size of its
-//! segments as `gso_size`, and only the IP header differs (IPv6 40 bytes,
-//! IPv4 20 without options). The kernel re-segments it into packets 20 bytes
-//! shorter (IPv6 -> IPv4) or longer (IPv4 -> IPv6) than the ones it handed
-//! over, exactly the packets the one-packet path writes; forwarding then
-//! checks each segment against the egress MTU as for any packet.
+//! What the core does not translate in place (fragments, ICMP errors,
+//! packets to drop or answer, segments too big for the IPv6 side) goes the
+//! copying way: a superpacket is split into packets with complete checksums
+//! (tun-rs's `gso_split`, as wireguard-go does), a single packet gets its
+//! checksum completed, and each is translated into a separate buffer and
+//! written with an empty virtio-net header.
 //!
-//! Buffers are allocated once, when the loop starts; split packets are sized
-//! by the device MTU read then (a packet larger than that, after raising the
-//! MTU under a running daemon, is lost and counted in `tun_rx_gso_errors`).
-//! Batch buffers never grow past one superpacket: a packet whose output may
-//! be larger (a fragment completing a datagram of up to 64 KiB, then maybe
-//! cut into IPv6 fragments) is translated into a scratch buffer and its
-//! packets copied into the batch one by one.
+//! Buffers are allocated once, when the worker starts.
 
 use super::worker::{Direction, PacketIo, Shard};
-use std::io;
+use std::io::{self, IoSlice};
 use std::time::Instant;
-use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+use tun_rs::{gso_split, SyncDevice, VirtioNetHdr, VIRTIO_NET_HDR_LEN};
+use xlat64_nat::InPlace;
 use xlat64_packet::fragment::packets;
+use xlat64_packet::partial_checksum;
 
-/// Packets a batch holds, and segments one read may be split into. A 64 KiB
-/// TCP superpacket of 536-byte segments (the smallest default MSS) has 123.
-const BATCH: usize = IDEAL_BATCH_SIZE;
-/// Where a packet starts in a batch buffer: the virtio-net header goes before it.
-const OFFSET: usize = VIRTIO_NET_HDR_LEN;
-/// Largest packet the kernel writes or reads through a TUN device with GSO.
+/// Where a read starts in the frame buffer: room for the IPv6 header being
+/// 20 bytes longer than the IPv4 one it replaces, and for the virtio-net
+/// header in front of it.
+const HEADROOM: usize = 64;
+/// Size of the virtio-net header (no mergeable buffers).
+const VNET: usize = VIRTIO_NET_HDR_LEN;
+/// Largest packet the kernel reads or writes through a TUN device with GSO.
 const MAX_SUPERPACKET: usize = 65535;
-/// Reads between two looks at the stop event and the session timers.
+/// Reads between two looks at the mailbox and the session timers.
 const MAX_READS_PER_WAKE: usize = 64;
-/// Capacity of a batch buffer: a superpacket behind the virtio-net header,
-/// with room for GRO's own header copy.
-const BUF_CAPACITY: usize = 2 * OFFSET + MAX_SUPERPACKET;
-/// `virtio_net_hdr.gso_type` of a packet that is not a superpacket.
-const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+/// Segments one superpacket may be split into on the copying path: a 64 KiB
+/// TCP superpacket of 536-byte segments (the smallest default MSS) has 123.
+const MAX_SEGMENTS: usize = 128;
 
-/// Translated packets waiting to be written with one [`SyncDevice::send_multiple`].
-struct Batch {
-    /// Each holds `OFFSET` bytes of room for the virtio-net header, then a
-    /// packet; capacity for a whole superpacket, since GRO appends the
-    /// payload of later packets of a flow to the first one.
-    bufs: Vec<Vec<u8>>,
-    /// Buffers in use, from the start.
-    used: usize,
-    /// Per direction: packets and bytes in the batch, counted once written.
-    v6_to_v4: (u64, u64),
-    v4_to_v6: (u64, u64),
-    gro: GROTable,
-    /// Packets after the first of a fragment train, before they get buffers.
-    spill: Vec<u8>,
-    /// Output of packets that may complete a reassembled datagram (sized on
-    /// first use to the NAT's largest output, then kept).
-    scratch: Vec<u8>,
+/// `virtio_net_hdr.flags` and `gso_type` values (`linux/virtio_net.h`).
+mod vnet {
+    pub(super) const F_NEEDS_CSUM: u8 = 1;
+    pub(super) const GSO_NONE: u8 = 0;
+    pub(super) const GSO_TCPV4: u8 = 1;
+    pub(super) const GSO_TCPV6: u8 = 4;
+    pub(super) const GSO_UDP_L4: u8 = 5;
+    pub(super) const GSO_ECN: u8 = 0x80;
 }
 
-impl Batch {
-    fn new() -> Batch {
-        Batch {
-            // GRO only appends while `2 * OFFSET + coalesced length` fits the
-            // capacity, so this capacity bounds a superpacket at MAX_SUPERPACKET.
-            bufs: (0..BATCH)
-                .map(|_| Vec::with_capacity(BUF_CAPACITY))
-                .collect(),
-            used: 0,
-            v6_to_v4: (0, 0),
-            v4_to_v6: (0, 0),
-            gro: GROTable::new(),
-            spill: Vec::with_capacity(2 * MAX_SUPERPACKET),
-            scratch: Vec::new(),
-        }
-    }
-
-    fn free(&self) -> usize {
-        BATCH - self.used
-    }
-
-    /// Translates `packet` into the next free buffer; a dropped packet is
-    /// counted and takes no buffer. The caller makes sure one is free.
-    fn translate(&mut self, dev: &SyncDevice, shard: &mut Shard, now: Instant, packet: &[u8]) {
-        if self.free() == 0 {
-            self.flush(dev, shard);
-        }
-        let bound = shard.nat.output_bound(packet);
-        if OFFSET + bound > BUF_CAPACITY {
-            let mut scratch = std::mem::take(&mut self.scratch);
-            if scratch.len() < bound {
-                scratch.resize(shard.nat.max_output_len().max(bound), 0);
-            }
-            let (verdict, direction) = shard.translate(now, packet, &mut scratch);
-            if let Some((len, translated)) = shard.output_of(verdict, packet.len(), &scratch) {
-                self.push_copies(dev, shard, &scratch[..len], direction, translated);
-            }
-            self.scratch = scratch;
-            return;
-        }
-        let buf = &mut self.bufs[self.used];
-        buf.resize(OFFSET + bound, 0);
-        let (verdict, direction) = shard.translate(now, packet, &mut buf[OFFSET..]);
-        let Some((len, translated)) = shard.output_of(verdict, packet.len(), &buf[OFFSET..]) else {
-            return;
-        };
-        buf.truncate(OFFSET + len);
-        let first_len = packets(&buf[OFFSET..]).next().map_or(0, <[u8]>::len);
-        // A train of IPv6 fragments: one buffer per packet. Rare, so the
-        // rest goes through a spill buffer rather than clever borrows.
-        self.spill.clear();
-        if first_len < len {
-            self.spill.extend_from_slice(&buf[OFFSET + first_len..]);
-            buf.truncate(OFFSET + first_len);
-        }
-        self.push(direction, first_len, translated);
-        let spill = std::mem::take(&mut self.spill);
-        self.push_copies(dev, shard, &spill, direction, translated);
-        self.spill = spill;
-    }
-
-    /// Copies each packet of `out` into a buffer of its own, flushing when
-    /// the batch is full.
-    fn push_copies(
-        &mut self,
-        dev: &SyncDevice,
-        shard: &Shard,
-        out: &[u8],
-        direction: Direction,
-        translated: bool,
-    ) {
-        for packet in packets(out) {
-            if self.free() == 0 {
-                self.flush(dev, shard);
-            }
-            let buf = &mut self.bufs[self.used];
-            buf.clear();
-            buf.resize(OFFSET, 0);
-            buf.extend_from_slice(packet);
-            self.push(direction, packet.len(), translated);
-        }
-    }
-
-    /// Takes the current buffer into the batch; counts it when translated.
-    fn push(&mut self, direction: Direction, len: usize, translated: bool) {
-        self.used += 1;
-        if !translated {
-            return;
-        }
-        let tally = match direction {
-            Direction::V6ToV4 => &mut self.v6_to_v4,
-            Direction::V4ToV6 => &mut self.v4_to_v6,
-        };
-        tally.0 += 1;
-        tally.1 += len as u64;
-    }
-
-    fn flush(&mut self, dev: &SyncDevice, shard: &Shard) {
-        let counters = &*shard.counters;
-        if self.used == 0 {
-            return;
-        }
-        let bufs = &mut self.bufs[..self.used];
-        // GRO writes a header in front of every packet it sends, none in
-        // front of those it appended elsewhere; cleared headers make the
-        // superpackets countable afterwards.
-        for buf in bufs.iter_mut() {
-            buf[..OFFSET].fill(0);
-        }
-        let packets = self.used as u64;
-        match dev.send_multiple(&mut self.gro, bufs, OFFSET) {
-            Ok(_) => {
-                shard.count_translated(Direction::V6ToV4, self.v6_to_v4.0, self.v6_to_v4.1);
-                shard.count_translated(Direction::V4ToV6, self.v4_to_v6.0, self.v4_to_v6.1);
-                let (superpackets, segments) = superpackets(bufs);
-                counters.bump(&counters.tun_tx_gro_superpackets, superpackets);
-                counters.bump(&counters.tun_tx_gro_segments, segments);
-            }
-            Err(e) => {
-                // send_multiple goes on after a failed write and reports the
-                // last error, not which packets were lost: count them all.
-                counters.bump(&counters.tun_tx_errors, packets);
-                tracing::debug!(error = %e, packets, "TUN batched write failed");
-            }
-        }
-        self.used = 0;
-        self.v6_to_v4 = (0, 0);
-        self.v4_to_v6 = (0, 0);
-    }
-}
-
-/// The superpackets among written buffers and the packets coalesced into
-/// them, from the virtio-net headers GRO wrote (`struct virtio_net_hdr`,
-/// native byte order as TUN uses without TUNSETVNETBE/LE: flags, gso_type,
-/// hdr_len, gso_size, csum_start, csum_offset).
-fn superpackets(bufs: &[Vec<u8>]) -> (u64, u64) {
-    let (mut superpackets, mut segments) = (0, 0);
-    for buf in bufs {
-        if buf.len() < OFFSET || buf[1] == VIRTIO_NET_HDR_GSO_NONE {
-            continue;
-        }
-        let hdr_len = usize::from(u16::from_ne_bytes([buf[2], buf[3]]));
-        let gso_size = usize::from(u16::from_ne_bytes([buf[4], buf[5]]));
-        let payload = (buf.len() - OFFSET).saturating_sub(hdr_len);
-        if gso_size > 0 && payload > 0 {
-            superpackets += 1;
-            segments += payload.div_ceil(gso_size) as u64;
-        }
-    }
-    (superpackets, segments)
-}
-
-/// The packet I/O with offloads: buffers for reads (the raw read, header
-/// and superpacket, and the packets it is split into) and the write batch.
+/// The packet I/O with offloads; see the module documentation.
 pub(crate) struct Offload {
-    raw: Vec<u8>,
+    /// One read: headroom, virtio-net header, packet.
+    frame: Vec<u8>,
+    /// The copying path: a superpacket split into packets, and their sizes.
     split: Vec<Vec<u8>>,
     sizes: Vec<usize>,
-    batch: Batch,
+    /// The copying path's translation output.
+    out: Vec<u8>,
 }
 
 impl Offload {
-    /// Buffers for `dev`: its MTU bounds each split packet (the kernel only
-    /// hands the device segments that fit its MTU).
-    pub(crate) fn new(dev: &SyncDevice) -> Offload {
+    /// Buffers for `dev`, whose MTU bounds each split packet, and for
+    /// outputs up to `max_output` bytes (the NAT's bound).
+    pub(crate) fn new(dev: &SyncDevice, max_output: usize) -> Offload {
         let mtu = match dev.mtu() {
             Ok(mtu) => usize::from(mtu).max(1280),
             Err(e) => {
@@ -233,55 +74,237 @@ impl Offload {
             }
         };
         Offload {
-            raw: vec![0u8; OFFSET + MAX_SUPERPACKET + 1],
-            split: (0..BATCH).map(|_| vec![0u8; mtu]).collect(),
-            sizes: vec![0; BATCH],
-            batch: Batch::new(),
+            frame: vec![0u8; HEADROOM + VNET + MAX_SUPERPACKET + 1],
+            split: (0..MAX_SEGMENTS).map(|_| vec![0u8; mtu]).collect(),
+            sizes: vec![0; MAX_SEGMENTS],
+            out: vec![0u8; max_output.max(MAX_SUPERPACKET + 160)],
+        }
+    }
+
+    /// Translates the read at `frame[HEADROOM..HEADROOM + n]` (header and
+    /// packet) and writes the result.
+    fn handle_read(&mut self, dev: &SyncDevice, shard: &mut Shard, n: usize) {
+        let counters = shard.counters.clone();
+        let Ok(hdr) = VirtioNetHdr::decode(&self.frame[HEADROOM..HEADROOM + n]) else {
+            counters.bump(&counters.tun_rx_gso_errors, 1);
+            return;
+        };
+        let start = HEADROOM + VNET;
+        let len = n - VNET;
+        let gso = hdr.gso_type & !vnet::GSO_ECN != vnet::GSO_NONE;
+        let segments = if gso {
+            superpacket_segments(&self.frame[start..start + len], &hdr)
+        } else {
+            1
+        };
+        counters.bump(&counters.tun_rx_packets, segments);
+        if gso {
+            counters.bump(&counters.tun_rx_gso_superpackets, 1);
+            counters.bump(&counters.tun_rx_gso_segments, segments);
+        }
+        let gso_size = gso.then_some(hdr.gso_size);
+        let now = Instant::now();
+        match shard
+            .nat
+            .translate_in_place(now, &mut self.frame, start, len, gso_size)
+        {
+            InPlace::Translated { start, len } => {
+                self.send_in_place(dev, shard, &hdr, start, len, segments)
+            }
+            InPlace::Fallback if gso => self.split_and_copy(dev, shard, hdr, start, len),
+            InPlace::Fallback => {
+                let packet = &mut self.frame[start..start + len];
+                if hdr.flags & vnet::F_NEEDS_CSUM != 0 {
+                    let done = partial_checksum::complete(
+                        packet,
+                        usize::from(hdr.csum_start),
+                        usize::from(hdr.csum_offset),
+                    );
+                    if !done {
+                        counters.bump(&counters.tun_rx_gso_errors, 1);
+                        return;
+                    }
+                }
+                copy_translate(dev, shard, &mut self.out, now, packet);
+            }
+        }
+    }
+
+    /// Writes the packet translated in place at `frame[start..start + len]`
+    /// behind a virtio-net header for its new family.
+    fn send_in_place(
+        &mut self,
+        dev: &SyncDevice,
+        shard: &Shard,
+        hdr: &VirtioNetHdr,
+        start: usize,
+        len: usize,
+        segments: u64,
+    ) {
+        let packet = &mut self.frame[start..start + len];
+        let v6 = packet[0] >> 4 == 6;
+        let mut out = VirtioNetHdr {
+            flags: hdr.flags,
+            gso_type: hdr.gso_type,
+            hdr_len: 0,
+            gso_size: hdr.gso_size,
+            csum_start: 0,
+            csum_offset: 0,
+        };
+        if hdr.flags & vnet::F_NEEDS_CSUM != 0 {
+            match partial_checksum::set_pseudo_header_sum(packet) {
+                Some((at, field)) => {
+                    out.csum_start = at as u16;
+                    out.csum_offset = field as u16;
+                }
+                // ICMP echo: the core computed its whole checksum.
+                None => out.flags &= !vnet::F_NEEDS_CSUM,
+            }
+        }
+        let ecn = hdr.gso_type & vnet::GSO_ECN;
+        match hdr.gso_type & !vnet::GSO_ECN {
+            vnet::GSO_TCPV4 | vnet::GSO_TCPV6 => {
+                let ip_len = if v6 { 40 } else { 20 };
+                let tcp_len = usize::from(packet.get(ip_len + 12).map_or(5, |b| b >> 4)) * 4;
+                out.gso_type = ecn | if v6 { vnet::GSO_TCPV6 } else { vnet::GSO_TCPV4 };
+                out.hdr_len = (ip_len + tcp_len) as u16;
+            }
+            vnet::GSO_UDP_L4 => out.hdr_len = (if v6 { 40 } else { 20 }) + 8,
+            _ => {}
+        }
+        let header_at = start - VNET;
+        if out.encode(&mut self.frame[header_at..start]).is_err() {
+            shard.counters.bump(&shard.counters.tun_tx_errors, segments);
+            return;
+        }
+        let direction = if v6 {
+            Direction::V4ToV6
+        } else {
+            Direction::V6ToV4
+        };
+        match dev.send(&self.frame[header_at..start + len]) {
+            Ok(_) => {
+                shard.count_translated(direction, segments, len as u64);
+                if segments > 1 {
+                    let c = &shard.counters;
+                    c.bump(&c.tun_tx_gso_superpackets, 1);
+                    c.bump(&c.tun_tx_gso_segments, segments);
+                }
+            }
+            Err(e) => {
+                shard.counters.bump(&shard.counters.tun_tx_errors, segments);
+                tracing::debug!(error = %e, "TUN write failed");
+            }
+        }
+    }
+
+    /// The copying path of a superpacket: split into packets with complete
+    /// checksums, each translated on its own.
+    fn split_and_copy(
+        &mut self,
+        dev: &SyncDevice,
+        shard: &mut Shard,
+        mut hdr: VirtioNetHdr,
+        start: usize,
+        len: usize,
+    ) {
+        let counters = shard.counters.clone();
+        let input = &mut self.frame[start..start + len];
+        let is_v6 = input[0] >> 4 == 6;
+        // The kernel's hdr_len may cover a whole first segment on the
+        // forwarding path: gso_split wants the headers' length.
+        let l4_len = match hdr.gso_type & !vnet::GSO_ECN {
+            vnet::GSO_UDP_L4 => Some(8),
+            _ => input
+                .get(usize::from(hdr.csum_start) + 12)
+                .map(|b| u16::from(b >> 4) * 4)
+                .filter(|l| (20..=60).contains(l)),
+        };
+        let Some(l4_len) = l4_len else {
+            counters.bump(&counters.tun_rx_gso_errors, 1);
+            return;
+        };
+        hdr.hdr_len = hdr.csum_start.saturating_add(l4_len);
+        let n = match gso_split(input, hdr, &mut self.split, &mut self.sizes, 0, is_v6) {
+            Ok(n) => n,
+            Err(e) => {
+                counters.bump(&counters.tun_rx_gso_errors, 1);
+                tracing::debug!(error = %e, "TUN read dropped: cannot split the superpacket");
+                return;
+            }
+        };
+        counters.bump(&counters.tun_rx_gso_split, 1);
+        let now = Instant::now();
+        for i in 0..n {
+            let size = self.sizes[i];
+            copy_translate(dev, shard, &mut self.out, now, &self.split[i][..size]);
         }
     }
 }
 
-impl PacketIo for Offload {
-    /// Reads what the device has (at most [`MAX_READS_PER_WAKE`] reads),
-    /// translates it, and writes it in batches.
-    fn drain(&mut self, dev: &SyncDevice, shard: &mut Shard) -> io::Result<()> {
-        let counters = shard.counters.clone();
-        for _ in 0..MAX_READS_PER_WAKE {
-            let n = match dev.recv_multiple(&mut self.raw, &mut self.split, &mut self.sizes, 0) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Not from the read itself: tun-rs could not decode or split what
-                // was read. The superpacket is lost; count it and go on.
-                Err(e) if e.raw_os_error().is_none() => {
-                    counters.bump(&counters.tun_rx_gso_errors, 1);
-                    tracing::debug!(error = %e, "TUN read dropped: cannot split the superpacket");
-                    continue;
-                }
-                Err(e) => {
-                    self.batch.flush(dev, shard);
-                    return Err(e);
-                }
-            };
-            counters.bump(&counters.tun_rx_packets, n as u64);
-            if n > 1 {
-                counters.bump(&counters.tun_rx_gso_superpackets, 1);
-                counters.bump(&counters.tun_rx_gso_segments, n as u64);
-            }
-            if self.batch.free() < n {
-                self.batch.flush(dev, shard);
-            }
-            let now = Instant::now();
-            for (buf, &size) in self.split.iter().zip(&self.sizes).take(n) {
-                self.batch.translate(dev, shard, now, &buf[..size]);
+/// The copying path of one packet with a complete checksum: translated into
+/// `out`, each resulting packet written behind an empty virtio-net header.
+fn copy_translate(
+    dev: &SyncDevice,
+    shard: &mut Shard,
+    out: &mut [u8],
+    now: Instant,
+    packet: &[u8],
+) {
+    let (verdict, direction) = shard.translate(now, packet, out);
+    let Some((len, translated)) = shard.output_of(verdict, packet.len(), out) else {
+        return;
+    };
+    let empty = [0u8; VNET];
+    for p in packets(&out[..len]) {
+        match dev.send_vectored(&[IoSlice::new(&empty), IoSlice::new(p)]) {
+            Ok(_) if translated => shard.count_translated(direction, 1, p.len() as u64),
+            Ok(_) => {}
+            Err(e) => {
+                shard.counters.bump(&shard.counters.tun_tx_errors, 1);
+                tracing::debug!(error = %e, "TUN write failed");
             }
         }
-        self.batch.flush(dev, shard);
+    }
+}
+
+/// How many segments a superpacket will be cut into: its transport payload
+/// over the segment size.
+fn superpacket_segments(packet: &[u8], hdr: &VirtioNetHdr) -> u64 {
+    let l4_at = usize::from(hdr.csum_start);
+    let l4_len = match hdr.gso_type & !vnet::GSO_ECN {
+        vnet::GSO_UDP_L4 => 8,
+        _ => packet
+            .get(l4_at + 12)
+            .map_or(20, |b| usize::from(b >> 4) * 4),
+    };
+    let payload = packet.len().saturating_sub(l4_at + l4_len);
+    if hdr.gso_size == 0 {
+        1
+    } else {
+        payload.div_ceil(usize::from(hdr.gso_size)).max(1) as u64
+    }
+}
+
+impl PacketIo for Offload {
+    fn drain(&mut self, dev: &SyncDevice, shard: &mut Shard) -> io::Result<()> {
+        for _ in 0..MAX_READS_PER_WAKE {
+            let n = match dev.recv(&mut self.frame[HEADROOM..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n <= VNET {
+                shard.counters.bump(&shard.counters.tun_rx_gso_errors, 1);
+                continue;
+            }
+            self.handle_read(dev, shard, n);
+        }
         Ok(())
     }
 
     fn inject(&mut self, dev: &SyncDevice, shard: &mut Shard, packet: &[u8]) {
-        self.batch.translate(dev, shard, Instant::now(), packet);
-        self.batch.flush(dev, shard);
+        copy_translate(dev, shard, &mut self.out, Instant::now(), packet);
     }
 }
