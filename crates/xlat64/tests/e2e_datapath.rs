@@ -412,7 +412,7 @@ fn check_captured(fd: std::os::fd::OwnedFd, stop: &std::sync::atomic::AtomicBool
             );
             (n, from)
         };
-        if n <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if n <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
         let n = n as usize;
