@@ -53,14 +53,14 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Demo => crate::demo::run_demo(),
-        Command::Check => match load(&cli.config) {
+        Command::Check => match load(&cli.config).and_then(check_host) {
             Ok(config) => {
                 emit(&config.to_toml());
                 0
             }
             Err(code) => code,
         },
-        Command::Run => match load(&cli.config) {
+        Command::Run => match load(&cli.config).and_then(check_host) {
             Ok(config) => crate::daemon::run(config),
             Err(code) => code,
         },
@@ -89,6 +89,24 @@ fn load(path: &Option<PathBuf>) -> Result<Config, i32> {
         eprintln!("error: {e}");
         1
     })
+}
+
+/// The checks of the configuration against this host's networks.
+fn check_host(config: Config) -> Result<Config, i32> {
+    let host = match crate::host_addrs::networks() {
+        Ok(nets) => nets,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list this host's networks; pool4 and prefix not checked against them");
+            return Ok(config);
+        }
+    };
+    match config.check_host(&host) {
+        Ok(()) => Ok(config),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(1)
+        }
+    }
 }
 
 fn query(path: &Option<PathBuf>, command: &str, json: bool, render: fn(&Value) -> String) -> i32 {

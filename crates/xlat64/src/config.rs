@@ -71,6 +71,12 @@ impl Default for RuntimeSection {
     }
 }
 
+/// The longest wait for an upstream DNS server accepted (30 s).
+pub const MAX_UPSTREAM_TIMEOUT_MS: u64 = 30_000;
+
+/// The largest configuration file read (1 MiB: far beyond any real one).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Packet workers accepted at most (a TUN device has at most 256 queues).
 pub const MAX_WORKERS: usize = 64;
 
@@ -228,9 +234,10 @@ impl FragmentsSection {
     }
 }
 
-/// `[nat64.timeouts]`, in seconds (RFC 6146 §4 minimums enforced).
+/// `[nat64.timeouts]`, in seconds (RFC 6146 §4 minimums enforced). Every
+/// key is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct TimeoutsSection {
     /// UDP session lifetime (>= 120).
     pub udp: u64,
@@ -518,10 +525,40 @@ impl Config {
     }
 
     /// Reads and validates a file.
+    ///
+    /// Only a regular file of at most [`MAX_CONFIG_BYTES`] is read: a FIFO
+    /// would block, a device like /dev/zero would be read until memory ran
+    /// out.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
-        })?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let fail = |what: String| ConfigError::new("--config", what);
+        // Non-blocking, so that opening a FIFO returns at once.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(fail(format!(
+                "{} is not a regular file; give the path of a TOML file",
+                path.display()
+            )));
+        }
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(fail(format!(
+                "{} is {} bytes; a configuration file has at most {MAX_CONFIG_BYTES}",
+                path.display(),
+                meta.len()
+            )));
+        }
+        let mut text = String::new();
+        use std::io::Read;
+        file.take(MAX_CONFIG_BYTES)
+            .read_to_string(&mut text)
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
         Config::from_toml(&text)
     }
 
@@ -569,6 +606,7 @@ impl Config {
                 let prefix = Prefix6052::new(nat.prefix).map_err(|e| {
                     ConfigError::new("nat64.prefix", format!("{}: {e}", nat.prefix))
                 })?;
+                refuse_special_prefix("nat64.prefix", nat.prefix)?;
                 if nat.pool4.is_empty() {
                     return Err(ConfigError::new(
                         "nat64.pool4",
@@ -733,6 +771,21 @@ impl Config {
                 ));
             }
             nat.limits.max_sessions = Some(max);
+            if let Some(dns) = &self.dns64 {
+                for up in &dns.upstream {
+                    if let IpAddr::V4(a) = up.ip() {
+                        if let Some(e) = nat.pool4.iter().find(|e| e.0.contains(&a)) {
+                            return Err(ConfigError::new(
+                                "nat64.pool4",
+                                format!(
+                                    "{} contains the DNS64 upstream {a}: its answers would be taken for NAT64 replies; use pool4 addresses no host has",
+                                    e.0
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
             let clamp = nat.mss_clamp.unwrap_or(nat.mtu.saturating_sub(60));
             if clamp != 0 && !(536..=nat.mtu.saturating_sub(60)).contains(&clamp) {
                 return Err(ConfigError::new(
@@ -775,10 +828,13 @@ impl Config {
                     ));
                 }
             }
-            if dns.upstream_timeout_ms == 0 {
+            if !(1..=MAX_UPSTREAM_TIMEOUT_MS).contains(&dns.upstream_timeout_ms) {
                 return Err(ConfigError::new(
                     "dns64.upstream-timeout-ms",
-                    "must be at least 1",
+                    format!(
+                        "{} is out of range; use 1 to {MAX_UPSTREAM_TIMEOUT_MS} (a client gives up on a query after a few seconds anyway)",
+                        dns.upstream_timeout_ms
+                    ),
                 ));
             }
             validate_dns64(dns)?;
@@ -811,6 +867,74 @@ impl Config {
                     self.control.socket.display()
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a translation prefix no client can use: IPv4-mapped
+/// (::ffff:0:0/96, the sockets API's, never on the wire), multicast or
+/// link-local.
+fn refuse_special_prefix(key: &str, net: Ipv6Net) -> Result<(), ConfigError> {
+    let special: [(&str, Ipv6Net); 3] = [
+        ("IPv4-mapped", "::ffff:0:0/96".parse().expect("literal")),
+        ("multicast", "ff00::/8".parse().expect("literal")),
+        ("link-local", "fe80::/10".parse().expect("literal")),
+    ];
+    for (what, range) in special {
+        if range.contains(&net.network()) || net.contains(&range.network()) {
+            return Err(ConfigError::new(
+                key,
+                format!("{net} is {what} ({range}); use a global prefix such as 64:ff9b::/96 or one of your own"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The checks against the host `check` and `run` make (its interface
+    /// networks in `host`, as `host_addrs::networks` lists them): a pool4
+    /// that holds an address of the gateway, alone or with the whole network
+    /// it is on (the kernel would deliver the replies to itself, or the
+    /// gateway would cut itself off that network), and a prefix that
+    /// overlaps a network the gateway is attached to. (A pool4 inside an
+    /// uplink network that holds no address of the gateway is allowed: the
+    /// upstream router then reaches it by proxy ARP.)
+    pub fn check_host(&self, host: &[IpNet]) -> Result<(), ConfigError> {
+        let Some(nat) = &self.nat64 else {
+            return Ok(());
+        };
+        for net in host {
+            match net {
+                IpNet::V4(n) if !n.addr().is_loopback() => {
+                    for e in &nat.pool4 {
+                        // Holding the gateway's address covers holding the
+                        // whole network it is on.
+                        if e.0.contains(&n.addr()) {
+                            return Err(ConfigError::new(
+                                "nat64.pool4",
+                                format!(
+                                    "{} overlaps {n}, a network of this gateway: replies would be delivered to the gateway itself, or it would cut itself off that network; use addresses routed to the gateway that no interface holds",
+                                    e.0
+                                ),
+                            ));
+                        }
+                    }
+                }
+                IpNet::V6(n) if !n.addr().is_loopback() && !n.addr().is_unicast_link_local() => {
+                    let prefix = nat.prefix;
+                    if prefix.contains(&n.addr()) || n.contains(&prefix.network()) {
+                        return Err(ConfigError::new(
+                            "nat64.prefix",
+                            format!(
+                                "{prefix} overlaps {n}, a network this gateway is attached to; use a prefix of its own (for example 64:ff9b::/96)"
+                            ),
+                        ));
+                    }
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -912,6 +1036,92 @@ mod tests {
         assert_eq!(Config::from_toml(&text).unwrap(), c, "{text}");
         let e = Config::from_toml("[nat64]\noffload = \"yes\"\n").unwrap_err();
         assert_eq!(e.key, "nat64.offload");
+    }
+
+    #[test]
+    fn refuses_what_run_cannot_honour_naming_the_key() {
+        let cases = [
+            ("[nat64]\nprefix = \"::ffff:0:0/96\"\n", "nat64.prefix"),
+            ("[nat64]\nprefix = \"ff0e::/96\"\n", "nat64.prefix"),
+            ("[nat64]\nprefix = \"fe80::/64\"\n", "nat64.prefix"),
+            ("[nat64]\npool4 = [\"10.0.0.0/15\"]\n", "nat64.pool4"),
+            ("[nat64]\ntimeouts.udp = 9223372036854775807\n", "nat64.timeouts.udp"),
+            ("[nat64]\nmss-clamp = 100\n", "nat64.mss-clamp"),
+            ("[nat64]\nmss-clamp = 1441\n", "nat64.mss-clamp"),
+            ("[nat64]\nlimits.max-sessions = 0\n", "nat64.limits.max-sessions"),
+            ("[nat64]\n[runtime]\nworkers = 0\n", "runtime.workers"),
+            ("[nat64]\n[runtime]\nworkers = 65\n", "runtime.workers"),
+            (
+                "[nat64]\npool4 = [\"192.0.2.0/24\"]\n[dns64]\nupstream = [\"192.0.2.53:53\"]\n",
+                "nat64.pool4",
+            ),
+            (
+                "[dns64]\nupstream = [\"192.0.2.53:53\"]\nupstream-timeout-ms = 9223372036854775807\n",
+                "dns64.upstream-timeout-ms",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::from_toml(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+        let c = Config::from_toml("[nat64]\nmss-clamp = 0\n").unwrap();
+        assert_eq!(c.nat64.unwrap().mss_clamp(), None);
+        let c = Config::from_toml("[nat64]\n").unwrap();
+        assert_eq!(c.nat64.as_ref().unwrap().mss_clamp(), Some(1440));
+        assert!(c.runtime.workers.is_some_and(|w| w >= 1));
+        assert!(c
+            .nat64
+            .unwrap()
+            .limits
+            .max_sessions
+            .is_some_and(|m| m >= 65536));
+    }
+
+    #[test]
+    fn host_networks_that_pool4_or_the_prefix_would_break_are_refused() {
+        let c = Config::from_toml(
+            "[nat64]\nprefix = \"2001:db8:64::/96\"\npool4 = [\"192.0.2.0/28\"]\n",
+        )
+        .unwrap();
+        let host =
+            |nets: &[&str]| -> Vec<IpNet> { nets.iter().map(|n| n.parse().unwrap()).collect() };
+        assert!(c
+            .check_host(&host(&[
+                "127.0.0.1/8",
+                "198.51.100.1/24",
+                "2001:db8:1::1/64",
+                "fe80::1/64"
+            ]))
+            .is_ok());
+        // pool4 holds the gateway's own address.
+        let e = c.check_host(&host(&["192.0.2.5/24"])).unwrap_err();
+        assert_eq!(e.key, "nat64.pool4");
+        // pool4 holds a whole network the gateway is on.
+        let e = c.check_host(&host(&["192.0.2.9/30"])).unwrap_err();
+        assert_eq!(e.key, "nat64.pool4", "{e}");
+        // A pool4 inside the uplink network, without the gateway's address.
+        assert!(c.check_host(&host(&["192.0.2.100/24"])).is_ok());
+        // The prefix overlaps an attached network.
+        let e = c.check_host(&host(&["2001:db8:64::1/64"])).unwrap_err();
+        assert_eq!(e.key, "nat64.prefix");
+        let e = c.check_host(&host(&["2001:db8::1/32"])).unwrap_err();
+        assert_eq!(e.key, "nat64.prefix");
+    }
+
+    #[test]
+    fn a_config_path_that_is_not_a_regular_file_is_refused_at_once() {
+        for path in ["/dev/zero", "/tmp"] {
+            let e = Config::load(Path::new(path)).unwrap_err();
+            assert_eq!(e.key, "--config");
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+        let fifo = std::env::temp_dir().join(format!("xlat64-fifo-{}", std::process::id()));
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid path string; the FIFO is removed below.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = Config::load(&fifo).unwrap_err();
+        let _ = std::fs::remove_file(&fifo);
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     #[test]

@@ -34,37 +34,69 @@ pub struct ControlState {
     pub dns: Option<Arc<Dns64Counters>>,
 }
 
-/// Binds the control socket at `path`, creating its directory. A stale socket
-/// file is replaced; one that a live daemon answers on is an error.
-pub fn bind(path: &Path) -> Result<UnixListener, String> {
+/// The bound control socket and what `bind` created for it.
+pub struct Bound {
+    /// The listener.
+    pub listener: UnixListener,
+    /// The socket file.
+    pub path: PathBuf,
+    /// The directory `bind` created for it (removed at stop), if any.
+    pub created_dir: Option<PathBuf>,
+}
+
+/// Binds the control socket at `path`, creating its directory (mode 0700)
+/// if missing. A stale socket is replaced; one that a live daemon answers
+/// on is an error, and so is a path that is not a socket (it is never
+/// removed). The socket is created with its final mode, 0600: the umask is
+/// narrowed around the bind, so that no other user can connect in between.
+pub fn bind(path: &Path) -> Result<Bound, String> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+    let mut created_dir = None;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("control.socket: cannot create {}: {e}", dir.display()))?;
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("control.socket: cannot create {}: {e}", dir.display()))?;
+            created_dir = Some(dir.to_path_buf());
+        }
     }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
             return Err(format!(
-                "control.socket: {} is in use by another running xlat64",
+                "control.socket: {} exists and is not a socket; remove it or choose another path",
                 path.display()
             ));
         }
-        std::fs::remove_file(path).map_err(|e| {
-            format!(
-                "control.socket: cannot remove stale {}: {e}",
-                path.display()
-            )
-        })?;
+        Ok(_) => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(format!(
+                    "control.socket: {} is in use by another running xlat64",
+                    path.display()
+                ));
+            }
+            std::fs::remove_file(path).map_err(|e| {
+                format!(
+                    "control.socket: cannot remove stale {}: {e}",
+                    path.display()
+                )
+            })?;
+        }
+        Err(_) => {}
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| format!("control.socket: cannot bind {}: {e}", path.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-        format!(
-            "control.socket: cannot set permissions on {}: {e}",
-            path.display()
-        )
-    })?;
-    Ok(listener)
+    // SAFETY: umask only swaps the process's file mode mask; restored below.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener =
+        bound.map_err(|e| format!("control.socket: cannot bind {}: {e}", path.display()))?;
+    Ok(Bound {
+        listener,
+        path: path.to_path_buf(),
+        created_dir,
+    })
 }
 
 /// Answers requests until `shutdown` is cancelled.

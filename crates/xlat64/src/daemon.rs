@@ -79,7 +79,8 @@ struct Running {
     shutdown: CancellationToken,
     routes: Option<RouteSet>,
     datapath: Option<Datapath>,
-    control_path: Option<PathBuf>,
+    /// The control socket and the directory created for it.
+    control: Option<(PathBuf, Option<PathBuf>)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -189,8 +190,9 @@ impl Running {
                 "DNS64 serving"
             );
         }
-        let listener = control::bind(&config.control.socket)?;
-        self.control_path = Some(config.control.socket.clone());
+        let bound = control::bind(&config.control.socket)?;
+        let listener = bound.listener;
+        self.control = Some((bound.path, bound.created_dir));
         self.tasks.push(tokio::spawn(control::serve(
             listener,
             state,
@@ -215,8 +217,11 @@ impl Running {
         if let Some(mut routes) = self.routes.take() {
             routes.remove_all().await;
         }
-        if let Some(path) = self.control_path.take() {
+        if let Some((path, dir)) = self.control.take() {
             let _ = std::fs::remove_file(path);
+            if let Some(dir) = dir {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 }

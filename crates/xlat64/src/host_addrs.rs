@@ -1,15 +1,27 @@
-//! What the gateway host itself holds: its IPv4 networks (never a
-//! translation destination) and the IPv6 address it answers clients from
-//! (the source of the ICMPv6 errors it sends). Read once at start.
+//! What the gateway host itself holds: its networks (IPv4 ones are never a
+//! translation destination; `check` refuses a pool4 or prefix that
+//! overlaps them) and the IPv6 address it answers clients from (the source
+//! of the ICMPv6 errors it sends). Read once at start.
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
-/// The IPv4 addresses of every interface with their prefix lengths
-/// (getifaddrs(3); std has no interface listing, and rtnetlink's address
-/// dump would need the async runtime here for one read at start).
+/// The IPv4 addresses of every interface with their prefix lengths.
 pub fn ipv4_networks() -> io::Result<Vec<Ipv4Net>> {
+    Ok(networks()?
+        .into_iter()
+        .filter_map(|n| match n {
+            IpNet::V4(n) => Some(n),
+            IpNet::V6(_) => None,
+        })
+        .collect())
+}
+
+/// The addresses of every interface, both families, with their prefix
+/// lengths (getifaddrs(3); std has no interface listing, and rtnetlink's
+/// address dump would need the async runtime here for one read at start).
+pub fn networks() -> io::Result<Vec<IpNet>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free below.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
@@ -24,7 +36,14 @@ pub fn ipv4_networks() -> io::Result<Vec<Ipv4Net>> {
         {
             let len = u32::from(mask).leading_ones() as u8;
             if let Ok(net) = Ipv4Net::new(addr, len) {
-                nets.push(net);
+                nets.push(IpNet::V4(net));
+            }
+        }
+        if let (Some(addr), Some(mask)) = (sockaddr_v6(ifa.ifa_addr), sockaddr_v6(ifa.ifa_netmask))
+        {
+            let len = u128::from(mask).leading_ones() as u8;
+            if let Ok(net) = Ipv6Net::new(addr, len) {
+                nets.push(IpNet::V6(net));
             }
         }
         cur = ifa.ifa_next;
@@ -45,6 +64,20 @@ fn sockaddr_v4(sa: *const libc::sockaddr) -> Option<Ipv4Addr> {
         }
         let sin = &*(sa as *const libc::sockaddr_in);
         Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+    }
+}
+
+fn sockaddr_v6(sa: *const libc::sockaddr) -> Option<Ipv6Addr> {
+    if sa.is_null() {
+        return None;
+    }
+    // SAFETY: non-null sockaddr from getifaddrs; its family says its type.
+    unsafe {
+        if i32::from((*sa).sa_family) != libc::AF_INET6 {
+            return None;
+        }
+        let sin6 = &*(sa as *const libc::sockaddr_in6);
+        Some(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
     }
 }
 

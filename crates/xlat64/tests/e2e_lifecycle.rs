@@ -168,3 +168,67 @@ fn run_with_the_dns_port_taken_fails_with_one_error_line() {
         "TUN left behind after a failed start: {links}"
     );
 }
+
+/// `control.socket` naming an existing regular file: `run` refuses with one
+/// error line and leaves the file alone; a directory it creates for the
+/// socket is removed at stop, and the socket is never open to others.
+#[test]
+fn the_control_socket_never_replaces_a_file_and_cleans_up_its_directory() {
+    if !common::can_run("control_socket_paths", &[]) {
+        return;
+    }
+    let lab = Lab::create("ctl").expect("build the lab");
+    let victim = lab.write_file("precious.txt", "keep me\n").unwrap();
+    let config_text = lab.gateway_config().replace(
+        &lab.control_socket().display().to_string(),
+        &victim.display().to_string(),
+    );
+    let config = lab.write_file("ctl.toml", &config_text).unwrap();
+    let exe = common::exe();
+    let out = lab
+        .run_in_timeout(
+            lab.gateway(),
+            &[
+                exe.as_os_str(),
+                "run".as_ref(),
+                "--config".as_ref(),
+                config.as_os_str(),
+            ],
+            Duration::from_secs(15),
+        )
+        .expect("xlat64 run exits by itself");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(stderr.contains("not a socket"), "stderr:\n{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+
+    // A socket in a directory that does not exist yet.
+    let dir = lab.dir().join("run-xlat64");
+    let socket = dir.join("control.sock");
+    let config_text = lab.gateway_config().replace(
+        &lab.control_socket().display().to_string(),
+        &socket.display().to_string(),
+    );
+    let config = lab.write_file("ctl2.toml", &config_text).unwrap();
+    let mut process = lab
+        .spawn_in(
+            lab.gateway(),
+            &[
+                exe.as_os_str(),
+                "run".as_ref(),
+                "--config".as_ref(),
+                config.as_os_str(),
+            ],
+        )
+        .expect("start xlat64");
+    lab::wait_until(Duration::from_secs(10), || Ok(socket.exists())).expect("the socket appears");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let dir_mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "directory mode {dir_mode:o}");
+    let status = process.stop().expect("stop");
+    assert_eq!(status.code(), Some(0), "{}", process.log());
+    assert!(!socket.exists(), "socket left behind");
+    assert!(!dir.exists(), "directory xlat64 created left behind");
+}
