@@ -10,4 +10,4 @@ if [ "$(id -u)" != 0 ]; then
 fi
 command -v iperf3 >/dev/null || { echo "error: iperf3 is not installed" >&2; exit 1; }
 cargo build --release -p xlat64 --bin xlat64
-exec cargo run --release -p xlat64 --example throughput -- "$@"
+exec cargo run --release -p xlat64-lab --example throughput -- "$@"

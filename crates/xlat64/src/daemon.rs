@@ -4,9 +4,9 @@
 use crate::config::Config;
 use crate::control::{self, ControlState};
 use crate::datapath::{device, Datapath};
-use crate::dns64_server::Dns64Server;
-use crate::host_addrs;
-use crate::netlink::RouteSet;
+use crate::dns64::server::Dns64Server;
+use crate::sys::host_addrs;
+use crate::sys::netlink::RouteSet;
 use ipnet::IpNet;
 use std::io;
 use std::path::PathBuf;

@@ -1,16 +1,16 @@
-//! The xlat64 daemon: configuration, CLI, TUN and netlink I/O, the DNS64
-//! server, the control socket and counters. The translation logic itself lives
-//! in the pure crates `xlat64-packet`, `xlat64-nat` and `xlat64-dns64`.
+//! The xlat64 daemon: the command line (`cli`), configuration (`config`),
+//! the packet data path over a multi-queue TUN device (`datapath`), the
+//! DNS64 server (`dns64`), the control socket (`control`), the process
+//! lifecycle (`daemon`), and every Linux-specific call (`sys`). The
+//! translation logic itself lives in the pure crates `xlat64-packet`,
+//! `xlat64-nat` and `xlat64-dns64`; see ARCHITECTURE.md.
+
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
-pub mod demo;
-pub mod dns64_server;
-mod dns64_udp_batch;
-pub mod host_addrs;
-pub mod lab;
-pub mod netlink;
-mod sys;
+pub mod dns64;
+pub mod sys;

@@ -8,7 +8,7 @@ use common::World;
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
-use xlat64::lab::{self, Lab, LabOptions, NAT64_PREFIX, POOL4, SERVER_V4, TUN};
+use xlat64_lab::{self as lab, Lab, LabOptions, NAT64_PREFIX, POOL4, SERVER_V4, TUN};
 
 const UPLOAD_PORT: u16 = 8081;
 const SIZE: usize = 2 << 20;

@@ -23,7 +23,7 @@ fn demo_resolves_fetches_and_cleans_up() {
     if !common::can_run("demo_resolves_fetches_and_cleans_up", &[]) {
         return;
     }
-    let out = xlat64::lab::run_with_timeout(
+    let out = xlat64_lab::run_with_timeout(
         Command::new(common::exe()).arg("demo"),
         Duration::from_secs(60),
     )

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{lines, World};
-use xlat64::lab::{server_via_nat64, GATEWAY_V6, SERVER_V4};
+use xlat64_lab::{server_via_nat64, GATEWAY_V6, SERVER_V4};
 
 const TOOLS: &[&str] = &["dig"];
 

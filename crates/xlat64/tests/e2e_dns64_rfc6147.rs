@@ -10,7 +10,7 @@ mod dns64_world;
 
 use dns64_world::*;
 use std::net::Ipv4Addr;
-use xlat64::lab::SERVER_V4;
+use xlat64_lab::SERVER_V4;
 
 /// `name. ttl IN AAAA addr` under [`PREFIX`] for 198.51.100.`last`.
 fn synth(last: u8) -> String {

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use xlat64::lab::{Lab, LabOptions, CLIENT_V6, GATEWAY_V4, GATEWAY_V6, SERVER_V4, SERVER_V6};
+use xlat64_lab::{Lab, LabOptions, CLIENT_V6, GATEWAY_V4, GATEWAY_V6, SERVER_V4, SERVER_V6};
 
 fn root_links() -> String {
     let out = Command::new("ip")

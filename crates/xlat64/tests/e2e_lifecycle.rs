@@ -5,7 +5,7 @@ mod common;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
-use xlat64::lab::{self, Lab, GATEWAY_V6, NAT64_PREFIX, POOL4, TUN};
+use xlat64_lab::{self as lab, Lab, GATEWAY_V6, NAT64_PREFIX, POOL4, TUN};
 
 fn routes(lab: &Lab) -> (String, String, String) {
     let show = |args: &[&str]| {

@@ -7,7 +7,7 @@ use common::{lines, World};
 use serde_json::Value;
 use std::net::UdpSocket;
 use std::time::Duration;
-use xlat64::lab::{server_via_nat64, CLIENT_V6, POOL4, SERVER_V4};
+use xlat64_lab::{server_via_nat64, CLIENT_V6, POOL4, SERVER_V4};
 
 /// `2001:db8:64::198.51.100.2`, the server as the client reaches it.
 fn server6() -> String {
@@ -220,7 +220,7 @@ fn unsolicited_ipv4_is_dropped_without_binding() {
             Ok(())
         })
         .expect("send from the server namespace");
-    xlat64::lab::wait_until(Duration::from_secs(5), || {
+    xlat64_lab::wait_until(Duration::from_secs(5), || {
         Ok(world.counter("drop_no_binding") >= before + 3)
     })
     .unwrap_or_else(|e| {

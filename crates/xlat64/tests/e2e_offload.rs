@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
-use xlat64::lab::{self, server_via_nat64, Gateway, Lab, LabProcess, SERVER_V4};
+use xlat64_lab::{self as lab, server_via_nat64, Gateway, Lab, LabProcess, SERVER_V4};
 
 /// Bytes moved each way: many 64 KiB superpackets.
 const SIZE: usize = 8 << 20;

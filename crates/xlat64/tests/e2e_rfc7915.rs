@@ -25,9 +25,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
-use xlat64::lab::{
-    self, embed_v4, server_via_nat64, LabOptions, LabProcess, GATEWAY_V4_ROUTED, GATEWAY_V6, POOL4,
-    ROUTED_LINK_MTU, ROUTER_V4_GATEWAY_SIDE, ROUTER_V4_SERVER_SIDE, SERVER_V4,
+use xlat64_lab::{
+    self as lab, embed_v4, server_via_nat64, LabOptions, LabProcess, GATEWAY_V4_ROUTED, GATEWAY_V6,
+    POOL4, ROUTED_LINK_MTU, ROUTER_V4_GATEWAY_SIDE, ROUTER_V4_SERVER_SIDE, SERVER_V4,
 };
 
 /// Number of TXT records of `bigtxt.xlat64.test`.

@@ -2,3 +2,5 @@
 //! its crates (tun-rs, rtnetlink, tokio) wrap, each behind a safe function.
 
 pub(crate) mod bpf;
+pub mod host_addrs;
+pub mod netlink;

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use xlat64::lab::{self, Lab, LabProcess, SERVER_V4};
+use xlat64_lab::{self as lab, Lab, LabProcess, SERVER_V4};
 
 /// The NAT64 prefix of every instance (a network-specific prefix: the lab's
 /// IPv4 addresses are documentation addresses, which the well-known prefix

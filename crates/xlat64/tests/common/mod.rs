@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-use xlat64::lab::{self, Gateway, Lab, LabOptions, LabProcess, SERVER_V4};
+use xlat64_lab::{self as lab, Gateway, Lab, LabOptions, LabProcess, SERVER_V4};
 
 /// The xlat64 binary under test.
 pub fn exe() -> PathBuf {

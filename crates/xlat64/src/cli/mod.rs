@@ -1,5 +1,7 @@
 //! The command line (`../shared/CONTRACT.md`): run, check, sessions, bib, stats, demo.
 
+pub mod demo;
+
 use crate::config::Config;
 use crate::control;
 use clap::{Parser, Subcommand};
@@ -52,7 +54,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Demo => crate::demo::run_demo(),
+        Command::Demo => crate::cli::demo::run_demo(),
         Command::Check => match load(&cli.config).and_then(check_host) {
             Ok(config) => {
                 emit(&config.to_toml());
@@ -93,7 +95,7 @@ fn load(path: &Option<PathBuf>) -> Result<Config, i32> {
 
 /// The checks of the configuration against this host's networks.
 fn check_host(config: Config) -> Result<Config, i32> {
-    let host = match crate::host_addrs::networks() {
+    let host = match crate::sys::host_addrs::networks() {
         Ok(nets) => nets,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list this host's networks; pool4 and prefix not checked against them");

@@ -18,7 +18,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use xlat64::lab::{self, Lab, LabOptions, SERVER_V6};
+use xlat64_lab::{self as lab, Lab, LabOptions, SERVER_V6};
 
 struct Args {
     runs: usize,

@@ -22,7 +22,7 @@
 //! (`parallel-a`), so synthesis costs one upstream round trip, not two.
 
 use crate::config::Dns64Section;
-use crate::dns64_udp_batch::{RecvBatch, SendBatch, BATCH};
+use crate::dns64::udp_batch::{RecvBatch, SendBatch, BATCH};
 use futures::future::{select, Either};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -234,7 +234,7 @@ fn new_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Sock
 fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
     if reuse_port {
-        crate::dns64_udp_batch::set_reuse_port(socket.as_raw_fd())?;
+        crate::dns64::udp_batch::set_reuse_port(socket.as_raw_fd())?;
     }
     socket.bind(&SockAddr::from(addr))?;
     UdpSocket::from_std(socket.into())

@@ -1,6 +1,6 @@
 //! A throwaway lab of network namespaces (IPv6-only client, gateway, IPv4-only
 //! server), used by `xlat64 demo`, the end-to-end tests and the throughput
-//! benchmark.
+//! benchmark. A test fixture, not part of the product: not published.
 //!
 //! ```text
 //!  client ns (IPv6 only)        gateway ns                          server ns (IPv4 only)
@@ -32,6 +32,8 @@
 //! while unwinding from a panic. Namespaces left behind by a process that was
 //! killed outright are removed by the next [`Lab::create`].
 
+#![warn(missing_docs, unreachable_pub)]
+
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -44,6 +46,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+use xlat64_packet::Prefix6052;
 
 /// The client's address (interface `c0` in the client namespace).
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
@@ -100,17 +103,17 @@ pub fn server_via_nat64() -> Ipv6Addr {
 /// `v4` embedded in the lab's /96 [`NAT64_PREFIX`]
 /// ([RFC 6052 §2.2](https://www.rfc-editor.org/rfc/rfc6052#section-2.2)).
 pub fn embed_v4(v4: Ipv4Addr) -> Ipv6Addr {
-    let o = v4.octets();
-    Ipv6Addr::new(
-        0x2001,
-        0xdb8,
-        0x64,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([o[0], o[1]]),
-        u16::from_be_bytes([o[2], o[3]]),
-    )
+    lab_prefix().embed(v4)
+}
+
+/// The IPv4 address embedded in `v6`, if it is under the lab's prefix.
+pub fn extract_v4(v6: &Ipv6Addr) -> Option<Ipv4Addr> {
+    lab_prefix().extract(v6)
+}
+
+fn lab_prefix() -> Prefix6052 {
+    Prefix6052::new(NAT64_PREFIX.parse().expect("the lab prefix is valid"))
+        .expect("the lab prefix is an RFC 6052 prefix")
 }
 
 /// What to build besides the fixed topology.
@@ -1125,4 +1128,19 @@ fn remove_stale_labs() {
 
 fn annotate(e: io::Error, context: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{context}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6052_2_2_the_lab_prefix_embeds_and_extracts() {
+        assert_eq!(
+            server_via_nat64(),
+            "2001:db8:64::c633:6402".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(extract_v4(&server_via_nat64()), Some(SERVER_V4));
+        assert_eq!(extract_v4(&"64:ff9b::c633:6402".parse().unwrap()), None);
+    }
 }

@@ -1,4 +1,4 @@
-//! `xlat64 demo`: builds a throwaway [`lab`](crate::lab), resolves a name
+//! `xlat64 demo`: builds a throwaway [`lab`](xlat64_lab), resolves a name
 //! that has only an A record through DNS64 and fetches a page through NAT64,
 //! printing each step, then removes the lab.
 //!
@@ -7,7 +7,6 @@
 //! clients of the IPv6-only client, are threads of this process whose
 //! sockets were created inside the respective namespace.
 
-use crate::lab::{self, Gateway, Lab, GATEWAY_V6, NAT64_PREFIX, POOL4, SERVER_V4, TUN};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -17,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use xlat64_lab::{self as lab, Gateway, Lab, GATEWAY_V6, NAT64_PREFIX, POOL4, SERVER_V4, TUN};
 
 const STEPS: usize = 5;
 /// The name the demo resolves; it has an A record and no AAAA.
@@ -148,7 +148,7 @@ fn client_steps(lab: &Lab, gateway: &Gateway, servers: &Servers) -> Result<(), F
         what: "resolve through DNS64",
         detail: format!("DNS64 at {GATEWAY_V6} returned no AAAA for {NAME}"),
     })?;
-    let embedded = embedded_v4(synthesized);
+    let embedded = lab::extract_v4(&synthesized);
     if embedded != Some(SERVER_V4) {
         return Err(Failure {
             step: 3,
@@ -223,17 +223,6 @@ fn client_steps(lab: &Lab, gateway: &Gateway, servers: &Servers) -> Result<(), F
         println!("      {line}");
     }
     Ok(())
-}
-
-/// The IPv4 address in the last 32 bits of a /96-prefixed address, if it is
-/// inside the lab's prefix.
-fn embedded_v4(v6: Ipv6Addr) -> Option<std::net::Ipv4Addr> {
-    let s = v6.segments();
-    if s[..6] != [0x2001, 0xdb8, 0x64, 0, 0, 0] {
-        return None;
-    }
-    let o = v6.octets();
-    Some(std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]))
 }
 
 /// Asks `server` for AAAA `name` over UDP (3 tries); returns the addresses.
@@ -476,11 +465,5 @@ mod tests {
             ask("example.org.", RecordType::A).response_code(),
             ResponseCode::Refused
         );
-    }
-
-    #[test]
-    fn embedded_v4_reads_the_lab_prefix() {
-        assert_eq!(embedded_v4(lab::server_via_nat64()), Some(SERVER_V4));
-        assert_eq!(embedded_v4("64:ff9b::c633:6402".parse().unwrap()), None);
     }
 }
