@@ -125,6 +125,11 @@ impl Running {
                 Ok::<(), String>(())
             }
             .await;
+            // Routes the kernel drops (the device set down and up) come back.
+            if added.is_ok() {
+                self.tasks
+                    .push(tokio::spawn(routes.watch(self.shutdown.clone())));
+            }
             self.routes = Some(routes);
             added?;
             let local_v4 = host_addrs::ipv4_networks().unwrap_or_else(|e| {

@@ -232,3 +232,48 @@ fn the_control_socket_never_replaces_a_file_and_cleans_up_its_directory() {
     assert!(!socket.exists(), "socket left behind");
     assert!(!dir.exists(), "directory xlat64 created left behind");
 }
+
+/// The TUN device set down and up (which makes the kernel drop its routes):
+/// xlat64 puts the routes back by itself and traffic flows again.
+#[test]
+fn routes_dropped_by_the_kernel_come_back() {
+    if !common::can_run("routes_come_back", &["ping"]) {
+        return;
+    }
+    let lab = Lab::create("rback").expect("build the lab");
+    let mut gateway = lab
+        .start_gateway(&common::exe())
+        .unwrap_or_else(|e| panic!("{e}"));
+    for state in ["down", "up"] {
+        let out = lab
+            .run_in(lab.gateway(), &["ip", "link", "set", TUN, state])
+            .expect("ip link set");
+        assert!(out.status.success(), "ip link set {TUN} {state}: {out:?}");
+    }
+    let (v6, _, _) = routes(&lab);
+    assert_eq!(v6, "", "the kernel kept the route: the test proves nothing");
+    lab::wait_until(Duration::from_secs(10), || {
+        let (v6, v4, _) = routes(&lab);
+        Ok(v6.contains(TUN) && v4.contains(TUN))
+    })
+    .unwrap_or_else(|_| panic!("routes not restored: {:?}\n{}", routes(&lab), gateway.log()));
+    let server = lab::server_via_nat64().to_string();
+    let out = lab
+        .run_in(lab.client(), &["ping", "-6", "-c", "2", "-W", "2", &server])
+        .expect("ping");
+    assert!(
+        out.status.success(),
+        "ping after the routes came back: {out:?}\n{}",
+        gateway.log()
+    );
+    assert!(
+        gateway.is_running(),
+        "the gateway stopped:\n{}",
+        gateway.log()
+    );
+    assert!(
+        gateway.log().contains("restored"),
+        "no log line:\n{}",
+        gateway.log()
+    );
+}

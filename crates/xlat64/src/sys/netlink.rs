@@ -1,4 +1,5 @@
-//! Routes to the TUN device over rtnetlink, and their removal at shutdown.
+//! Routes to the TUN device over rtnetlink, their restoration when the
+//! kernel drops them, and their removal at shutdown.
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -26,23 +27,7 @@ impl RouteSet {
     /// Routes `net` to the device. An existing route to `net` is an error:
     /// replacing it silently could hide a configuration mistake.
     pub async fn add(&mut self, net: IpNet) -> Result<(), String> {
-        let result = match net {
-            IpNet::V4(n) => {
-                self.handle
-                    .route()
-                    .add(v4_route(n, self.ifindex))
-                    .execute()
-                    .await
-            }
-            IpNet::V6(n) => {
-                self.handle
-                    .route()
-                    .add(v6_route(n, self.ifindex))
-                    .execute()
-                    .await
-            }
-        };
-        match result {
+        match add_route(&self.handle, self.ifindex, net).await {
             Ok(()) => {
                 self.added.push(net);
                 Ok(())
@@ -81,6 +66,57 @@ impl RouteSet {
         }
     }
 }
+
+/// Adds the route `net` -> the device `ifindex` (failing if one exists).
+async fn add_route(handle: &Handle, ifindex: u32, net: IpNet) -> Result<(), rtnetlink::Error> {
+    match net {
+        IpNet::V4(n) => handle.route().add(v4_route(n, ifindex)).execute().await,
+        IpNet::V6(n) => handle.route().add(v6_route(n, ifindex)).execute().await,
+    }
+}
+
+impl RouteSet {
+    /// Watches the routes this set added until `stop`: every
+    /// [`WATCH_INTERVAL`] it asks the kernel to add each again; "exists" means
+    /// it is still there, success means the kernel had dropped it (the
+    /// device was set down and up, which removes its routes) and it is back,
+    /// logged once. While the device is down the kernel refuses, and the
+    /// next round tries again.
+    pub fn watch(
+        &self,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> {
+        let (handle, ifindex, routes) = (self.handle.clone(), self.ifindex, self.added.clone());
+        async move {
+            let mut missing_logged = false;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+                }
+                let mut down = false;
+                for &net in &routes {
+                    match add_route(&handle, ifindex, net).await {
+                        Ok(()) => {
+                            tracing::warn!(%net, "route to the TUN device was gone (device set down?); restored")
+                        }
+                        Err(e) if is_exists(&e) => {}
+                        Err(e) => {
+                            down = true;
+                            if !missing_logged {
+                                tracing::warn!(%net, error = %e, "route to the TUN device is gone and cannot be restored yet (device down?); retrying");
+                            }
+                        }
+                    }
+                }
+                missing_logged = down;
+            }
+        }
+    }
+}
+
+/// How often [`RouteSet::watch`] checks the routes.
+pub const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn v4_route(n: Ipv4Net, ifindex: u32) -> rtnetlink::packet_route::route::RouteMessage {
     RouteMessageBuilder::<Ipv4Addr>::new()
