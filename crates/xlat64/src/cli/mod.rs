@@ -8,9 +8,27 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 use std::path::PathBuf;
 
+/// The configuration keys, shown by `--help` (the README has them with
+/// their defaults and the rules behind them; `xlat64 check` prints the
+/// effective values).
+const CONFIG_HELP: &str = "\
+Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effective value):
+  [nat64]           prefix, pool4, tun, mtu, offload, mss-clamp, lowest-ipv6-mtu,
+                    icmp-errors-per-second, rfc6791-v4, rfc6791-v6
+  [nat64.limits]    max-sessions (all workers together; default by memory)
+  [nat64.timeouts]  udp, icmp, tcp-established, tcp-transitory (seconds)
+  [nat64.fragments] max-datagrams, max-per-source, max-fragments, timeout
+  [dns64]           listen, upstream, prefix, upstream-timeout-ms, exclude, mapped, exclude-mapped,
+                    allow, synthesize-for, servfail, cache-size, parallel-a
+  [[dns64.prefixes]] prefix, ipv4
+  [control]         socket
+  [runtime]         workers (packet workers; default: one per core), io-threads
+Exit status: 0 after SIGTERM/SIGINT; 1 when it cannot start, or when a packet worker or the DNS64
+server dies (routes and control socket removed first).";
+
 /// xlat64: an IPv6 transition gateway (DNS64 and stateful NAT64).
 #[derive(Debug, Parser)]
-#[command(name = "xlat64", version, about, long_about = None)]
+#[command(name = "xlat64", version, about, long_about = None, after_long_help = CONFIG_HELP)]
 pub struct Cli {
     /// Configuration file (TOML). Without it, the embedded defaults are used.
     #[arg(long, global = true, value_name = "FILE")]
