@@ -81,6 +81,7 @@ struct Running {
     datapath: Option<Datapath>,
     /// The control socket and the directory created for it.
     control: Option<(PathBuf, Option<PathBuf>)>,
+    control_thread: Option<std::thread::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -198,11 +199,9 @@ impl Running {
         let bound = control::bind(&config.control.socket)?;
         let listener = bound.listener;
         self.control = Some((bound.path, bound.created_dir));
-        self.tasks.push(tokio::spawn(control::serve(
-            listener,
-            state,
-            self.shutdown.clone(),
-        )));
+        let thread = control::spawn(listener, state, self.shutdown.clone())
+            .map_err(|e| format!("cannot start the control socket thread: {e}"))?;
+        self.control_thread = Some(thread);
         Ok(())
     }
 
@@ -210,6 +209,9 @@ impl Running {
         self.shutdown.cancel();
         for task in self.tasks.drain(..) {
             let _ = task.await;
+        }
+        if let Some(thread) = self.control_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         if let Some(datapath) = self.datapath.take() {
             if tokio::task::spawn_blocking(move || datapath.stop())

@@ -374,6 +374,15 @@ fn capture_socket(dev: &str) -> std::io::Result<std::os::fd::OwnedFd> {
         if r < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        // Room for bursts (as root, beyond rmem_max).
+        let size: libc::c_int = 16 << 20;
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
         let timeout = libc::timeval {
             tv_sec: 0,
             tv_usec: 200_000,

@@ -36,8 +36,8 @@ pub struct ControlState {
 
 /// The bound control socket and what `bind` created for it.
 pub struct Bound {
-    /// The listener.
-    pub listener: UnixListener,
+    /// The listener (non-blocking, for [`spawn`]).
+    pub listener: std::os::unix::net::UnixListener,
     /// The socket file.
     pub path: PathBuf,
     /// The directory `bind` created for it (removed at stop), if any.
@@ -87,11 +87,12 @@ pub fn bind(path: &Path) -> Result<Bound, String> {
     }
     // SAFETY: umask only swaps the process's file mode mask; restored below.
     let old = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
+    let bound = std::os::unix::net::UnixListener::bind(path);
     // SAFETY: as above.
     unsafe { libc::umask(old) };
-    let listener =
-        bound.map_err(|e| format!("control.socket: cannot bind {}: {e}", path.display()))?;
+    let listener = bound
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("control.socket: cannot bind {}: {e}", path.display()))?;
     Ok(Bound {
         listener,
         path: path.to_path_buf(),
@@ -99,8 +100,32 @@ pub fn bind(path: &Path) -> Result<Bound, String> {
     })
 }
 
+/// Serves the control socket on a thread of its own, with its own
+/// single-threaded runtime, until `shutdown` is cancelled: listing a large
+/// table (JSON for a million sessions) never takes time from the DNS64
+/// tasks, and never holds anything a packet worker needs.
+pub fn spawn(
+    listener: std::os::unix::net::UnixListener,
+    state: ControlState,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("xlat64-control".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match UnixListener::from_std(listener) {
+                    Ok(listener) => serve(listener, state, shutdown).await,
+                    Err(e) => tracing::error!(error = %e, "control socket unusable"),
+                }
+            })
+        })
+}
+
 /// Answers requests until `shutdown` is cancelled.
-pub async fn serve(listener: UnixListener, state: ControlState, shutdown: CancellationToken) {
+async fn serve(listener: UnixListener, state: ControlState, shutdown: CancellationToken) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
