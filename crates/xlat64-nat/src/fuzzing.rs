@@ -26,9 +26,13 @@
 //!   bounds; IPv6 packets respect the IPv6 MTU (fragments the lowest one);
 //! - a forwarded packet belongs to a binding of the BIB;
 //! - the tables stay consistent, `handle_timeout` at a due `poll_timeout`
-//!   leaves nothing due, and expiring everything leaves nothing behind.
+//!   leaves nothing due, and expiring everything leaves nothing behind;
+//! - a twin NAT (same configuration and seed) that gets every packet through
+//!   [`Nat64::translate_in_place`] first, and through `handle_v6`/`handle_v4`
+//!   only when that falls back, produces exactly the same packets and
+//!   verdicts; a fallback leaves the buffer untouched.
 
-use crate::{Nat64, Nat64Config, NatDrop, Pool4, ReassemblyLimits, Timeouts, Verdict};
+use crate::{InPlace, Nat64, Nat64Config, NatDrop, Pool4, ReassemblyLimits, Timeouts, Verdict};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -183,6 +187,8 @@ enum Expect {
 
 struct Harness {
     nat: Nat64,
+    /// The same NAT, fed through the in-place path first.
+    twin: Nat64,
     now: Instant,
     prefix: Prefix6052,
     pool: Vec<Ipv4Addr>,
@@ -262,10 +268,12 @@ impl Harness {
         let icmp_source_v6 = config
             .icmp_source_v6
             .unwrap_or_else(|| prefix.embed(pool[0]));
-        let nat = Nat64::with_seed(config, seed);
+        let nat = Nat64::with_seed(config.clone(), seed);
+        let twin = Nat64::with_seed(config, seed);
         let out = vec![0; nat.max_output_len()];
         Harness {
             nat,
+            twin,
             now: Instant::now(),
             prefix,
             pool,
@@ -690,6 +698,9 @@ impl Harness {
         if self.nat.poll_timeout().is_some_and(|t| t <= self.now) {
             self.nat.handle_timeout(self.now);
         }
+        if self.twin.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.twin.handle_timeout(self.now);
+        }
         if let Some(t) = self.nat.poll_timeout() {
             assert!(t > self.now, "poll_timeout still due after handle_timeout");
         }
@@ -702,6 +713,12 @@ impl Harness {
         let t = Timeouts::default();
         self.now += t.tcp_established + t.udp + Duration::from_secs(3600);
         self.nat.handle_timeout(self.now);
+        self.twin.handle_timeout(self.now);
+        assert_eq!(
+            self.twin.session_count(),
+            0,
+            "twin: sessions left after expiry"
+        );
         assert_eq!(self.nat.session_count(), 0, "sessions left after expiry");
         assert_eq!(self.nat.bib_count(), 0, "bindings left after expiry");
         assert_eq!(
@@ -811,6 +828,7 @@ impl Harness {
         let out = &mut self.out[..bound];
         out.fill(0xa5);
         let verdict = self.nat.handle_v6(self.now, pkt, out);
+        self.check_twin(pkt, true, verdict);
         match verdict {
             Verdict::Forward(len) => {
                 assert!(len <= bound, "Forward({len}) beyond the buffer of {bound}");
@@ -858,6 +876,7 @@ impl Harness {
         let out = &mut self.out[..bound];
         out.fill(0xa5);
         let verdict = self.nat.handle_v4(self.now, pkt, out);
+        self.check_twin(pkt, false, verdict);
         match verdict {
             Verdict::Forward(len) => {
                 assert!(len <= bound, "Forward({len}) beyond the buffer of {bound}");
@@ -884,6 +903,48 @@ impl Harness {
             // One shard owns every port.
             Verdict::Elsewhere { owner, .. } => {
                 panic!("handed to shard {owner} of one: {}", hex(pkt));
+            }
+        }
+    }
+
+    /// Feeds `pkt` to the twin, in place first, and requires what the main
+    /// NAT did (its `verdict`, its output in `self.out`).
+    fn check_twin(&mut self, pkt: &[u8], from_v6: bool, verdict: Verdict) {
+        const HEADROOM: usize = 20;
+        let mut buf = vec![0u8; HEADROOM + pkt.len()];
+        buf[HEADROOM..].copy_from_slice(pkt);
+        let done = self
+            .twin
+            .translate_in_place(self.now, &mut buf, HEADROOM, pkt.len(), None);
+        match done {
+            InPlace::Translated { start, len } => {
+                let Verdict::Forward(n) = verdict else {
+                    panic!(
+                        "in place translated what handle_* gave {verdict:?}: {}",
+                        hex(pkt)
+                    );
+                };
+                assert_eq!(
+                    hex(&buf[start..start + len]),
+                    hex(&self.out[..n]),
+                    "in place differs from the copying path for {}",
+                    hex(pkt)
+                );
+            }
+            InPlace::Fallback => {
+                assert!(buf[HEADROOM..] == *pkt, "a fallback changed the buffer");
+                let mut out = vec![0u8; self.twin.output_bound(pkt)];
+                let twin_verdict = if from_v6 {
+                    self.twin.handle_v6(self.now, pkt, &mut out)
+                } else {
+                    self.twin.handle_v4(self.now, pkt, &mut out)
+                };
+                assert_eq!(twin_verdict, verdict, "twin verdict for {}", hex(pkt));
+                let n = match verdict {
+                    Verdict::Forward(n) | Verdict::Reject(_, n) => n,
+                    _ => 0,
+                };
+                assert!(out[..n] == self.out[..n], "twin output for {}", hex(pkt));
             }
         }
     }
