@@ -143,6 +143,7 @@ pub(crate) fn run(
     doorbell: &InterruptEvent,
     stop: &AtomicBool,
 ) -> io::Result<()> {
+    let mut peak = 0;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -170,9 +171,21 @@ pub(crate) fn run(
         let now = Instant::now();
         if shard.nat.poll_timeout().is_some_and(|t| t <= now) {
             shard.nat.handle_timeout(now);
+            let sessions = shard.nat.session_count();
+            peak = peak.max(sessions);
+            // After a flood expired (the tables have shrunk): give the
+            // memory back once, not on every expiry.
+            if peak >= TRIM_AFTER && sessions < peak / 4 {
+                crate::sys::memory::release_free_memory();
+                peak = sessions;
+            }
         }
     }
 }
+
+/// Sessions a worker must have held before it trims the heap once most of
+/// them have expired.
+const TRIM_AFTER: usize = 65_536;
 
 /// Serves at most [`REQUESTS_PER_WAKE`] mailbox requests.
 fn serve(dev: &SyncDevice, io: &mut impl PacketIo, shard: &mut Shard, mailbox: &Receiver<Request>) {

@@ -3,4 +3,5 @@
 
 pub(crate) mod bpf;
 pub mod host_addrs;
+pub(crate) mod memory;
 pub mod netlink;
