@@ -53,8 +53,15 @@ const INITIAL_CAPACITY: usize = 1024;
 const TIMER_SLACK: usize = 1024;
 
 /// Sessions removed per [`SessionTable::handle_timeout`] call at most: after
-/// a flood, expiry is spread over several wake-ups between packets.
-const EXPIRY_BUDGET: usize = 4096;
+/// a flood, expiry is spread over several wake-ups between packets (a
+/// removal touches five tables, a few microseconds with a million
+/// sessions: about 2 ms per call at most).
+const EXPIRY_BUDGET: usize = 512;
+
+/// A table gives memory back once it holds less than 1/`SPARSE` of its
+/// room: the rehash then moves few entries (a flood's table shrinks when
+/// nearly all of it has expired, not halfway).
+const SPARSE: usize = 32;
 
 /// A client's IPv6 transport address (the BIB key on the IPv6 side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,6 +201,8 @@ pub(crate) struct SessionTable {
     allocations: u64,
     created: u64,
     expired: u64,
+    /// When the last expiry left a table to shrink (one per call).
+    shrink_due: Option<Instant>,
 }
 
 fn proto_index(p: L4Proto) -> usize {
@@ -235,6 +244,7 @@ impl SessionTable {
             allocations: 0,
             created: 0,
             expired: 0,
+            shrink_due: None,
         }
     }
 
@@ -481,9 +491,14 @@ impl SessionTable {
         })
     }
 
-    /// The earliest deadline queued (possibly earlier than any real expiry).
+    /// The earliest deadline queued (possibly earlier than any real expiry),
+    /// or now when a table is left to shrink.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        let queued = self.timers.peek().map(|Reverse((t, _))| *t);
+        match (queued, self.shrink_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Removes sessions with expiry <= `now`, and the dynamic bindings left
@@ -513,28 +528,39 @@ impl SessionTable {
             budget -= 1;
         }
         self.compact_timers();
-        self.shrink_if_sparse();
+        self.shrink_due = self.shrink_if_sparse().then_some(now);
     }
 
-    /// Gives memory back once a table holds less than a quarter of what it
-    /// has room for (after a flood expired): the rehash moves only the live
-    /// entries, a quarter of the room at most.
-    fn shrink_if_sparse(&mut self) {
+    /// Gives memory back once a table holds less than 1/[`SPARSE`] of what
+    /// it has room for (after a flood expired), one table per call: the
+    /// rehash moves only the few live entries.
+    /// Returns whether another table is left to shrink.
+    fn shrink_if_sparse(&mut self) -> bool {
         fn sparse(len: usize, capacity: usize) -> bool {
-            capacity > INITIAL_CAPACITY && len < capacity / 4
+            capacity > 2 * INITIAL_CAPACITY && len < capacity / SPARSE
         }
+        // Never below the initial room.
+        let room = |len: usize| (2 * len).max(INITIAL_CAPACITY);
         let live = self.sessions.len();
-        if sparse(live, self.sessions.capacity()) {
-            self.sessions.shrink_to(2 * live);
-            self.timers.shrink_to(2 * live + TIMER_SLACK);
+        let mut todo = [
+            sparse(live, self.sessions.capacity()),
+            sparse(live, self.timers.capacity()),
+            sparse(self.servers.len(), self.servers.capacity()),
+            sparse(self.bib6.len(), self.bib6.capacity()),
+            sparse(self.bib4.len(), self.bib4.capacity()),
+        ];
+        match todo.iter().position(|&t| t) {
+            Some(0) => self.sessions.shrink_to(room(live)),
+            Some(1) => self.timers.shrink_to(room(live) + TIMER_SLACK),
+            Some(2) => self.servers.shrink_to(room(self.servers.len())),
+            Some(3) => self.bib6.shrink_to(room(self.bib6.len())),
+            Some(4) => self.bib4.shrink_to(room(self.bib4.len())),
+            _ => return false,
         }
-        if sparse(self.servers.len(), self.servers.capacity()) {
-            self.servers.shrink_to(2 * self.servers.len());
+        if let Some(done) = todo.iter().position(|&t| t) {
+            todo[done] = false;
         }
-        if sparse(self.bib6.len(), self.bib6.capacity()) {
-            self.bib6.shrink_to(2 * self.bib6.len());
-            self.bib4.shrink_to(2 * self.bib4.len());
-        }
+        todo.contains(&true)
     }
 
     fn remove_session(&mut self, key: &SessionKey) {
