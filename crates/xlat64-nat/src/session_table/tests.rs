@@ -8,7 +8,7 @@ use xlat64_packet::flow::tcp_flags::{ACK, FIN};
 /// Runs the timers until nothing is due at `now` (each call has a budget).
 fn expire_all(t: &mut SessionTable, now: Instant) {
     for _ in 0..100_000 {
-        if !t.poll_timeout().is_some_and(|d| d <= now) {
+        if t.poll_timeout().is_none_or(|d| d > now) {
             return;
         }
         t.handle_timeout(now);
