@@ -223,14 +223,20 @@ fn describe(rtts: &[f64], count: u32) -> String {
 fn run(sessions: u32) -> Result<(), String> {
     let exe = binary()?;
     let lab = Lab::create_with("ctlbench", LabOptions::default()).map_err(|e| e.to_string())?;
-    let max = sessions + sessions / 4 + 10_000;
-    let config = lab.gateway_config().replacen(
-        "[dns64]\n",
-        &format!(
-            "[nat64.timeouts]\nudp = 120\n\n[nat64.limits]\nmax-sessions = {max}\n\n[dns64]\n"
-        ),
-        1,
-    );
+    // Each worker holds at most its share of the limit, and clients are not
+    // spread evenly: room for twice the flood.
+    let max = 2 * sessions + 10_000;
+    // 16 pool4 addresses: room for a million UDP sessions (64512 ports each).
+    let config = lab
+        .gateway_config()
+        .replacen("pool4 = [\"192.0.2.1\"]", "pool4 = [\"192.0.2.0/28\"]", 1)
+        .replacen(
+            "[dns64]\n",
+            &format!(
+                "[nat64.timeouts]\nudp = 120\n\n[nat64.limits]\nmax-sessions = {max}\n\n[dns64]\n"
+            ),
+            1,
+        );
     let gateway = lab
         .start_gateway_with(&exe, &config)
         .map_err(|e| e.to_string())?;
@@ -249,7 +255,7 @@ fn run(sessions: u32) -> Result<(), String> {
     let dst_mac = mac(&lab, lab.gateway(), "g0")?;
     let src_mac = mac(&lab, lab.client(), "c0")?;
     let started = Instant::now();
-    lab.in_netns(lab.client(), || flood(dst_mac, src_mac, sessions, 150_000))
+    lab.in_netns(lab.client(), || flood(dst_mac, src_mac, sessions, 60_000))
         .map_err(|e| format!("flood: {e}"))?;
     let count = |name: &str| -> u64 {
         gateway
@@ -267,6 +273,29 @@ fn run(sessions: u32) -> Result<(), String> {
         rss_kib(pid)
     );
 
+    if let Some(stats) = gateway
+        .cli(&["stats", "--json"])
+        .ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+    {
+        let interesting: Vec<String> = stats
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| {
+                (k.starts_with("drop_") || k.starts_with("worker_") || k.contains("error"))
+                    && v.as_u64() != Some(0)
+            })
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("counters: {}", interesting.join(" "));
+    }
+    for dev in ["g0", "nat64"] {
+        let out = lab
+            .run_in(lab.gateway(), &["ip", "-s", "-o", "link", "show", dev])
+            .map_err(|e| e.to_string())?;
+        println!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    }
     let quiet = ping_rtts(&lab, 1500);
     println!("ping, table full, no listing: {}", describe(&quiet, 1500));
     let cli_exe = exe.clone();

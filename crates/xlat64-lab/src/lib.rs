@@ -689,7 +689,10 @@ impl Lab {
                     "-4".into(),
                     "route".into(),
                     "show".into(),
-                    format!("{POOL4}/32"),
+                    "match".into(),
+                    POOL4.to_string(),
+                    "dev".into(),
+                    TUN.into(),
                 ],
             ));
         }

@@ -4,6 +4,11 @@
 use std::io;
 use tun_rs::{DeviceBuilder, SyncDevice};
 
+/// Packets each queue of the device holds for its worker (the kernel's
+/// default for TUN is 500): room for a burst of new flows arriving while a
+/// worker grows its tables, instead of drops in the kernel.
+const QUEUE_LEN: u32 = 4096;
+
 /// The device's queues, one per worker, in queue order.
 pub struct Queues {
     /// Queue `i` is worker `i`'s.
@@ -22,6 +27,9 @@ pub struct Queues {
 pub fn open(name: &str, mtu: u16, offload: bool, workers: usize) -> io::Result<Queues> {
     let workers = workers.max(1);
     let (first, offload) = open_first(name, mtu, offload, workers > 1)?;
+    if let Err(e) = first.set_tx_queue_len(QUEUE_LEN) {
+        tracing::warn!(tun = name, error = %e, "cannot lengthen the TUN queues; bursts may be dropped by the kernel");
+    }
     let mut queues = vec![first];
     if workers == 1 {
         return Ok(Queues { queues, offload });
