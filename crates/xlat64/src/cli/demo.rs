@@ -60,8 +60,7 @@ pub fn run_demo() -> i32 {
 }
 
 fn demo() -> Result<(), Failure> {
-    // SAFETY: plain syscall without arguments.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::sys::process::is_root() {
         return Err(Failure {
             step: 1,
             what: "build the lab",

@@ -85,11 +85,8 @@ pub fn bind(path: &Path) -> Result<Bound, String> {
         }
         Err(_) => {}
     }
-    // SAFETY: umask only swaps the process's file mode mask; restored below.
-    let old = unsafe { libc::umask(0o177) };
-    let bound = std::os::unix::net::UnixListener::bind(path);
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
+    let bound =
+        crate::sys::process::with_umask(0o177, || std::os::unix::net::UnixListener::bind(path));
     let listener = bound
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("control.socket: cannot bind {}: {e}", path.display()))?;

@@ -375,8 +375,7 @@ mod tests {
 
     #[test]
     fn the_kernel_computes_what_the_reference_computes() {
-        // SAFETY: plain syscall without arguments.
-        if unsafe { libc::geteuid() } != 0 {
+        if !crate::sys::process::is_root() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "the steering test needs root to load BPF (CI=true: it must run)"

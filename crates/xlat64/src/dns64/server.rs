@@ -2,7 +2,7 @@
 //! synthesis through `xlat64-dns64`.
 //!
 //! UDP datagrams are read and answered in batches (`recvmmsg`/`sendmmsg`,
-//! `dns64_udp_batch`); a query the cache answers is served right
+//! `sys::udp_batch`); a query the cache answers is served right
 //! in the receive loop from its raw bytes ([`CacheKey::set_from_wire`]),
 //! with no decoding, task or allocation. Every other query runs in its own
 //! task. Upstream queries go out over UDP from
@@ -22,7 +22,7 @@
 //! (`parallel-a`), so synthesis costs one upstream round trip, not two.
 
 use crate::config::Dns64Section;
-use crate::dns64::udp_batch::{RecvBatch, SendBatch, BATCH};
+use crate::sys::udp_batch::{RecvBatch, SendBatch, BATCH};
 use futures::future::{select, Either};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -234,7 +234,7 @@ fn new_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Sock
 fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
     if reuse_port {
-        crate::dns64::udp_batch::set_reuse_port(socket.as_raw_fd())?;
+        crate::sys::udp_batch::set_reuse_port(socket.as_raw_fd())?;
     }
     socket.bind(&SockAddr::from(addr))?;
     UdpSocket::from_std(socket.into())

@@ -5,3 +5,5 @@ pub(crate) mod bpf;
 pub mod host_addrs;
 pub(crate) mod memory;
 pub mod netlink;
+pub(crate) mod process;
+pub(crate) mod udp_batch;
