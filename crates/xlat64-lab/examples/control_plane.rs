@@ -10,30 +10,9 @@
 //! binary next to this example, or `$XLAT64_BIN`.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 use xlat64_lab::{self as lab, Lab, LabOptions, CLIENT_V6};
-
-fn binary() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("XLAT64_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let release = me
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|dir| dir.join("xlat64"))
-        .ok_or("cannot find the target directory")?;
-    if release.exists() {
-        Ok(release)
-    } else {
-        Err(format!(
-            "{} not found; run `cargo build --release -p xlat64` first or set XLAT64_BIN",
-            release.display()
-        ))
-    }
-}
 
 /// Resident memory of `pid` in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -221,7 +200,7 @@ fn describe(rtts: &[f64], count: u32) -> String {
 }
 
 fn run(sessions: u32) -> Result<(), String> {
-    let exe = binary()?;
+    let exe = lab::xlat64_binary()?;
     let lab = Lab::create_with("ctlbench", LabOptions::default()).map_err(|e| e.to_string())?;
     // Each worker holds at most its share of the limit, and clients are not
     // spread evenly: room for twice the flood.

@@ -1133,6 +1133,29 @@ fn annotate(e: io::Error, context: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{context}: {e}"))
 }
 
+/// The xlat64 binary a benchmark example measures: `$XLAT64_BIN`, else
+/// `xlat64` in the target directory the running example was built into
+/// (`target/<profile>/examples/<example>` -> `target/<profile>/xlat64`).
+pub fn xlat64_binary() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("XLAT64_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let candidate = me
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|profile| profile.join("xlat64"))
+        .ok_or("cannot locate the target directory")?;
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        Err(format!(
+            "{} not found; run `cargo build --release -p xlat64` first or set XLAT64_BIN",
+            candidate.display()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,6 +117,24 @@ fn check_names_the_bad_key() {
     );
 }
 
+/// `xlat64 run` in the gateway namespace with `config` (written to `name`),
+/// which must exit by itself within 15 s.
+fn run_to_exit(lab: &Lab, name: &str, config: &str) -> std::process::Output {
+    let config = lab.write_file(name, config).unwrap();
+    let exe = common::exe();
+    lab.run_in_timeout(
+        lab.gateway(),
+        &[
+            exe.as_os_str(),
+            "run".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        Duration::from_secs(15),
+    )
+    .expect("xlat64 run exits by itself")
+}
+
 #[test]
 fn run_with_the_dns_port_taken_fails_with_one_error_line() {
     if !common::can_run("run_with_the_dns_port_taken_fails_with_one_error_line", &[]) {
@@ -129,20 +147,7 @@ fn run_with_the_dns_port_taken_fails_with_one_error_line() {
             Ok((UdpSocket::bind(dns)?, TcpListener::bind(dns)?))
         })
         .expect("occupy port 53 in the gateway namespace");
-    let config = lab.write_file("busy.toml", &lab.gateway_config()).unwrap();
-    let exe = common::exe();
-    let out = lab
-        .run_in_timeout(
-            lab.gateway(),
-            &[
-                exe.as_os_str(),
-                "run".as_ref(),
-                "--config".as_ref(),
-                config.as_os_str(),
-            ],
-            Duration::from_secs(15),
-        )
-        .expect("xlat64 run exits by itself when the port is taken");
+    let out = run_to_exit(&lab, "busy.toml", &lab.gateway_config());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -183,20 +188,8 @@ fn the_control_socket_never_replaces_a_file_and_cleans_up_its_directory() {
         &lab.control_socket().display().to_string(),
         &victim.display().to_string(),
     );
-    let config = lab.write_file("ctl.toml", &config_text).unwrap();
+    let out = run_to_exit(&lab, "ctl.toml", &config_text);
     let exe = common::exe();
-    let out = lab
-        .run_in_timeout(
-            lab.gateway(),
-            &[
-                exe.as_os_str(),
-                "run".as_ref(),
-                "--config".as_ref(),
-                config.as_os_str(),
-            ],
-            Duration::from_secs(15),
-        )
-        .expect("xlat64 run exits by itself");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
     assert!(stderr.contains("not a socket"), "stderr:\n{stderr}");

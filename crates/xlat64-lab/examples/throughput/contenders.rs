@@ -109,7 +109,7 @@ impl Running {
                 drop(p);
                 // The TUN device is persistent (--mktun): deleting it also
                 // removes its routes, so that xlat64 can add its own.
-                let removed = gateway_ip(lab, &["link", "del", TAYGA_TUN]);
+                let removed = crate::ip_in(lab.gateway(), &["link", "del", TAYGA_TUN]);
                 stopped.map(|_| ()).and(removed)
             }
         }
@@ -188,9 +188,15 @@ fn start_tayga(lab: &Lab) -> Result<LabProcess, String> {
         ));
     }
     let set_up = (|| {
-        gateway_ip(lab, &["link", "set", TAYGA_TUN, "up"])?;
-        gateway_ip(lab, &["-6", "route", "add", NAT64_PREFIX, "dev", TAYGA_TUN])?;
-        gateway_ip(lab, &["-4", "route", "add", TAYGA_POOL, "dev", TAYGA_TUN])?;
+        crate::ip_in(lab.gateway(), &["link", "set", TAYGA_TUN, "up"])?;
+        crate::ip_in(
+            lab.gateway(),
+            &["-6", "route", "add", NAT64_PREFIX, "dev", TAYGA_TUN],
+        )?;
+        crate::ip_in(
+            lab.gateway(),
+            &["-4", "route", "add", TAYGA_POOL, "dev", TAYGA_TUN],
+        )?;
         let mut process = lab
             .spawn_in(lab.gateway(), &["tayga", "--nodetach", "-c", &conf])
             .map_err(|e| format!("starting tayga: {e}"))?;
@@ -207,24 +213,7 @@ fn start_tayga(lab: &Lab) -> Result<LabProcess, String> {
         }
     })();
     if set_up.is_err() {
-        let _ = gateway_ip(lab, &["link", "del", TAYGA_TUN]);
+        let _ = crate::ip_in(lab.gateway(), &["link", "del", TAYGA_TUN]);
     }
     set_up
-}
-
-/// `ip -n <gateway namespace> <args>`.
-fn gateway_ip(lab: &Lab, args: &[&str]) -> Result<(), String> {
-    let mut cmd = std::process::Command::new("ip");
-    cmd.args(["-n", lab.gateway()]).args(args);
-    let out = lab::run_with_timeout(&mut cmd, Duration::from_secs(15))
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }

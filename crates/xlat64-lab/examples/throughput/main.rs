@@ -35,7 +35,6 @@ mod measure;
 
 use contenders::{Contender, Running};
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -110,27 +109,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--runs and --seconds must be at least 1".into());
     }
     Ok(args)
-}
-
-fn xlat64_binary() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("XLAT64_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    // target/<profile>/examples/throughput -> target/<profile>/xlat64
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let candidate = me
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|profile| profile.join("xlat64"))
-        .ok_or("cannot locate the target directory")?;
-    if candidate.is_file() {
-        Ok(candidate)
-    } else {
-        Err(format!(
-            "{} not found; run `cargo build --release -p xlat64` first or set XLAT64_BIN",
-            candidate.display()
-        ))
-    }
 }
 
 /// The median of `values` (not empty).
@@ -526,7 +504,7 @@ fn print_table(results: &Results) {
 }
 
 fn run(args: &Args) -> Result<ExitCode, String> {
-    let exe = xlat64_binary()?;
+    let exe = lab::xlat64_binary()?;
     let lab = Lab::create_with(
         "bench",
         LabOptions {

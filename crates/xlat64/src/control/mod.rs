@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -227,9 +228,8 @@ async fn stats(state: &ControlState) -> Value {
         for i in 0..datapath.workers() {
             let counters = datapath.counters(i);
             counters.snapshot(&mut out);
-            let mut own = BTreeMap::new();
-            counters.snapshot(&mut own);
-            out.insert(format!("worker_{i}_tun_rx_packets"), own["tun_rx_packets"]);
+            let rx = counters.tun_rx_packets.load(Ordering::Relaxed);
+            out.insert(format!("worker_{i}_tun_rx_packets"), rx);
             let Some(f) = datapath.figures(i).await else {
                 continue;
             };

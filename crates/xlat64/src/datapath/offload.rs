@@ -24,7 +24,6 @@ use std::io::{self, IoSlice};
 use std::time::Instant;
 use tun_rs::{gso_split, SyncDevice, VirtioNetHdr, VIRTIO_NET_HDR_LEN};
 use xlat64_nat::InPlace;
-use xlat64_packet::fragment::packets;
 use xlat64_packet::partial_checksum;
 
 /// Where a read starts in the frame buffer: room for the IPv6 header being
@@ -84,7 +83,7 @@ impl Offload {
     /// Translates the read at `frame[HEADROOM..HEADROOM + n]` (header and
     /// packet) and writes the result.
     fn handle_read(&mut self, dev: &SyncDevice, shard: &mut Shard, n: usize) {
-        let counters = shard.counters.clone();
+        let counters = &*shard.counters;
         let Ok(hdr) = VirtioNetHdr::decode(&self.frame[HEADROOM..HEADROOM + n]) else {
             counters.bump(&counters.tun_rx_gso_errors, 1);
             return;
@@ -121,7 +120,7 @@ impl Offload {
                         usize::from(hdr.csum_offset),
                     );
                     if !done {
-                        counters.bump(&counters.tun_rx_gso_errors, 1);
+                        shard.counters.bump(&shard.counters.tun_rx_gso_errors, 1);
                         return;
                     }
                 }
@@ -213,18 +212,11 @@ impl Offload {
         let is_v6 = input[0] >> 4 == 6;
         // The kernel's hdr_len may cover a whole first segment on the
         // forwarding path: gso_split wants the headers' length.
-        let l4_len = match hdr.gso_type & !vnet::GSO_ECN {
-            vnet::GSO_UDP_L4 => Some(8),
-            _ => input
-                .get(usize::from(hdr.csum_start) + 12)
-                .map(|b| u16::from(b >> 4) * 4)
-                .filter(|l| (20..=60).contains(l)),
-        };
-        let Some(l4_len) = l4_len else {
+        let Some(l4_len) = transport_header_len(input, &hdr) else {
             counters.bump(&counters.tun_rx_gso_errors, 1);
             return;
         };
-        hdr.hdr_len = hdr.csum_start.saturating_add(l4_len);
+        hdr.hdr_len = hdr.csum_start.saturating_add(l4_len as u16);
         let n = match gso_split(input, hdr, &mut self.split, &mut self.sizes, 0, is_v6) {
             Ok(n) => n,
             Err(e) => {
@@ -242,8 +234,8 @@ impl Offload {
     }
 }
 
-/// The copying path of one packet with a complete checksum: translated into
-/// `out`, each resulting packet written behind an empty virtio-net header.
+/// The copying path of one packet with a complete checksum: each resulting
+/// packet written behind an empty virtio-net header.
 fn copy_translate(
     dev: &SyncDevice,
     shard: &mut Shard,
@@ -251,20 +243,21 @@ fn copy_translate(
     now: Instant,
     packet: &[u8],
 ) {
-    let (verdict, direction) = shard.translate(now, packet, out);
-    let Some((len, translated)) = shard.output_of(verdict, packet.len(), out) else {
-        return;
-    };
     let empty = [0u8; VNET];
-    for p in packets(&out[..len]) {
-        match dev.send_vectored(&[IoSlice::new(&empty), IoSlice::new(p)]) {
-            Ok(_) if translated => shard.count_translated(direction, 1, p.len() as u64),
-            Ok(_) => {}
-            Err(e) => {
-                shard.counters.bump(&shard.counters.tun_tx_errors, 1);
-                tracing::debug!(error = %e, "TUN write failed");
-            }
-        }
+    shard.translate_and_send(now, packet, out, |p| {
+        dev.send_vectored(&[IoSlice::new(&empty), IoSlice::new(p)])
+    });
+}
+
+/// The length of a superpacket's transport header, which starts at
+/// `csum_start`: 8 for UDP, the data offset for TCP (`None` outside 20..=60).
+fn transport_header_len(packet: &[u8], hdr: &VirtioNetHdr) -> Option<usize> {
+    match hdr.gso_type & !vnet::GSO_ECN {
+        vnet::GSO_UDP_L4 => Some(8),
+        _ => packet
+            .get(usize::from(hdr.csum_start) + 12)
+            .map(|b| usize::from(b >> 4) * 4)
+            .filter(|l| (20..=60).contains(l)),
     }
 }
 
@@ -272,12 +265,7 @@ fn copy_translate(
 /// over the segment size.
 fn superpacket_segments(packet: &[u8], hdr: &VirtioNetHdr) -> u64 {
     let l4_at = usize::from(hdr.csum_start);
-    let l4_len = match hdr.gso_type & !vnet::GSO_ECN {
-        vnet::GSO_UDP_L4 => 8,
-        _ => packet
-            .get(l4_at + 12)
-            .map_or(20, |b| usize::from(b >> 4) * 4),
-    };
+    let l4_len = transport_header_len(packet, hdr).unwrap_or(20);
     let payload = packet.len().saturating_sub(l4_at + l4_len);
     if hdr.gso_size == 0 {
         1

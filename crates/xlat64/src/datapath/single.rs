@@ -5,7 +5,6 @@ use super::worker::{PacketIo, Shard};
 use std::io;
 use std::time::Instant;
 use tun_rs::SyncDevice;
-use xlat64_packet::fragment::packets;
 
 /// Largest packet the device hands over without offloads (at most one MTU;
 /// 64 KiB covers any).
@@ -29,21 +28,8 @@ impl Single {
     }
 
     fn translate_and_send(&mut self, dev: &SyncDevice, shard: &mut Shard, n: usize) {
-        let (verdict, direction) =
-            shard.translate(Instant::now(), &self.input[..n], &mut self.output);
-        let Some((len, translated)) = shard.output_of(verdict, n, &self.output) else {
-            return;
-        };
-        for packet in packets(&self.output[..len]) {
-            match dev.send(packet) {
-                Ok(_) if translated => shard.count_translated(direction, 1, packet.len() as u64),
-                Ok(_) => {}
-                Err(e) => {
-                    shard.counters.bump(&shard.counters.tun_tx_errors, 1);
-                    tracing::debug!(error = %e, "TUN write failed");
-                }
-            }
-        }
+        let now = Instant::now();
+        shard.translate_and_send(now, &self.input[..n], &mut self.output, |p| dev.send(p));
     }
 }
 

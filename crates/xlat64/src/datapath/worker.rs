@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tun_rs::{InterruptEvent, SyncDevice};
 use xlat64_nat::{Nat64, NatDrop, Verdict};
+use xlat64_packet::fragment::packets;
 use xlat64_packet::DropReason;
 
 /// Longest wait between two looks at the session timers.
@@ -106,6 +107,32 @@ impl Shard {
                     counters.bump(&counters.handoffs_dropped, 1);
                 }
                 None
+            }
+        }
+    }
+
+    /// The copying path of one packet: translates `packet` into `out` and
+    /// hands each resulting packet (several for a train of IPv6 fragments)
+    /// to `send`, counting what was written and what failed.
+    pub(crate) fn translate_and_send(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        out: &mut [u8],
+        mut send: impl FnMut(&[u8]) -> io::Result<usize>,
+    ) {
+        let (verdict, direction) = self.translate(now, packet, out);
+        let Some((len, translated)) = self.output_of(verdict, packet.len(), out) else {
+            return;
+        };
+        for p in packets(&out[..len]) {
+            match send(p) {
+                Ok(_) if translated => self.count_translated(direction, 1, p.len() as u64),
+                Ok(_) => {}
+                Err(e) => {
+                    self.counters.bump(&self.counters.tun_tx_errors, 1);
+                    tracing::debug!(error = %e, "TUN write failed");
+                }
             }
         }
     }
