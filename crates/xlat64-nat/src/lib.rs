@@ -25,4 +25,4 @@ pub use reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 pub use shard::Shard;
 pub use stateful::{InPlace, Nat64, Nat64Config, NatCounters, NatDrop, Verdict};
 pub use table::{BibEntry, SessionEntry, TcpState};
-pub use timeouts::Timeouts;
+pub use timeouts::{Timeouts, EXPIRY_RESOLUTION};

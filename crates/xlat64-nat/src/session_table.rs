@@ -1,157 +1,60 @@
 //! The BIB and the session table (RFC 6146 §3.1, §3.2) with their expiry
 //! timers and address-dependent filtering, independent of packet bytes.
 //!
-//! Lookups:
+//! Lookups, one hash index each (see `chain_index` for why the indexes are
+//! hand-written: they resize a few buckets at a time):
 //! - outbound: session by (proto, client IPv6 transport address, IPv4
 //!   server transport address), else binding by the client address;
-//! - inbound: binding by the pool4 transport address, then session as above.
+//! - inbound: session by (proto, pool4 transport address, server transport
+//!   address), else binding by the pool4 transport address, and for
+//!   filtering any session of that binding with the server's address.
 //!
 //! Every packet call is split in two: `plan_*` decides (and may fail with a
 //! [`NatDrop`]) without touching the tables, `commit_*` records the result
 //! once the packet has been translated, so that a packet dropped by the
-//! translator leaves no state behind.
+//! translator leaves no state behind. A plan carries the slot it found, so
+//! the commit does not look up again.
 //!
-//! Expiry uses a min-heap of (deadline, session key) entries. An entry is
-//! pushed when a session is created, and again only when its expiry moves
-//! *earlier* than the deadline already queued (a TCP RST or closing FIN);
-//! refreshing a session only moves its expiry later, which costs nothing: when
-//! the queued deadline comes, the session is re-queued at its real expiry.
-//! Each session remembers the deadline of its live entry (`scheduled`); heap
-//! entries that do not match it are stale and skipped. Stale entries of
-//! sessions already gone would otherwise linger until their (up to 2 h 4 min)
-//! deadline, so the heap is rebuilt from the sessions, in O(n), whenever it
-//! holds more than twice as many entries as there are sessions (plus slack).
+//! Memory: a session is one 64-byte line plus 4-8 bytes of buckets in each
+//! of its three indexes, a binding 40 bytes plus two indexes; entries live
+//! in chunked slabs that grow and shrink a chunk at a time. Expiry walks
+//! per-class queues from their heads (see `expiry_queues`), a bounded
+//! number of sessions per wake-up.
+
+mod chain_index;
+mod entries;
+mod expiry_queues;
+mod indexed;
+mod slab;
+
+pub(crate) use entries::{BindKey, SessionKey};
 
 use crate::port_alloc::pick_port;
 use crate::shard::Shard;
 use crate::tcp::{Side, TcpTrack};
 use crate::{BibEntry, NatDrop, Pool4, SessionEntry, Timeouts};
+use entries::{
+    bind_hash, binding_chain, local_hash, server_hash, session_chain, v4_hash, v6_hash, Binding,
+    Session, TimerClass,
+};
+use expiry_queues::{Clock, ExpiryQueues};
 use foldhash::fast::FixedState;
-use indexmap::IndexMap;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-
-/// Hash maps of the tables: foldhash keyed with the table's secret seed. Keys
-/// carry attacker-chosen ports and addresses, so the hasher must be keyed;
-/// std's SipHash is keyed too but costs about 6% of the packet path.
-type Map<K, V> = HashMap<K, V, FixedState>;
-/// The tables the control socket lists page by page: an index map keeps its
-/// entries in a dense vector, so a page is a range of positions, found in
-/// O(1) without sorting or walking the table (a listing never stalls the
-/// packet path for long).
-type Listed<K, V> = IndexMap<K, V, FixedState>;
+use indexed::Indexed;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use xlat64_packet::flow::tcp_flags::{RST, SYN};
 use xlat64_packet::{Flow4, Flow6, L4Proto};
 
-/// Initial capacity of the maps; they grow only when sessions are created.
-const INITIAL_CAPACITY: usize = 1024;
-
-/// Stale timer entries tolerated beyond one per session before a rebuild.
-const TIMER_SLACK: usize = 1024;
-
 /// Sessions removed per [`SessionTable::handle_timeout`] call at most: after
 /// a flood, expiry is spread over several wake-ups between packets (a
-/// removal touches five tables, a few microseconds with a million
-/// sessions: about 2 ms per call at most).
-const EXPIRY_BUDGET: usize = 512;
+/// removal touches a few cache lines: well under a millisecond per call).
+const EXPIRY_BUDGET: usize = 256;
 
-/// A table gives memory back once it holds less than 1/`SPARSE` of its
-/// room: the rehash then moves few entries (a flood's table shrinks when
-/// nearly all of it has expired, not halfway).
-const SPARSE: usize = 32;
-
-/// A client's IPv6 transport address (the BIB key on the IPv6 side).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct BindKey {
-    pub(crate) proto: L4Proto,
-    pub(crate) addr: Ipv6Addr,
-    /// Port, or ICMP identifier.
-    pub(crate) port: u16,
-}
-
-/// A pool4 transport address (the BIB key on the IPv4 side).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct V4Key {
-    proto: L4Proto,
-    addr: Ipv4Addr,
-    port: u16,
-}
-
-/// A session: binding plus IPv4 server transport address. For ICMP the
-/// server has no port of its own (the identifier is the binding's), so
-/// `server_port` is 0 and there is one session per (binding, server address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct SessionKey {
-    pub(crate) bind: BindKey,
-    pub(crate) server: Ipv4Addr,
-    server_port: u16,
-}
-
-impl V4Key {
-    /// The pool4 transport address an inbound packet is sent to.
-    fn inbound(flow: &Flow4) -> Self {
-        V4Key {
-            proto: flow.proto,
-            addr: flow.dst,
-            port: flow.dst_port,
-        }
-    }
-}
-
-impl SessionKey {
-    /// The session of an outbound packet to IPv4 `server`.
-    fn outbound(flow: &Flow6, server: Ipv4Addr) -> Self {
-        SessionKey {
-            bind: BindKey {
-                proto: flow.proto,
-                addr: flow.src,
-                port: flow.src_port,
-            },
-            server,
-            server_port: Self::server_port(flow.proto, flow.dst_port),
-        }
-    }
-
-    /// The session of an inbound packet for binding `bind`.
-    fn inbound(bind: BindKey, flow: &Flow4) -> Self {
-        SessionKey {
-            bind,
-            server: flow.src,
-            server_port: Self::server_port(flow.proto, flow.src_port),
-        }
-    }
-
-    /// ICMP query sessions have no server port: the identifier is the
-    /// binding's (RFC 6146 §3.5.3).
-    fn server_port(proto: L4Proto, port: u16) -> u16 {
-        if proto == L4Proto::Icmp {
-            0
-        } else {
-            port
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Binding {
-    v4: SocketAddrV4,
-    /// Index of `v4`'s address in the pool.
-    pool_index: usize,
-    is_static: bool,
-    sessions: usize,
-}
-
-#[derive(Debug)]
-struct Session {
-    v4_local: SocketAddrV4,
-    expires: Instant,
-    /// Deadline of this session's live entry in the timer heap; never later than `expires`.
-    scheduled: Instant,
-    tcp: Option<TcpTrack>,
-}
+/// Entries moved per index and wake-up while an index resizes: each is a
+/// cache miss or two at a million entries, so five indexes take about a
+/// quarter of a millisecond.
+const RESIZE_BUDGET: usize = 256;
 
 /// What an outbound packet maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,16 +62,27 @@ pub(crate) struct OutboundPlan {
     key: SessionKey,
     /// Pool4 transport address (source of the IPv4 packet).
     pub(crate) v4_local: SocketAddrV4,
-    /// `Some(pool index)` when the binding must be created.
-    new_binding: Option<usize>,
-    new_session: bool,
+    found: Found,
+}
+
+/// What a plan found in the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// The session, in this slot.
+    Session(u32),
+    /// The binding, in this slot; the session is to be created.
+    Binding(u32),
+    /// Neither: a binding to this pool address (index) and a session.
+    Nothing(u16),
 }
 
 /// What an inbound packet maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct InboundPlan {
     key: SessionKey,
-    new_session: bool,
+    v4_local: SocketAddrV4,
+    /// `Session` or `Binding`.
+    found: Found,
 }
 
 impl InboundPlan {
@@ -188,12 +102,10 @@ pub(crate) struct SessionTable {
     shard: Shard,
     /// Sessions this table holds at most; a new flow beyond is refused.
     max_sessions: usize,
-    bib6: Listed<BindKey, Binding>,
-    bib4: Map<V4Key, BindKey>,
-    sessions: Listed<SessionKey, Session>,
-    /// Sessions per (binding, IPv4 server address): address-dependent filtering.
-    servers: Map<(BindKey, Ipv4Addr), u32>,
-    timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
+    sessions: Indexed<Session, 3>,
+    bindings: Indexed<Binding, 2>,
+    queues: ExpiryQueues,
+    clock: Clock,
     /// Dynamic bindings per pool address and protocol, to skip full addresses.
     used: Vec<[u32; 3]>,
     /// Secret for address choice and port randomization.
@@ -201,8 +113,8 @@ pub(crate) struct SessionTable {
     allocations: u64,
     created: u64,
     expired: u64,
-    /// When the last expiry left a table to shrink (one per call).
-    shrink_due: Option<Instant>,
+    /// When the last wake-up left an index resizing (more work is due).
+    resize_due: Option<Instant>,
 }
 
 fn proto_index(p: L4Proto) -> usize {
@@ -226,26 +138,69 @@ impl SessionTable {
         max_sessions: usize,
     ) -> Self {
         let used = vec![[0; 3]; pool4.addrs().len()];
+        // Keys carry attacker-chosen ports and addresses, so the hash must
+        // be keyed: foldhash with the table's secret seed.
+        let state = FixedState::with_seed(seed);
         SessionTable {
             pool4,
             timeouts,
             shard,
-            max_sessions,
-            bib6: Listed::with_capacity_and_hasher(INITIAL_CAPACITY, FixedState::with_seed(seed)),
-            bib4: Map::with_capacity_and_hasher(INITIAL_CAPACITY, FixedState::with_seed(seed)),
-            sessions: Listed::with_capacity_and_hasher(
-                INITIAL_CAPACITY,
-                FixedState::with_seed(seed),
-            ),
-            servers: Map::with_capacity_and_hasher(INITIAL_CAPACITY, FixedState::with_seed(seed)),
-            timers: BinaryHeap::with_capacity(INITIAL_CAPACITY),
+            // Slots and links are u32.
+            max_sessions: max_sessions.min(u32::MAX as usize / 2),
+            sessions: Indexed::new(state.clone()),
+            bindings: Indexed::new(state),
+            queues: ExpiryQueues::default(),
+            clock: Clock::default(),
             used,
             seed,
             allocations: 0,
             created: 0,
             expired: 0,
-            shrink_due: None,
+            resize_due: None,
         }
+    }
+
+    /// The session of IPv6-side key `key`.
+    fn find_session_v6(&self, key: &SessionKey) -> Option<u32> {
+        let hash = v6_hash(self.sessions.state(), key);
+        self.sessions.find(session_chain::V6, hash, |s| {
+            s.client == key.bind.addr
+                && s.client_port == key.bind.port
+                && s.server == key.server
+                && s.server_port == key.server_port
+                && s.proto == key.bind.proto
+        })
+    }
+
+    /// The session an inbound `flow` belongs to.
+    fn find_session_v4(&self, flow: &Flow4) -> Option<u32> {
+        let local = SocketAddrV4::new(flow.dst, flow.dst_port);
+        let server_port = SessionKey::server_port(flow.proto, flow.src_port);
+        let server = SocketAddrV4::new(flow.src, server_port);
+        let hash = v4_hash(self.sessions.state(), flow.proto, local, server);
+        self.sessions.find(session_chain::V4, hash, |s| {
+            s.local == flow.dst
+                && s.local_port == flow.dst_port
+                && s.server == flow.src
+                && s.server_port == server_port
+                && s.proto == flow.proto
+        })
+    }
+
+    /// The binding of a client transport address.
+    fn find_binding_v6(&self, key: &BindKey) -> Option<u32> {
+        let hash = bind_hash(self.bindings.state(), key);
+        self.bindings.find(binding_chain::V6, hash, |b| {
+            b.client == key.addr && b.client_port == key.port && b.proto == key.proto
+        })
+    }
+
+    /// The binding of a pool4 transport address.
+    fn find_binding_v4(&self, proto: L4Proto, local: SocketAddrV4) -> Option<u32> {
+        let hash = local_hash(self.bindings.state(), proto, local);
+        self.bindings.find(binding_chain::V4, hash, |b| {
+            b.local == *local.ip() && b.local_port == local.port() && b.proto == proto
+        })
     }
 
     /// RFC 6146 §3.5.1-§3.5.3, IPv6 -> IPv4: the session for `flow` (whose
@@ -255,14 +210,12 @@ impl SessionTable {
         flow: &Flow6,
         server: Ipv4Addr,
     ) -> Result<OutboundPlan, NatDrop> {
-        let key = SessionKey::outbound(flow, server);
-        let bind = key.bind;
-        if let Some(s) = self.sessions.get(&key) {
+        let key = outbound_key(flow, server);
+        if let Some(slot) = self.find_session_v6(&key) {
             return Ok(OutboundPlan {
                 key,
-                v4_local: s.v4_local,
-                new_binding: None,
-                new_session: false,
+                v4_local: self.sessions.slab.get(slot).local(),
+                found: Found::Session(slot),
             });
         }
         if flow.proto == L4Proto::Tcp && !is_tcp_syn(flow.tcp_flags) {
@@ -271,18 +224,17 @@ impl SessionTable {
         if self.sessions.len() >= self.max_sessions {
             return Err(NatDrop::SessionLimit);
         }
-        let (v4_local, new_binding) = match self.bib6.get(&bind) {
-            Some(b) => (b.v4, None),
+        let (v4_local, found) = match self.find_binding_v6(&key.bind) {
+            Some(slot) => (self.bindings.slab.get(slot).local(), Found::Binding(slot)),
             None => {
-                let (idx, v4) = self.allocate(bind).ok_or(NatDrop::PoolExhausted)?;
-                (v4, Some(idx))
+                let (idx, v4) = self.allocate(key.bind).ok_or(NatDrop::PoolExhausted)?;
+                (v4, Found::Nothing(idx))
             }
         };
         Ok(OutboundPlan {
             key,
             v4_local,
-            new_binding,
-            new_session: true,
+            found,
         })
     }
 
@@ -291,48 +243,47 @@ impl SessionTable {
     /// creating or refreshing anything: how an ICMP error from the IPv6 side
     /// finds its session (RFC 6146 §3.4, §3.5).
     pub(crate) fn find_outbound(&self, flow: &Flow6, server: Ipv4Addr) -> Option<SocketAddrV4> {
-        self.sessions
-            .get(&SessionKey::outbound(flow, server))
-            .map(|s| s.v4_local)
+        let slot = self.find_session_v6(&outbound_key(flow, server))?;
+        Some(self.sessions.slab.get(slot).local())
     }
 
     /// The client transport address of the existing session that `flow`
     /// (seen from the IPv4 side) belongs to, without creating or refreshing
     /// anything: how an ICMP error from the IPv4 side finds its session.
     pub(crate) fn find_inbound(&self, flow: &Flow4) -> Option<SocketAddrV6> {
-        let bind = *self.bib4.get(&V4Key::inbound(flow))?;
-        let key = SessionKey::inbound(bind, flow);
-        self.sessions
-            .contains_key(&key)
-            .then(|| SocketAddrV6::new(bind.addr, bind.port, 0, 0))
+        let s = self.sessions.slab.get(self.find_session_v4(flow)?);
+        Some(SocketAddrV6::new(s.client, s.client_port, 0, 0))
     }
 
     /// Records an outbound packet that was translated as `plan` says.
     pub(crate) fn commit_outbound(&mut self, now: Instant, plan: OutboundPlan, tcp_flags: u8) {
+        let tick = self.clock.tick(now);
         let bind = plan.key.bind;
-        if let Some(pool_index) = plan.new_binding {
-            self.bib6.insert(
-                bind,
-                Binding {
-                    v4: plan.v4_local,
+        let found = match plan.found {
+            Found::Nothing(pool_index) => {
+                let slot = self.bindings.insert(Binding {
+                    client: bind.addr,
+                    local: *plan.v4_local.ip(),
+                    client_port: bind.port,
+                    local_port: plan.v4_local.port(),
                     pool_index,
+                    proto: bind.proto,
                     is_static: false,
                     sessions: 0,
-                },
-            );
-            let v4 = V4Key {
-                proto: bind.proto,
-                addr: *plan.v4_local.ip(),
-                port: plan.v4_local.port(),
-            };
-            self.bib4.insert(v4, bind);
-            self.used[pool_index][proto_index(bind.proto)] += 1;
-        }
-        if plan.new_session {
-            let tcp = (bind.proto == L4Proto::Tcp).then(TcpTrack::opened_by_v6_syn);
-            self.create_session(now, plan.key, plan.v4_local, tcp);
-        } else {
-            self.refresh(now, plan.key, Side::V6, tcp_flags);
+                    links: [0; 2],
+                });
+                self.used[usize::from(pool_index)][proto_index(bind.proto)] += 1;
+                Found::Binding(slot)
+            }
+            found => found,
+        };
+        match found {
+            Found::Session(slot) => self.refresh(tick, slot, Side::V6, tcp_flags),
+            Found::Binding(binding) => {
+                let tcp = (bind.proto == L4Proto::Tcp).then(TcpTrack::opened_by_v6_syn);
+                self.create_session(tick, plan.key, plan.v4_local, binding, tcp);
+            }
+            Found::Nothing(_) => {}
         }
     }
 
@@ -342,17 +293,18 @@ impl SessionTable {
     /// default for UDP, would be a configuration option; it is left for later
     /// because never letting unsolicited traffic in comes first.)
     pub(crate) fn plan_inbound(&self, flow: &Flow4) -> Result<InboundPlan, NatDrop> {
-        let bind = *self
-            .bib4
-            .get(&V4Key::inbound(flow))
-            .ok_or(NatDrop::NoBinding)?;
-        let key = SessionKey::inbound(bind, flow);
-        if self.sessions.contains_key(&key) {
+        if let Some(slot) = self.find_session_v4(flow) {
+            let s = self.sessions.slab.get(slot);
             return Ok(InboundPlan {
-                key,
-                new_session: false,
+                key: s.key(),
+                v4_local: s.local(),
+                found: Found::Session(slot),
             });
         }
+        let local = SocketAddrV4::new(flow.dst, flow.dst_port);
+        let binding = self
+            .find_binding_v4(flow.proto, local)
+            .ok_or(NatDrop::NoBinding)?;
         if flow.proto == L4Proto::Tcp {
             // RFC 6146 §3.5.2.2 simultaneous open (an IPv4 SYN for a binding
             // without session) is not handled yet.
@@ -362,90 +314,84 @@ impl SessionTable {
                 NatDrop::TcpNoSession
             });
         }
-        if !self.servers.contains_key(&(bind, flow.src)) {
+        let hash = server_hash(self.sessions.state(), flow.proto, local, flow.src);
+        let known_server = self.sessions.find(session_chain::SERVER, hash, |s| {
+            s.server == flow.src
+                && s.local == flow.dst
+                && s.local_port == flow.dst_port
+                && s.proto == flow.proto
+        });
+        if known_server.is_none() {
             return Err(NatDrop::Filtered);
         }
         if self.sessions.len() >= self.max_sessions {
             return Err(NatDrop::SessionLimit);
         }
+        let b = self.bindings.slab.get(binding);
         Ok(InboundPlan {
-            key,
-            new_session: true,
+            key: SessionKey {
+                bind: b.key(),
+                server: flow.src,
+                server_port: SessionKey::server_port(flow.proto, flow.src_port),
+            },
+            v4_local: local,
+            found: Found::Binding(binding),
         })
     }
 
     /// Records an inbound packet that was translated as `plan` says.
     pub(crate) fn commit_inbound(&mut self, now: Instant, plan: InboundPlan, tcp_flags: u8) {
-        if plan.new_session {
-            let Some(binding) = self.bib6.get(&plan.key.bind) else {
-                return;
-            };
-            let v4 = binding.v4;
-            self.create_session(now, plan.key, v4, None);
-        } else {
-            self.refresh(now, plan.key, Side::V4, tcp_flags);
+        let tick = self.clock.tick(now);
+        match plan.found {
+            Found::Session(slot) => self.refresh(tick, slot, Side::V4, tcp_flags),
+            Found::Binding(binding) => {
+                self.create_session(tick, plan.key, plan.v4_local, binding, None);
+            }
+            Found::Nothing(_) => {}
         }
     }
 
     fn create_session(
         &mut self,
-        now: Instant,
+        tick: u32,
         key: SessionKey,
-        v4_local: SocketAddrV4,
+        local: SocketAddrV4,
+        binding: u32,
         tcp: Option<TcpTrack>,
     ) {
-        let expires = expiry(now, self.lifetime(key.bind.proto, tcp.as_ref()));
-        self.sessions.insert(
-            key,
-            Session {
-                v4_local,
-                expires,
-                scheduled: expires,
-                tcp,
-            },
-        );
-        self.timers.push(Reverse((expires, key)));
-        *self.servers.entry((key.bind, key.server)).or_insert(0) += 1;
-        if let Some(b) = self.bib6.get_mut(&key.bind) {
-            b.sessions += 1;
-        }
+        let slot = self.sessions.insert(Session {
+            client: key.bind.addr,
+            server: key.server,
+            local: *local.ip(),
+            client_port: key.bind.port,
+            server_port: key.server_port,
+            local_port: local.port(),
+            proto: key.bind.proto,
+            tcp,
+            tick,
+            links: [0; 3],
+            prev: 0,
+            next: 0,
+        });
+        self.queues.push(&mut self.sessions.slab, slot);
+        self.bindings.slab.get_mut(binding).sessions += 1;
         self.created += 1;
     }
 
-    fn refresh(&mut self, now: Instant, key: SessionKey, side: Side, tcp_flags: u8) {
-        let timeouts = self.timeouts;
-        let Some(s) = self.sessions.get_mut(&key) else {
-            return;
-        };
+    /// A packet from `side` on the session in `slot`: TCP state, and the
+    /// tail of its expiry queue when its tick or class changed.
+    fn refresh(&mut self, tick: u32, slot: u32, side: Side, tcp_flags: u8) {
+        let s = self.sessions.slab.get_mut(slot);
+        let before = s.timer_class();
         if let Some(tcp) = s.tcp.as_mut() {
             tcp.on_segment(side, tcp_flags);
         }
-        s.expires = expiry(now, lifetime(&timeouts, key.bind.proto, s.tcp.as_ref()));
-        if s.expires < s.scheduled {
-            s.scheduled = s.expires;
-            self.timers.push(Reverse((s.expires, key)));
-            self.compact_timers();
-        }
-    }
-
-    /// Rebuilds the timer heap with one entry per session when stale entries
-    /// dominate; amortized O(1) per stale entry, reusing the heap's memory.
-    fn compact_timers(&mut self) {
-        if self.timers.len() <= 2 * self.sessions.len() + TIMER_SLACK {
+        if s.tick == tick && s.timer_class() == before {
             return;
         }
-        let mut entries = std::mem::take(&mut self.timers).into_vec();
-        entries.clear();
-        entries.extend(
-            self.sessions
-                .iter()
-                .map(|(k, s)| Reverse((s.scheduled, *k))),
-        );
-        self.timers = BinaryHeap::from(entries);
-    }
-
-    fn lifetime(&self, proto: L4Proto, tcp: Option<&TcpTrack>) -> std::time::Duration {
-        lifetime(&self.timeouts, proto, tcp)
+        self.queues.unlink(&mut self.sessions.slab, slot, before);
+        self.sessions.slab.get_mut(slot).tick = tick;
+        self.queues.push(&mut self.sessions.slab, slot);
     }
 
     /// A keyed hash of `v`: unpredictable without the seed, stable with it.
@@ -465,7 +411,7 @@ impl SessionTable {
     ///
     /// Only ports of this table's shard are handed out; the client's own
     /// port is kept when the shard owns it.
-    fn allocate(&mut self, bind: BindKey) -> Option<(usize, SocketAddrV4)> {
+    fn allocate(&mut self, bind: BindKey) -> Option<(u16, SocketAddrV4)> {
         let n = self.pool4.addrs().len();
         let range = self.pool4.port_range(bind.proto);
         let size = self.shard.owned_in(*range.start(), *range.end());
@@ -480,114 +426,87 @@ impl SessionTable {
             let addr = self.pool4.addrs()[idx];
             let is_free = |port| {
                 self.shard.owns(port)
-                    && !self.bib4.contains_key(&V4Key {
-                        proto: bind.proto,
-                        addr,
-                        port,
-                    })
+                    && self
+                        .find_binding_v4(bind.proto, SocketAddrV4::new(addr, port))
+                        .is_none()
             };
+            // A pool has at most 65,536 addresses (`Pool4::new`).
+            let idx = u16::try_from(idx).ok()?;
             pick_port(range.clone(), bind.port, start, is_free)
                 .map(|port| (idx, SocketAddrV4::new(addr, port)))
         })
     }
 
-    /// The earliest deadline queued (possibly earlier than any real expiry),
-    /// or now when a table is left to shrink.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let queued = self.timers.peek().map(|Reverse((t, _))| *t);
-        match (queued, self.shrink_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    fn lifetime(&self, class: TimerClass) -> Duration {
+        let t = &self.timeouts;
+        match class {
+            TimerClass::Udp => t.udp,
+            TimerClass::Icmp => t.icmp,
+            TimerClass::TcpTransitory => t.tcp_transitory,
+            TimerClass::TcpEstablished => t.tcp_established,
         }
     }
 
-    /// Removes sessions with expiry <= `now`, and the dynamic bindings left
-    /// without sessions: at most [`EXPIRY_BUDGET`] of them, so that a wake-up
-    /// after a flood does bounded work; the rest stay due, and
-    /// [`Self::poll_timeout`] says so. Tables mostly emptied give their
-    /// memory back.
+    /// When the session in `slot` expires unless a packet comes.
+    fn expires(&self, s: &Session) -> Option<Instant> {
+        self.clock.deadline(s.tick, self.lifetime(s.timer_class()))
+    }
+
+    /// The earliest expiry, or the last wake-up when it left an index
+    /// resizing.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        TimerClass::ALL
+            .iter()
+            .filter_map(|&c| self.queues.head(c))
+            .filter_map(|slot| self.expires(self.sessions.slab.get(slot)))
+            .chain(self.resize_due)
+            .min()
+    }
+
+    /// Removes sessions whose expiry is <= `now`, and the dynamic bindings
+    /// left without sessions: at most [`EXPIRY_BUDGET`] of them, so that a
+    /// wake-up after a flood does bounded work; the rest stay due, and
+    /// [`Self::poll_timeout`] says so. Indexes resize a bounded number of
+    /// buckets per call; sparse ones shrink.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         let mut budget = EXPIRY_BUDGET;
-        while let Some(&Reverse((deadline, key))) = self.timers.peek() {
-            if deadline > now || budget == 0 {
-                break;
+        for class in TimerClass::ALL {
+            while budget > 0 {
+                let Some(slot) = self.queues.head(class) else {
+                    break;
+                };
+                if self
+                    .expires(self.sessions.slab.get(slot))
+                    .is_none_or(|d| d > now)
+                {
+                    break;
+                }
+                self.remove_session(slot);
+                budget -= 1;
             }
-            self.timers.pop();
-            let Some(s) = self.sessions.get_mut(&key) else {
-                continue;
-            };
-            if s.scheduled != deadline {
-                continue;
-            }
-            if s.expires > now {
-                s.scheduled = s.expires;
-                self.timers.push(Reverse((s.expires, key)));
-                continue;
-            }
-            self.remove_session(&key);
-            budget -= 1;
         }
-        self.compact_timers();
-        self.shrink_due = self.shrink_if_sparse().then_some(now);
+        let sessions = self.sessions.maintain(RESIZE_BUDGET);
+        let bindings = self.bindings.maintain(RESIZE_BUDGET);
+        self.resize_due = (sessions || bindings).then_some(now);
     }
 
-    /// Gives memory back once a table holds less than 1/[`SPARSE`] of what
-    /// it has room for (after a flood expired), one table per call: the
-    /// rehash moves only the few live entries.
-    /// Returns whether another table is left to shrink.
-    fn shrink_if_sparse(&mut self) -> bool {
-        fn sparse(len: usize, capacity: usize) -> bool {
-            capacity > 2 * INITIAL_CAPACITY && len < capacity / SPARSE
-        }
-        // Never below the initial room.
-        let room = |len: usize| (2 * len).max(INITIAL_CAPACITY);
-        let live = self.sessions.len();
-        let mut todo = [
-            sparse(live, self.sessions.capacity()),
-            sparse(live, self.timers.capacity()),
-            sparse(self.servers.len(), self.servers.capacity()),
-            sparse(self.bib6.len(), self.bib6.capacity()),
-            sparse(self.bib4.len(), self.bib4.capacity()),
-        ];
-        match todo.iter().position(|&t| t) {
-            Some(0) => self.sessions.shrink_to(room(live)),
-            Some(1) => self.timers.shrink_to(room(live) + TIMER_SLACK),
-            Some(2) => self.servers.shrink_to(room(self.servers.len())),
-            Some(3) => self.bib6.shrink_to(room(self.bib6.len())),
-            Some(4) => self.bib4.shrink_to(room(self.bib4.len())),
-            _ => return false,
-        }
-        if let Some(done) = todo.iter().position(|&t| t) {
-            todo[done] = false;
-        }
-        todo.contains(&true)
-    }
-
-    fn remove_session(&mut self, key: &SessionKey) {
-        if self.sessions.swap_remove(key).is_none() {
-            return;
-        }
+    fn remove_session(&mut self, slot: u32) {
+        let class = self.sessions.slab.get(slot).timer_class();
+        self.queues.unlink(&mut self.sessions.slab, slot, class);
+        let queues = &mut self.queues;
+        let s = self
+            .sessions
+            .remove(slot, |slab, from, to| queues.relocate(slab, from, to));
         self.expired += 1;
-        let server_key = (key.bind, key.server);
-        if let Some(count) = self.servers.get_mut(&server_key) {
-            *count -= 1;
-            if *count == 0 {
-                self.servers.remove(&server_key);
-            }
-        }
-        let Some(b) = self.bib6.get_mut(&key.bind) else {
+        let Some(binding) = self.find_binding_v6(&s.bind_key()) else {
             return;
         };
+        let b = self.bindings.slab.get_mut(binding);
         b.sessions -= 1;
         if b.sessions == 0 && !b.is_static {
-            let (v4, pool_index) = (b.v4, b.pool_index);
-            self.bib6.swap_remove(&key.bind);
-            self.bib4.remove(&V4Key {
-                proto: key.bind.proto,
-                addr: *v4.ip(),
-                port: v4.port(),
-            });
-            self.used[pool_index][proto_index(key.bind.proto)] -= 1;
+            let pool_index = usize::from(b.pool_index);
+            self.bindings.remove(binding, |_, _, _| {});
+            self.used[pool_index][proto_index(s.proto)] -= 1;
         }
     }
 
@@ -596,7 +515,7 @@ impl SessionTable {
     }
 
     pub(crate) fn bib_count(&self) -> usize {
-        self.bib6.len()
+        self.bindings.len()
     }
 
     pub(crate) fn sessions_created(&self) -> u64 {
@@ -611,8 +530,8 @@ impl SessionTable {
     /// its own (unsorted) order; `embed` maps an IPv4 server to the IPv6
     /// address clients see. Paging through a table that changes in between
     /// lists every session that lives throughout exactly once, except one
-    /// moved in front of the cursor by a removal (an index map fills the
-    /// hole a removal leaves with its last entry).
+    /// moved in front of the cursor by a removal (a removal fills its hole
+    /// with the last entry).
     pub(crate) fn sessions_page(
         &self,
         start: usize,
@@ -620,67 +539,46 @@ impl SessionTable {
         embed: impl Fn(Ipv4Addr) -> Ipv6Addr,
         out: &mut Vec<SessionEntry>,
     ) {
-        let end = start.saturating_add(limit).min(self.sessions.len());
-        let Some(page) = self.sessions.get_range(start.min(end)..end) else {
-            return;
-        };
-        out.extend(page.iter().map(|(k, s)| {
-            let icmp = k.bind.proto == L4Proto::Icmp;
-            let v6_server_port = if icmp { k.bind.port } else { k.server_port };
-            let v4_server_port = if icmp {
-                s.v4_local.port()
-            } else {
-                k.server_port
-            };
-            SessionEntry {
-                proto: k.bind.proto,
-                v6_client: SocketAddrV6::new(k.bind.addr, k.bind.port, 0, 0),
-                v6_server: SocketAddrV6::new(embed(k.server), v6_server_port, 0, 0),
-                v4_local: s.v4_local,
-                v4_server: SocketAddrV4::new(k.server, v4_server_port),
+        let end = start.saturating_add(limit);
+        out.extend(self.sessions.slab.range(start, end).filter_map(|s| {
+            let icmp = s.proto == L4Proto::Icmp;
+            let v6_server_port = if icmp { s.client_port } else { s.server_port };
+            let v4_server_port = if icmp { s.local_port } else { s.server_port };
+            Some(SessionEntry {
+                proto: s.proto,
+                v6_client: SocketAddrV6::new(s.client, s.client_port, 0, 0),
+                v6_server: SocketAddrV6::new(embed(s.server), v6_server_port, 0, 0),
+                v4_local: s.local(),
+                v4_server: SocketAddrV4::new(s.server, v4_server_port),
                 tcp_state: s.tcp.map(|t| t.state),
-                expires: s.expires,
-            }
+                expires: self.expires(s)?,
+            })
         }));
     }
 
     /// The bindings at positions `start..start + limit`, as [`Self::sessions_page`].
     pub(crate) fn bib_page(&self, start: usize, limit: usize, out: &mut Vec<BibEntry>) {
-        let end = start.saturating_add(limit).min(self.bib6.len());
-        let Some(page) = self.bib6.get_range(start.min(end)..end) else {
-            return;
-        };
-        out.extend(page.iter().map(|(k, b)| BibEntry {
-            proto: k.proto,
-            v6_client: SocketAddrV6::new(k.addr, k.port, 0, 0),
-            v4_local: b.v4,
+        let end = start.saturating_add(limit);
+        out.extend(self.bindings.slab.range(start, end).map(|b| BibEntry {
+            proto: b.proto,
+            v6_client: SocketAddrV6::new(b.client, b.client_port, 0, 0),
+            v4_local: b.local(),
             is_static: b.is_static,
-            sessions: b.sessions,
+            sessions: b.sessions as usize,
         }));
     }
 }
 
-/// `now + lifetime`, or the latest instant the clock can hold: a lifetime
-/// too long for `Instant` means "never", not a panic.
-fn expiry(now: Instant, lifetime: std::time::Duration) -> Instant {
-    now.checked_add(lifetime).unwrap_or_else(|| {
-        // Halve until it fits: the result is still centuries away.
-        let mut d = lifetime;
-        loop {
-            d /= 2;
-            if let Some(t) = now.checked_add(d) {
-                return t;
-            }
-        }
-    })
-}
-
-fn lifetime(t: &Timeouts, proto: L4Proto, tcp: Option<&TcpTrack>) -> std::time::Duration {
-    match (proto, tcp) {
-        (L4Proto::Udp, _) => t.udp,
-        (L4Proto::Icmp, _) => t.icmp,
-        (L4Proto::Tcp, Some(tcp)) => tcp.lifetime(t),
-        (L4Proto::Tcp, None) => t.tcp_transitory,
+/// The IPv6-side key of an outbound packet to IPv4 `server`.
+fn outbound_key(flow: &Flow6, server: Ipv4Addr) -> SessionKey {
+    SessionKey {
+        bind: BindKey {
+            proto: flow.proto,
+            addr: flow.src,
+            port: flow.src_port,
+        },
+        server,
+        server_port: SessionKey::server_port(flow.proto, flow.dst_port),
     }
 }
 

@@ -17,8 +17,7 @@
 //! (V4 INIT, simultaneous open, the TRANS -> ESTABLISHED return on any
 //! non-RST packet, probing idle established sessions).
 
-use crate::{TcpState, Timeouts};
-use std::time::Duration;
+use crate::TcpState;
 use xlat64_packet::flow::tcp_flags::{FIN, RST, SYN};
 
 /// Which side a packet came from.
@@ -81,12 +80,10 @@ impl TcpTrack {
         }
     }
 
-    /// How long the session lives idle in its current state.
-    pub(crate) fn lifetime(&self, t: &Timeouts) -> Duration {
-        match self.state {
-            TcpState::V6SynRcv | TcpState::Closing => t.tcp_transitory,
-            TcpState::Established | TcpState::FinRcv => t.tcp_established,
-        }
+    /// Whether the session lives by the established timer (both SYNs seen,
+    /// not both FINs nor a RST); else by the transitory one.
+    pub(crate) fn is_established(&self) -> bool {
+        matches!(self.state, TcpState::Established | TcpState::FinRcv)
     }
 }
 
@@ -97,22 +94,21 @@ mod tests {
 
     #[test]
     fn handshake_then_fins() {
-        let t = Timeouts::default();
         let mut s = TcpTrack::opened_by_v6_syn();
-        assert_eq!(s.lifetime(&t), t.tcp_transitory);
+        assert!(!s.is_established());
         s.on_segment(Side::V6, ACK);
         assert_eq!(s.state, TcpState::V6SynRcv);
         s.on_segment(Side::V4, SYN | ACK);
         assert_eq!(s.state, TcpState::Established);
-        assert_eq!(s.lifetime(&t), t.tcp_established);
+        assert!(s.is_established());
         s.on_segment(Side::V4, FIN | ACK);
         assert_eq!(s.state, TcpState::FinRcv);
-        assert_eq!(s.lifetime(&t), t.tcp_established);
+        assert!(s.is_established());
         s.on_segment(Side::V4, FIN | ACK); // retransmitted: same side
         assert_eq!(s.state, TcpState::FinRcv);
         s.on_segment(Side::V6, FIN | ACK);
         assert_eq!(s.state, TcpState::Closing);
-        assert_eq!(s.lifetime(&t), t.tcp_transitory);
+        assert!(!s.is_established());
         s.on_segment(Side::V6, SYN);
         assert_eq!(s.state, TcpState::V6SynRcv);
     }

@@ -5,7 +5,9 @@
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
-use xlat64_nat::{Nat64, Nat64Config, NatDrop, Pool4, TcpState, Timeouts, Verdict};
+use xlat64_nat::{
+    Nat64, Nat64Config, NatDrop, Pool4, TcpState, Timeouts, Verdict, EXPIRY_RESOLUTION,
+};
 use xlat64_packet::{DropReason, L4Proto, Prefix6052};
 
 const POOL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -281,14 +283,17 @@ fn udp_round_trip() {
     assert_eq!(s.v4_local, local);
     assert_eq!(s.v4_server, SocketAddrV4::new(SERVER, 53));
     assert_eq!(s.tcp_state, None);
-    assert_eq!(s.expires, t0 + Duration::from_secs(300));
+    assert_eq!(s.expires, t0 + Duration::from_secs(300) + EXPIRY_RESOLUTION);
     assert_eq!(nat.bib()[0].sessions, 1);
     assert_eq!(nat.session_count(), 1);
     assert_eq!(nat.bib_count(), 1);
 
     // Expiry, then the same reply is unsolicited.
-    assert_eq!(nat.poll_timeout(), Some(t0 + Duration::from_secs(300)));
+    let end = t0 + Duration::from_secs(300) + EXPIRY_RESOLUTION;
+    assert_eq!(nat.poll_timeout(), Some(end));
     nat.handle_timeout(t0 + Duration::from_secs(300));
+    assert_eq!(nat.session_count(), 1, "never before the lifetime");
+    nat.handle_timeout(end);
     assert_eq!(nat.session_count(), 0);
     assert_eq!(
         nat.handle_v4(
@@ -351,8 +356,9 @@ fn tcp_handshake_and_rst() {
     let t1 = t0 + Duration::from_secs(1);
     forward(nat.handle_v4(t1, &v4_tcp(SERVER, 80, local, Tcp::Rst), &mut out));
     assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Closing));
-    assert!(nat.poll_timeout().unwrap() <= t1 + Duration::from_secs(240));
-    nat.handle_timeout(t1 + Duration::from_secs(240));
+    let end = t1 + Duration::from_secs(240) + EXPIRY_RESOLUTION;
+    assert!(nat.poll_timeout().unwrap() <= end);
+    nat.handle_timeout(end);
     assert_eq!(nat.session_count(), 0);
     assert_eq!(nat.bib_count(), 0);
 }
@@ -379,9 +385,9 @@ fn icmp_echo_round_trip() {
         nat.handle_v4(t0, &v4_echo_reply(SERVER2, local), &mut out),
         Verdict::Drop(NatDrop::Filtered)
     );
-    nat.handle_timeout(t0 + Duration::from_secs(59));
-    assert_eq!(nat.session_count(), 1);
     nat.handle_timeout(t0 + Duration::from_secs(60));
+    assert_eq!(nat.session_count(), 1);
+    nat.handle_timeout(t0 + Duration::from_secs(60) + EXPIRY_RESOLUTION);
     assert_eq!(nat.session_count(), 0);
 }
 

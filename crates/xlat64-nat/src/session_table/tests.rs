@@ -1,8 +1,8 @@
 //! Table-level tests under a virtual clock: flows built by hand, no packet bytes.
 
+use super::expiry_queues::TICK;
 use super::*;
 use crate::TcpState;
-use std::time::Duration;
 use xlat64_packet::flow::tcp_flags::{ACK, FIN};
 
 /// Runs the timers until nothing is due at `now` (each call has a budget).
@@ -112,31 +112,68 @@ fn embed(v4: Ipv4Addr) -> Ipv6Addr {
     )
 }
 
-/// BIB session counts match the sessions, no dynamic binding is empty, and
-/// the next deadline is never later than the earliest expiry.
+/// BIB session counts match the sessions, no dynamic binding is empty,
+/// every entry is found through each of its indexes, the expiry queues hold
+/// every session in expiry order, and the next deadline is never later than
+/// the earliest expiry.
 pub(super) fn check_invariants(t: &SessionTable) {
     let sessions = t.sessions(embed);
+    let mut per_binding = std::collections::HashMap::new();
+    for s in &sessions {
+        *per_binding
+            .entry((s.proto, s.v6_client, s.v4_local))
+            .or_insert(0) += 1;
+    }
     let bib = t.bib();
     for b in &bib {
-        let n = sessions
-            .iter()
-            .filter(|s| s.proto == b.proto && s.v6_client == b.v6_client)
-            .count();
+        let n = per_binding
+            .remove(&(b.proto, b.v6_client, b.v4_local))
+            .unwrap_or(0);
         assert_eq!(b.sessions, n, "{b:?}");
         assert!(b.is_static || n > 0);
     }
-    for s in &sessions {
-        assert!(bib
-            .iter()
-            .any(|b| b.proto == s.proto && b.v6_client == s.v6_client && b.v4_local == s.v4_local));
-    }
+    assert!(per_binding.is_empty(), "sessions without binding");
     let earliest = sessions.iter().map(|s| s.expires).min();
     if let Some(e) = earliest {
         assert!(t.poll_timeout().unwrap() <= e);
     }
-    for sess in t.sessions.values() {
-        assert!(sess.scheduled <= sess.expires);
+    for slot in 0..t.sessions.len() as u32 {
+        let s = t.sessions.slab.get(slot);
+        assert_eq!(t.find_session_v6(&s.key()), Some(slot));
+        let reply = Flow4 {
+            proto: s.proto,
+            src: s.server,
+            dst: s.local,
+            src_port: if s.proto == L4Proto::Icmp {
+                s.local_port
+            } else {
+                s.server_port
+            },
+            dst_port: s.local_port,
+            tcp_flags: 0,
+        };
+        assert_eq!(t.find_session_v4(&reply), Some(slot));
+        assert!(t.find_binding_v6(&s.bind_key()).is_some());
     }
+    for slot in 0..t.bindings.len() as u32 {
+        let b = t.bindings.slab.get(slot);
+        assert_eq!(t.find_binding_v6(&b.key()), Some(slot));
+        assert_eq!(t.find_binding_v4(b.proto, b.local()), Some(slot));
+    }
+    let mut queued = 0;
+    for class in TimerClass::ALL {
+        let mut link = t.queues.head(class).map(|s| s + 1).unwrap_or(0);
+        let mut last_tick = 0;
+        while link != 0 {
+            let s = t.sessions.slab.get(link - 1);
+            assert_eq!(s.timer_class(), class);
+            assert!(s.tick >= last_tick, "queue out of order");
+            last_tick = s.tick;
+            queued += 1;
+            link = s.next;
+        }
+    }
+    assert_eq!(queued, t.sessions.len());
 }
 
 #[test]
@@ -144,10 +181,11 @@ fn udp_expires_after_five_minutes_idle_and_not_before() {
     let t0 = Instant::now();
     let mut t = table();
     out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
-    assert_eq!(t.poll_timeout(), Some(t0 + 5 * MIN));
-    t.handle_timeout(t0 + 5 * MIN - Duration::from_micros(1));
-    assert_eq!(t.session_count(), 1);
+    // Never before the lifetime; at most one tick after it.
+    assert_eq!(t.poll_timeout(), Some(t0 + 5 * MIN + TICK));
     t.handle_timeout(t0 + 5 * MIN);
+    assert_eq!(t.session_count(), 1);
+    t.handle_timeout(t0 + 5 * MIN + TICK);
     assert_eq!(t.session_count(), 0);
     assert_eq!(t.bib_count(), 0);
     assert_eq!(t.poll_timeout(), None);
@@ -155,27 +193,32 @@ fn udp_expires_after_five_minutes_idle_and_not_before() {
 }
 
 #[test]
-fn refresh_extends_without_pushing_timers() {
+fn refresh_extends_and_reorders_expiry() {
     let t0 = Instant::now();
     let mut t = table();
     let f = flow6(L4Proto::Udp, 1, 5000, 53, 0);
     let local = out(&mut t, t0, f, SERVER).unwrap();
+    // A packet every millisecond for a second moves the session a few
+    // times (once per tick), and it stays first in its queue.
     for i in 1..=1000u32 {
         out(&mut t, t0 + Duration::from_millis(i.into()), f, SERVER).unwrap();
     }
-    assert_eq!(t.timers.len(), 1, "refreshing must not push timer entries");
-    // An inbound reply refreshes too.
+    let other = flow6(L4Proto::Udp, 2, 6000, 53, 0);
+    out(&mut t, t0 + Duration::from_secs(2), other, SERVER).unwrap();
+    // An inbound reply refreshes too: the first session now expires last.
     let at = t0 + 2 * MIN;
     inb(&mut t, at, flow4(L4Proto::Udp, SERVER, 53, local, 0)).unwrap();
-    assert_eq!(t.timers.len(), 1);
-    // The queued deadline comes first: spurious wakeup, re-queued, nothing removed.
-    assert_eq!(t.poll_timeout(), Some(t0 + 5 * MIN));
-    t.handle_timeout(t0 + 5 * MIN);
+    assert_eq!(
+        t.poll_timeout(),
+        Some(t0 + Duration::from_secs(2) + 5 * MIN + TICK)
+    );
+    t.handle_timeout(t0 + Duration::from_secs(2) + 5 * MIN + TICK);
     assert_eq!(t.session_count(), 1);
-    assert_eq!(t.poll_timeout(), Some(at + 5 * MIN));
-    t.handle_timeout(at + 5 * MIN - Duration::from_micros(1));
-    assert_eq!(t.session_count(), 1);
+    assert_eq!(t.sessions(embed)[0].v6_client.port(), 5000);
+    assert_eq!(t.poll_timeout(), Some(at + 5 * MIN + TICK));
     t.handle_timeout(at + 5 * MIN);
+    assert_eq!(t.session_count(), 1);
+    t.handle_timeout(at + 5 * MIN + TICK);
     assert_eq!(t.session_count(), 0);
 }
 
@@ -196,9 +239,9 @@ fn icmp_lives_sixty_seconds() {
     let s = t.sessions(embed)[0];
     assert_eq!(s.v6_server.port(), 77);
     assert_eq!(s.v4_server.port(), local.port());
-    t.handle_timeout(t0 + Duration::from_secs(59));
-    assert_eq!(t.session_count(), 1);
     t.handle_timeout(t0 + Duration::from_secs(60));
+    assert_eq!(t.session_count(), 1);
+    t.handle_timeout(t0 + Duration::from_secs(60) + TICK);
     assert_eq!(t.session_count(), 0);
 }
 
@@ -216,9 +259,9 @@ fn tcp_syn_only_session_expires_after_four_minutes() {
         SERVER,
     )
     .unwrap();
-    t.handle_timeout(t0 + 5 * MIN - Duration::from_micros(1));
-    assert_eq!(t.session_count(), 1);
     t.handle_timeout(t0 + 5 * MIN);
+    assert_eq!(t.session_count(), 1);
+    t.handle_timeout(t0 + 5 * MIN + TICK);
     assert_eq!(t.session_count(), 0);
     assert_eq!(t.bib_count(), 0);
 }
@@ -237,23 +280,22 @@ fn tcp_established_lives_two_hours_four_minutes_then_rst_four_minutes() {
     )
     .unwrap();
     assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::Established));
-    t.handle_timeout(t1 + est - Duration::from_micros(1));
+    t.handle_timeout(t1 + est);
     assert_eq!(t.session_count(), 1);
     // Traffic at t2 keeps it another 2h4m.
     let t2 = t1 + est - Duration::from_secs(1);
     out(&mut t, t2, flow6(L4Proto::Tcp, 1, 5000, 80, ACK), SERVER).unwrap();
-    t.handle_timeout(t2 + est - Duration::from_micros(1));
+    t.handle_timeout(t2 + est);
     assert_eq!(t.session_count(), 1);
     // RST shortens the lifetime to 4 minutes: the timer must come early enough.
     let t3 = t2 + Duration::from_secs(10);
     inb(&mut t, t3, flow4(L4Proto::Tcp, SERVER, 80, local, RST)).unwrap();
     assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::Closing));
-    assert!(t.poll_timeout().unwrap() <= t3 + 4 * MIN);
-    t.handle_timeout(t3 + 4 * MIN - Duration::from_micros(1));
-    assert_eq!(t.session_count(), 1);
+    assert!(t.poll_timeout().unwrap() <= t3 + 4 * MIN + TICK);
     t.handle_timeout(t3 + 4 * MIN);
+    assert_eq!(t.session_count(), 1);
+    t.handle_timeout(t3 + 4 * MIN + TICK);
     assert_eq!(t.session_count(), 0);
-    // The stale 2h4m entry is skipped without harm.
     t.handle_timeout(t2 + est * 2);
     assert_eq!(t.poll_timeout(), None);
 }
@@ -279,7 +321,7 @@ fn tcp_fins_from_both_sides_close() {
     assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::FinRcv));
     assert_eq!(
         t.sessions(embed)[0].expires,
-        t0 + Timeouts::default().tcp_established
+        t0 + TICK + Timeouts::default().tcp_established
     );
     inb(
         &mut t,
@@ -288,7 +330,7 @@ fn tcp_fins_from_both_sides_close() {
     )
     .unwrap();
     assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::Closing));
-    t.handle_timeout(t0 + 4 * MIN);
+    t.handle_timeout(t0 + 4 * MIN + TICK);
     assert_eq!(t.session_count(), 0);
 }
 
@@ -301,13 +343,13 @@ fn binding_removed_with_its_last_session() {
     let b = out(&mut t, t0 + MIN, f, SERVER2).unwrap();
     assert_eq!(a, b, "endpoint-independent mapping");
     assert_eq!(t.bib()[0].sessions, 2);
-    t.handle_timeout(t0 + 5 * MIN);
+    t.handle_timeout(t0 + 5 * MIN + TICK);
     assert_eq!(t.session_count(), 1);
     assert_eq!(t.bib()[0].sessions, 1);
     // The expired server is now filtered; the other still gets in.
     let err = inb(&mut t, t0 + 5 * MIN, flow4(L4Proto::Udp, SERVER, 53, a, 0));
     assert_eq!(err, Err(NatDrop::Filtered));
-    t.handle_timeout(t0 + 6 * MIN);
+    t.handle_timeout(t0 + 6 * MIN + TICK);
     assert_eq!(t.session_count(), 0);
     assert_eq!(t.bib_count(), 0);
     let err = inb(&mut t, t0 + 6 * MIN, flow4(L4Proto::Udp, SERVER2, 53, a, 0));
@@ -386,7 +428,7 @@ fn tiny_pool_is_exhausted_then_freed_by_expiry() {
         SERVER2,
     )
     .unwrap();
-    t.handle_timeout(t0 + 5 * MIN);
+    t.handle_timeout(t0 + 5 * MIN + TICK);
     let c = out(
         &mut t,
         t0 + 5 * MIN,
@@ -496,7 +538,7 @@ fn a_hundred_thousand_sessions() {
     }
     assert_eq!(t.session_count(), 100_000);
     assert_eq!(t.bib_count(), 100_000);
-    // Refresh half of them; the timer heap does not grow.
+    // Refresh half of them: they move to the tail of the queue.
     for i in (0..100_000u32).step_by(2) {
         let f = flow6(
             L4Proto::Udp,
@@ -508,7 +550,7 @@ fn a_hundred_thousand_sessions() {
         let plan = t.plan_outbound(&f, SERVER).unwrap();
         t.commit_outbound(t0 + MIN, plan, 0);
     }
-    assert_eq!(t.timers.len(), 100_000);
+    check_invariants(&t);
     // One wake-up expires a bounded number; the rest stay due.
     let at = t0 + 5 * MIN + Duration::from_secs(1);
     t.handle_timeout(at);
@@ -516,21 +558,26 @@ fn a_hundred_thousand_sessions() {
     assert!(t.poll_timeout().is_some_and(|d| d <= at));
     expire_all(&mut t, at);
     assert_eq!(t.session_count(), 50_000);
-    expire_all(&mut t, t0 + 6 * MIN);
+    check_invariants(&t);
+    expire_all(&mut t, t0 + 6 * MIN + TICK);
     assert_eq!(t.session_count(), 0);
-    // The tables gave back most of the room the flood took (one per call).
+    // The tables gave back the room the flood took: one spare chunk of
+    // entries, indexes at their initial size.
     assert_eq!(t.poll_timeout(), None);
-    assert!(t.sessions.capacity() < 10_000, "{}", t.sessions.capacity());
-    assert!(t.timers.capacity() < 10_000, "{}", t.timers.capacity());
-    assert!(t.bib6.capacity() < 10_000, "{}", t.bib6.capacity());
-    assert!(t.bib4.capacity() < 10_000, "{}", t.bib4.capacity());
-    assert!(t.servers.capacity() < 10_000, "{}", t.servers.capacity());
+    assert!(
+        t.sessions.slab.capacity() <= 4096,
+        "{}",
+        t.sessions.slab.capacity()
+    );
+    assert!(t.bindings.slab.capacity() <= 4096);
+    assert_eq!(t.sessions.buckets(), 3 * 1024);
+    assert_eq!(t.bindings.buckets(), 2 * 1024);
     assert_eq!(t.bib_count(), 0);
     assert!(t.used.iter().all(|u| *u == [0; 3]));
 }
 
 #[test]
-fn stale_timer_entries_do_not_pile_up() {
+fn short_connections_leave_nothing_behind() {
     let t0 = Instant::now();
     let mut t = SessionTable::new(
         pool(&["192.0.2.0/30"]),
@@ -540,7 +587,8 @@ fn stale_timer_entries_do_not_pile_up() {
         usize::MAX,
     );
     let mut now = t0;
-    // Many short connections closed by RST: each leaves a stale 2h4m entry.
+    // Many short connections closed by RST: each moves from the transitory
+    // queue to the established one and back.
     for i in 0..20_000u32 {
         let f = flow6(
             L4Proto::Tcp,
@@ -561,10 +609,9 @@ fn stale_timer_entries_do_not_pile_up() {
         if t.poll_timeout().is_some_and(|d| d <= now) {
             t.handle_timeout(now);
         }
-        assert!(t.timers.len() <= 2 * t.session_count() + TIMER_SLACK + 1);
     }
     check_invariants(&t);
-    expire_all(&mut t, now + 4 * MIN);
+    expire_all(&mut t, now + 4 * MIN + TICK);
     assert_eq!(t.session_count(), 0);
     expire_all(&mut t, now + 3 * 60 * MIN);
     assert_eq!(t.poll_timeout(), None);
