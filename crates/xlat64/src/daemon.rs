@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::control::{self, ControlState};
 use crate::datapath::{device, Datapath};
-use crate::dns64::server::Dns64Server;
+use crate::dns64::Dns64Server;
 use crate::sys::host_addrs;
 use crate::sys::netlink::RouteSet;
 use ipnet::IpNet;

@@ -12,7 +12,7 @@
 //! and it comes unsorted; the command line sorts it.
 
 use crate::datapath::DatapathView;
-use crate::dns64::server::Dns64Counters;
+use crate::dns64::Dns64Counters;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -1,7 +1,246 @@
 //! The DNS64 server: UDP and TCP listeners, the upstream client and the
 //! driver of the pure DNS64 logic in `xlat64-dns64` (its batched UDP
 //! system calls are in `sys::udp_batch`).
+//!
+//! - this module: the counters, binding the listen sockets, running them;
+//! - `udp`: the UDP listener, batched, with cache hits answered in the
+//!   receive loop;
+//! - `tcp`: the TCP listener (RFC 7766);
+//! - `engine`: the driver of the pure logic: `allow`, `synthesize-for`,
+//!   the cache, and forwarding, synthesis or reverse mapping per query;
+//! - `upstream`: the upstream client (UDP, TCP on truncation).
+//!
+//! UDP datagrams are read and answered in batches (`recvmmsg`/`sendmmsg`,
+//! `sys::udp_batch`); a query the cache answers is served right in the
+//! receive loop from its raw bytes
+//! ([`CacheKey::set_from_wire`](xlat64_dns64::CacheKey::set_from_wire)),
+//! with no decoding, task or allocation. Every other query runs in its own
+//! task. Upstream queries go out over UDP from
+//! a fresh socket (random source port from the kernel) with a random id; a
+//! reply is accepted only when its id and question match (RFC 5452 §9.1).
+//! A truncated (TC=1) upstream reply is retried over TCP. Each upstream gets
+//! `upstream_timeout_ms`; when all fail the client gets SERVFAIL.
+//!
+//! Answers from upstream are relayed as bytes (only the id is rewritten),
+//! so record types the DNS library does not know pass unchanged.
+//!
+//! Before anything else a client must be in `allow` (else REFUSED); a
+//! client outside `synthesize-for` gets answers as from a plain forwarder.
+//! Finished replies are cached ([`Dns64Cache`]) under the question, the
+//! DNSSEC bits and whether the client gets synthesis. For AAAA queries that
+//! may need synthesis the A query goes out together with the AAAA one
+//! (`parallel-a`), so synthesis costs one upstream round trip, not two.
 
-pub mod server;
+mod engine;
+mod tcp;
+#[cfg(test)]
+mod tests;
+mod udp;
+mod upstream;
 
-pub use server::{Dns64Counters, Dns64Server};
+use self::engine::Engine;
+use self::tcp::serve_tcp;
+use self::udp::serve_udp;
+use self::upstream::IdSource;
+use crate::config::Dns64Section;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use xlat64_dns64::{ClientSet, Dns64Cache};
+
+macro_rules! counters {
+    ($($name:ident: $doc:literal,)*) => {
+        /// Counters of the DNS64 server.
+        #[derive(Debug, Default)]
+        pub struct Dns64Counters {
+            $(#[doc = $doc] pub $name: AtomicU64,)*
+        }
+
+        impl Dns64Counters {
+            /// Adds every counter (zeros included) to `out`, names prefixed `dns64_`.
+            pub fn snapshot(&self, out: &mut BTreeMap<String, u64>) {
+                $(out.insert(
+                    concat!("dns64_", stringify!($name)).to_string(),
+                    self.$name.load(Ordering::Relaxed),
+                );)*
+            }
+        }
+    };
+}
+
+counters! {
+    queries: "Client messages received, UDP and TCP.",
+    queries_udp: "Datagrams received on the UDP listeners.",
+    queries_tcp: "Messages received on TCP connections.",
+    tcp_connections: "TCP connections accepted.",
+    synthesized: "Answers with synthesized AAAA records (RFC 6147 §5.1).",
+    passed_through: "Upstream answers relayed unchanged.",
+    synthesized_on_error: "Synthesized answers for AAAA queries that failed upstream (SERVFAIL, timeout; servfail = \"synthesize\", RFC 6147 §5.1.2).",
+    real_aaaa: "AAAA answers that held real AAAA records (no synthesis, RFC 6147 §5.1.1).",
+    nxdomain: "Answers sent with rcode NXDOMAIN.",
+    not_aaaa: "Queries passed through: not AAAA, or not class IN.",
+    dnssec_cd: "AAAA queries passed through: DO=1 and CD=1 (RFC 6147 §5.5).",
+    client_not_in_synthesize_for: "AAAA queries passed through: client outside synthesize-for.",
+    error_passed: "AAAA errors (other than NXDOMAIN) sent to the client: servfail = \"pass\".",
+    nothing_to_synthesize: "AAAA answers empty and no A record to synthesize from: the AAAA answer is sent.",
+    excluded_aaaa_removed: "Answers whose AAAA records were all in `exclude` and were removed (RFC 6147 §5.1.4).",
+    refused: "Queries answered REFUSED: client not in `allow`.",
+    reverse_mapped: "PTR queries answered through the ip6.arpa -> in-addr.arpa CNAME (RFC 6147 §5.3.1).",
+    local_answers: "Queries answered locally (ipv4only.arpa, RFC 8880).",
+    formerr: "Malformed queries answered FORMERR.",
+    notimp: "Queries with an opcode other than QUERY answered NOTIMP.",
+    badvers: "Queries with an EDNS version other than 0 answered BADVERS.",
+    dropped_malformed: "Datagrams dropped: shorter than a DNS header.",
+    dropped_not_query: "Datagrams dropped: QR=1 (a response, not a query).",
+    dropped_overload: "Queries or connections dropped: too many in flight.",
+    upstream_queries: "Queries sent to upstream servers (UDP and TCP).",
+    upstream_tcp_retries: "Upstream UDP replies with TC=1, retried over TCP.",
+    upstream_timeouts: "Upstream queries that got no matching reply in time.",
+    upstream_errors: "Upstream queries that failed (socket error, refused, undecodable reply).",
+    upstream_mismatched: "Upstream datagrams ignored: id or question did not match.",
+    upstream_failures: "Upstream questions for which every upstream failed.",
+    parallel_a_unused: "A queries sent along with AAAA whose answer was not needed.",
+    servfail_sent: "SERVFAIL answers sent because every upstream failed.",
+    truncated_udp: "UDP answers truncated to the client's size, TC=1.",
+    cache_hits: "Queries answered from the cache.",
+    cache_misses: "Cache lookups that found nothing fresh.",
+    cache_inserts: "Replies stored in the cache.",
+    cache_evictions: "Cache entries removed to make room.",
+    cache_entries: "Replies in the cache now.",
+}
+
+impl Dns64Counters {
+    fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A bound DNS64 server, ready to run.
+pub struct Dns64Server {
+    counters: Arc<Dns64Counters>,
+    /// Per `listen` entry, one socket per runtime worker (`SO_REUSEPORT`).
+    udp: Vec<Vec<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+    engine: Arc<Engine>,
+}
+
+impl Dns64Server {
+    /// Binds every listen address (UDP and TCP). The error names the address and cause.
+    ///
+    /// On a runtime with several worker threads each address gets one UDP
+    /// socket per worker, sharing the port through `SO_REUSEPORT`: the
+    /// kernel spreads clients over them (by address and port hash), and
+    /// each socket's receive loop can run on its own thread.
+    pub async fn bind(section: &Dns64Section) -> Result<Self, String> {
+        let policy = section.policy().map_err(|e| e.to_string())?;
+        if section.upstream.is_empty() {
+            return Err("dns64.upstream: no upstream server to forward to".to_string());
+        }
+        let per_address = tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_workers())
+            .unwrap_or(1)
+            .clamp(1, 64);
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for addr in &section.listen {
+            let named = |what: &str, e: io::Error| format!("dns64.listen {addr}: {what}: {e}");
+            let reuse_port = per_address > 1;
+            let u = bind_udp(*addr, reuse_port).map_err(|e| named("UDP", e))?;
+            // With port 0 (tests), serve TCP and the other UDP sockets on
+            // the port the kernel gave the first one.
+            let bound = u.local_addr().map_err(|e| named("UDP", e))?;
+            let mut group = vec![u];
+            for _ in 1..per_address {
+                group.push(bind_udp(bound, true).map_err(|e| named("UDP", e))?);
+            }
+            let t = bind_tcp(bound).map_err(|e| named("TCP", e))?;
+            udp.push(group);
+            tcp.push(t);
+        }
+        let counters = Arc::new(Dns64Counters::default());
+        let engine = Arc::new(Engine {
+            policy,
+            allow: ClientSet::new(section.allow.iter().copied()),
+            synthesize_for: ClientSet::new(section.synthesize_for.iter().copied()),
+            cache: (section.cache_size > 0)
+                .then(|| Mutex::new(Dns64Cache::new(section.cache_size))),
+            parallel_a: section.parallel_a,
+            upstreams: section.upstream.clone(),
+            timeout: Duration::from_millis(section.upstream_timeout_ms.max(1)),
+            counters: counters.clone(),
+            ids: IdSource::new(),
+        });
+        Ok(Dns64Server {
+            counters,
+            udp,
+            tcp,
+            engine,
+        })
+    }
+
+    /// The server's counters.
+    pub fn counters(&self) -> Arc<Dns64Counters> {
+        self.counters.clone()
+    }
+
+    /// The addresses actually bound, one per `listen` entry (UDP and TCP
+    /// share the port; useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|group| group.first()?.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listeners = JoinSet::new();
+        for socket in self.udp.into_iter().flatten() {
+            let engine = self.engine.clone();
+            listeners.spawn(serve_udp(engine, Arc::new(socket), shutdown.clone()));
+        }
+        for listener in self.tcp {
+            let engine = self.engine.clone();
+            listeners.spawn(serve_tcp(engine, listener, shutdown.clone()));
+        }
+        shutdown.cancelled().await;
+        // Each listener stops on the token and aborts its own query tasks.
+        while listeners.join_next().await.is_some() {}
+    }
+}
+
+/// A socket for `addr`; IPv6 sockets are IPv6-only so that `[::]:53` does
+/// not take the IPv4 port from a local resolver on 127.0.0.53.
+fn new_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    if reuse_port {
+        crate::sys::udp_batch::set_reuse_port(socket.as_raw_fd())?;
+    }
+    socket.bind(&SockAddr::from(addr))?;
+    UdpSocket::from_std(socket.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = new_socket(addr, Type::STREAM, Protocol::TCP)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SockAddr::from(addr))?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}

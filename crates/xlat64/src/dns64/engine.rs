@@ -1,0 +1,320 @@
+//! The driver of the pure DNS64 logic in `xlat64-dns64`: per client
+//! message the `allow` and `synthesize-for` checks, the cache, and the
+//! plan: a local answer (RFC 8880), forwarding, AAAA with synthesis
+//! (RFC 6147 §5.1) or reverse mapping (RFC 6147 §5.3.1).
+
+use super::upstream::IdSource;
+use super::Dns64Counters;
+use futures::future::{select, Either};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::debug;
+use xlat64_dns64::wire;
+use xlat64_dns64::{
+    classify_aaaa, parse_query, reverse_answer, synthesize, AaaaVerdict, CacheKey, ClientQuery,
+    ClientSet, Dns64Cache, Dns64Policy, PassReason, Plan, QueryError, Synthesis,
+};
+
+/// A reply for the client, before UDP truncation.
+pub(super) struct Reply {
+    pub(super) bytes: Vec<u8>,
+    pub(super) udp_limit: usize,
+}
+
+/// Everything a query task needs.
+pub(super) struct Engine {
+    pub(super) policy: Dns64Policy,
+    pub(super) allow: ClientSet,
+    pub(super) synthesize_for: ClientSet,
+    pub(super) cache: Option<Mutex<Dns64Cache>>,
+    pub(super) parallel_a: bool,
+    pub(super) upstreams: Vec<SocketAddr>,
+    pub(super) timeout: Duration,
+    pub(super) counters: Arc<Dns64Counters>,
+    pub(super) ids: IdSource,
+}
+
+impl Engine {
+    /// The reply to one client message from `peer`, or `None` to drop it.
+    pub(super) async fn answer(&self, bytes: &[u8], peer: IpAddr) -> Option<Reply> {
+        let c = &self.counters;
+        Dns64Counters::inc(&c.queries);
+        let parsed = parse_query(bytes);
+        if !self.allow.contains(peer) {
+            Dns64Counters::inc(&c.refused);
+            debug!("dns64: {peer} not in dns64.allow: REFUSED");
+            // Only well-formed queries get an answer: no reflection of junk.
+            let query = parsed.ok()?;
+            return Some(Reply {
+                bytes: query.error_reply(ResponseCode::Refused).to_vec().ok()?,
+                udp_limit: query.udp_payload_limit(),
+            });
+        }
+        let query = match parsed {
+            Ok(q) => q,
+            Err(e) => {
+                let counter = match &e {
+                    QueryError::TooShort => &c.dropped_malformed,
+                    QueryError::NotAQuery => &c.dropped_not_query,
+                    QueryError::Malformed(_) => &c.formerr,
+                    QueryError::NotImplemented(_) => &c.notimp,
+                    QueryError::BadVersion(_) => &c.badvers,
+                };
+                Dns64Counters::inc(counter);
+                debug!("dns64: rejected query: {e:?}");
+                return e.reply().and_then(|m| m.to_vec().ok()).map(|bytes| Reply {
+                    bytes,
+                    udp_limit: 512,
+                });
+            }
+        };
+        let q = query.question();
+        debug!(
+            "dns64: query id {} {} {} {} from {peer}",
+            query.id(),
+            q.name(),
+            q.query_class(),
+            q.query_type()
+        );
+        let synthesize_for = self.synthesize_for.contains(peer);
+        let key = CacheKey::new(&query, synthesize_for);
+        if let Some(bytes) = self.cache_get(&key, bytes) {
+            return Some(self.finish(&query, bytes));
+        }
+        let result = match query.plan_for(&self.policy, synthesize_for) {
+            Plan::Answer(m) => {
+                Dns64Counters::inc(&c.local_answers);
+                return Some(self.finish(&query, m.to_vec().ok()?));
+            }
+            Plan::Forward(reason) => {
+                Dns64Counters::inc(match reason {
+                    PassReason::DnssecCd => &c.dnssec_cd,
+                    PassReason::NotInSynthesizeFor => &c.client_not_in_synthesize_for,
+                    _ => &c.not_aaaa,
+                });
+                self.forward(&query, bytes).await
+            }
+            Plan::ForwardAaaa => self.forward_aaaa(&query, bytes).await,
+            Plan::Reverse { target } => self.reverse(&query, target).await,
+        };
+        let bytes = match result {
+            Some(b) => {
+                self.cache_insert(key, &b);
+                b
+            }
+            None => {
+                Dns64Counters::inc(&c.servfail_sent);
+                query.error_reply(ResponseCode::ServFail).to_vec().ok()?
+            }
+        };
+        Some(self.finish(&query, bytes))
+    }
+
+    /// The cache-hit path for a UDP query, no decoding and no allocation:
+    /// true when the reply (ready to send, truncated to the client's limit)
+    /// is in `out`. False sends the query down [`Engine::answer`], which
+    /// does everything again, so nothing is counted here then. The rules
+    /// are those of `answer`: `allow` first (REFUSED comes from `answer`),
+    /// the key under the client's `synthesize-for` view.
+    pub(super) fn answer_cached(
+        &self,
+        query: &[u8],
+        peer: IpAddr,
+        now: std::time::Instant,
+        key: &mut CacheKey,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let Some(cache) = self.cache.as_ref() else {
+            return false;
+        };
+        if !self.allow.contains(peer) {
+            return false;
+        }
+        let Some(udp_limit) = key.set_from_wire(query, self.synthesize_for.contains(peer)) else {
+            return false;
+        };
+        let Ok(mut cache) = cache.lock() else {
+            return false;
+        };
+        if !cache.get_hit_into(key, query, now, out) {
+            return false;
+        }
+        self.publish_cache_stats(&cache);
+        drop(cache);
+        let c = &self.counters;
+        Dns64Counters::inc(&c.queries);
+        if out.len() >= 4 && out[3] & 0x0f == 3 {
+            Dns64Counters::inc(&c.nxdomain);
+        }
+        if out.len() > udp_limit {
+            let (fitted, _) = wire::fit_udp(std::mem::take(out), udp_limit);
+            *out = fitted;
+            Dns64Counters::inc(&c.truncated_udp);
+        }
+        true
+    }
+
+    fn finish(&self, query: &ClientQuery, bytes: Vec<u8>) -> Reply {
+        if bytes.len() >= 4 && bytes[3] & 0x0f == 3 {
+            Dns64Counters::inc(&self.counters.nxdomain);
+        }
+        Reply {
+            bytes,
+            udp_limit: query.udp_payload_limit(),
+        }
+    }
+
+    /// A fresh cached reply, ready for this client.
+    fn cache_get(&self, key: &CacheKey, query_bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut cache = self.cache.as_ref()?.lock().ok()?;
+        let hit = cache.get(key, query_bytes, std::time::Instant::now());
+        self.publish_cache_stats(&cache);
+        hit
+    }
+
+    fn cache_insert(&self, key: CacheKey, reply: &[u8]) {
+        let Some(Ok(mut cache)) = self.cache.as_ref().map(|c| c.lock()) else {
+            return;
+        };
+        cache.insert(key, reply.to_vec(), std::time::Instant::now());
+        self.publish_cache_stats(&cache);
+    }
+
+    fn publish_cache_stats(&self, cache: &Dns64Cache) {
+        let c = &self.counters;
+        let s = cache.stats();
+        for (counter, value) in [
+            (&c.cache_hits, s.hits),
+            (&c.cache_misses, s.misses),
+            (&c.cache_inserts, s.inserts),
+            (&c.cache_evictions, s.evictions),
+            (&c.cache_entries, cache.len() as u64),
+        ] {
+            counter.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Relays the client's query and the upstream answer unchanged.
+    async fn forward(&self, query: &ClientQuery, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut reply = self.exchange(bytes, query.question()).await?;
+        Dns64Counters::inc(&self.counters.passed_through);
+        wire::set_id(&mut reply, query.id());
+        Some(reply)
+    }
+
+    /// RFC 6147 §5.1: AAAA; A and synthesis when it comes back empty (or
+    /// failed, with `servfail = "synthesize"`). With `parallel_a` both go
+    /// out at once and the A answer is dropped when the AAAA one is used.
+    /// `None`: send SERVFAIL.
+    async fn forward_aaaa(&self, query: &ClientQuery, bytes: &[u8]) -> Option<Vec<u8>> {
+        let c = &self.counters;
+        let a_query = query.upstream_query(query.question().name().clone(), RecordType::A);
+        let a_bytes = a_query.to_vec().ok()?;
+        // Futures are lazy: without parallel_a this starts only when awaited.
+        let mut a_pending = pin!(self.exchange(&a_bytes, &a_query.queries()[0]));
+        let mut a_done = None;
+        let aaaa_exchange = self.exchange(bytes, query.question());
+        let aaaa_result = if self.parallel_a {
+            match select(pin!(aaaa_exchange), a_pending.as_mut()).await {
+                Either::Left((aaaa, _)) => aaaa,
+                Either::Right((a, aaaa_rest)) => {
+                    a_done = Some(a);
+                    aaaa_rest.await
+                }
+            }
+        } else {
+            aaaa_exchange.await
+        };
+        let pass = |raw: Vec<u8>| {
+            Dns64Counters::inc(&c.passed_through);
+            Some(raw)
+        };
+        // Every upstream failed: the same as a SERVFAIL answer for the
+        // synthesis rules (RFC 6147 §5.1.2), but never sent as such.
+        let (aaaa, aaaa_raw) = match aaaa_result {
+            Some(mut raw) => {
+                wire::set_id(&mut raw, query.id());
+                match Message::from_vec(&raw) {
+                    Ok(m) => (m, Some(raw)),
+                    Err(_) => {
+                        debug!(
+                            "dns64: AAAA answer for {} undecodable, relayed",
+                            query.question().name()
+                        );
+                        return pass(raw);
+                    }
+                }
+            }
+            None => (query.error_reply(ResponseCode::ServFail), None),
+        };
+        let unused_a = |a_started: bool| {
+            if a_started {
+                Dns64Counters::inc(&c.parallel_a_unused);
+            }
+        };
+        match classify_aaaa(query, &aaaa, &self.policy) {
+            AaaaVerdict::PassThrough(reason) => {
+                unused_a(self.parallel_a);
+                match reason {
+                    PassReason::RealAaaa => Dns64Counters::inc(&c.real_aaaa),
+                    PassReason::Error(_) => Dns64Counters::inc(&c.error_passed),
+                    _ => {}
+                }
+                return aaaa_raw.and_then(pass);
+            }
+            AaaaVerdict::QueryA => {}
+        }
+        let a_raw = match a_done {
+            Some(a) => a,
+            None => a_pending.await,
+        };
+        let Some(a_raw) = a_raw else {
+            return aaaa_raw.and_then(pass);
+        };
+        let Ok(a) = Message::from_vec(&a_raw) else {
+            Dns64Counters::inc(&c.upstream_errors);
+            return aaaa_raw.and_then(pass);
+        };
+        match synthesize(query, &aaaa, &a, &self.policy) {
+            Synthesis::Synthesized(m) => {
+                Dns64Counters::inc(&c.synthesized);
+                if aaaa.response_code() != ResponseCode::NoError {
+                    Dns64Counters::inc(&c.synthesized_on_error);
+                }
+                debug!("dns64: synthesized {} AAAA", query.question().name());
+                m.to_vec().ok()
+            }
+            Synthesis::NoData(m) => {
+                Dns64Counters::inc(&c.excluded_aaaa_removed);
+                m.to_vec().ok()
+            }
+            Synthesis::AaaaResponse => {
+                Dns64Counters::inc(&c.nothing_to_synthesize);
+                aaaa_raw.and_then(pass)
+            }
+        }
+    }
+
+    /// RFC 6147 §5.3.1: PTR for the in-addr.arpa name behind a CNAME.
+    async fn reverse(
+        &self,
+        query: &ClientQuery,
+        target: hickory_proto::rr::Name,
+    ) -> Option<Vec<u8>> {
+        let ptr_query = query.upstream_query(target.clone(), RecordType::PTR);
+        let ptr_raw = self
+            .exchange(&ptr_query.to_vec().ok()?, &ptr_query.queries()[0])
+            .await?;
+        let Ok(ptr) = Message::from_vec(&ptr_raw) else {
+            Dns64Counters::inc(&self.counters.upstream_errors);
+            return None;
+        };
+        Dns64Counters::inc(&self.counters.reverse_mapped);
+        reverse_answer(query, &target, &ptr).to_vec().ok()
+    }
+}

@@ -1,0 +1,157 @@
+//! The upstream client: each query goes to the upstreams in order, over
+//! UDP from a fresh socket with a random id; a reply is accepted only when
+//! its id and question match (RFC 5452 §9.1, §9.2), and a truncated
+//! (TC=1) one is retried over TCP.
+
+use super::engine::Engine;
+use super::Dns64Counters;
+use hickory_proto::op::Query;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::{timeout, timeout_at, Instant};
+use tracing::warn;
+use xlat64_dns64::wire;
+
+/// Largest DNS message (the TCP length field is 16 bits).
+const MAX_MESSAGE: usize = 65535;
+
+/// Random 16-bit query ids: SipHash with the process's random keys over a
+/// counter, unpredictable from outside (RFC 5452 §9.2).
+pub(super) struct IdSource {
+    keys: RandomState,
+    counter: AtomicU64,
+}
+
+impl IdSource {
+    pub(super) fn new() -> Self {
+        IdSource {
+            keys: RandomState::new(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> u16 {
+        let mut h = self.keys.build_hasher();
+        h.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
+        h.finish() as u16
+    }
+}
+
+/// Why one upstream attempt failed.
+enum UpstreamError {
+    Timeout,
+    Io(io::Error),
+}
+
+impl Engine {
+    /// Sends `message` (its id is replaced) to the upstreams in order until
+    /// one answers; `None` when all fail.
+    pub(super) async fn exchange(&self, message: &[u8], question: &Query) -> Option<Vec<u8>> {
+        let c = &self.counters;
+        for &server in &self.upstreams {
+            let id = self.ids.next();
+            let mut packet = message.to_vec();
+            wire::set_id(&mut packet, id);
+            Dns64Counters::inc(&c.upstream_queries);
+            let mut result = self.exchange_udp(server, &packet, id, question).await;
+            if matches!(&result, Ok(reply) if wire::is_truncated(reply)) {
+                Dns64Counters::inc(&c.upstream_tcp_retries);
+                Dns64Counters::inc(&c.upstream_queries);
+                result = self.exchange_tcp(server, &packet, id, question).await;
+            }
+            match result {
+                Ok(reply) => return Some(reply),
+                Err(UpstreamError::Timeout) => {
+                    Dns64Counters::inc(&c.upstream_timeouts);
+                    warn!(
+                        "dns64: upstream {server} timed out for {} {}",
+                        question.name(),
+                        question.query_type()
+                    );
+                }
+                Err(UpstreamError::Io(e)) => {
+                    Dns64Counters::inc(&c.upstream_errors);
+                    warn!(
+                        "dns64: upstream {server} failed for {} {}: {e}",
+                        question.name(),
+                        question.query_type()
+                    );
+                }
+            }
+        }
+        Dns64Counters::inc(&c.upstream_failures);
+        None
+    }
+
+    async fn exchange_udp(
+        &self,
+        server: SocketAddr,
+        packet: &[u8],
+        id: u16,
+        question: &Query,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let deadline = Instant::now() + self.timeout;
+        let local: SocketAddr = if server.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = UdpSocket::bind(local).await.map_err(UpstreamError::Io)?;
+        // Connected: the kernel drops datagrams from other addresses and
+        // reports ICMP port unreachable as an error.
+        socket.connect(server).await.map_err(UpstreamError::Io)?;
+        socket.send(packet).await.map_err(UpstreamError::Io)?;
+        // Received into the spare capacity: no 64 KiB to zero per query,
+        // and the reply is returned without another copy.
+        let mut buf = Vec::with_capacity(MAX_MESSAGE);
+        loop {
+            buf.clear();
+            match timeout_at(deadline, socket.recv_buf(&mut buf)).await {
+                Err(_) => return Err(UpstreamError::Timeout),
+                Ok(Err(e)) => return Err(UpstreamError::Io(e)),
+                Ok(Ok(len)) if wire::reply_matches(&buf[..len], id, question) => {
+                    buf.truncate(len);
+                    return Ok(buf);
+                }
+                Ok(Ok(_)) => Dns64Counters::inc(&self.counters.upstream_mismatched),
+            }
+        }
+    }
+
+    async fn exchange_tcp(
+        &self,
+        server: SocketAddr,
+        packet: &[u8],
+        id: u16,
+        question: &Query,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let attempt = async {
+            let mut stream = TcpStream::connect(server).await?;
+            let len = u16::try_from(packet.len())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query too long"))?;
+            let mut out = Vec::with_capacity(2 + packet.len());
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(packet);
+            stream.write_all(&out).await?;
+            loop {
+                let mut len = [0u8; 2];
+                stream.read_exact(&mut len).await?;
+                let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                stream.read_exact(&mut reply).await?;
+                if wire::reply_matches(&reply, id, question) {
+                    return Ok(reply);
+                }
+                Dns64Counters::inc(&self.counters.upstream_mismatched);
+            }
+        };
+        match timeout(self.timeout, attempt).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(r) => r.map_err(UpstreamError::Io),
+        }
+    }
+}
