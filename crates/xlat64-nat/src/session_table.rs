@@ -17,13 +17,13 @@
 //!
 //! Memory: a session is one 64-byte line plus 4-8 bytes of buckets in each
 //! of its three indexes, a binding 40 bytes plus two indexes; entries live
-//! in chunked slabs that grow and shrink a chunk at a time. Expiry walks
-//! per-class queues from their heads (see `expiry_queues`), a bounded
-//! number of sessions per wake-up.
+//! in chunked slabs that grow and shrink a chunk at a time. Expiry walks a
+//! timing wheel (see `expiry_wheel`), a bounded number of sessions per
+//! wake-up.
 
 mod chain_index;
 mod entries;
-mod expiry_queues;
+mod expiry_wheel;
 mod indexed;
 mod slab;
 
@@ -37,7 +37,7 @@ use entries::{
     bind_hash, binding_chain, local_hash, server_hash, session_chain, v4_hash, v6_hash, Binding,
     Session, TimerClass,
 };
-use expiry_queues::{Clock, ExpiryQueues};
+use expiry_wheel::{due_tick, Clock, ExpiryWheel};
 use foldhash::fast::FixedState;
 use indexed::Indexed;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -104,7 +104,7 @@ pub(crate) struct SessionTable {
     max_sessions: usize,
     sessions: Indexed<Session, 3>,
     bindings: Indexed<Binding, 2>,
-    queues: ExpiryQueues,
+    wheel: ExpiryWheel,
     clock: Clock,
     /// Dynamic bindings per pool address and protocol, to skip full addresses.
     used: Vec<[u32; 3]>,
@@ -149,7 +149,7 @@ impl SessionTable {
             max_sessions: max_sessions.min(u32::MAX as usize / 2),
             sessions: Indexed::new(state.clone()),
             bindings: Indexed::new(state),
-            queues: ExpiryQueues::default(),
+            wheel: ExpiryWheel::default(),
             clock: Clock::default(),
             used,
             seed,
@@ -359,6 +359,7 @@ impl SessionTable {
         binding: u32,
         tcp: Option<TcpTrack>,
     ) {
+        let due = due_tick(tick, self.lifetime(Session::class_of(key.bind.proto, tcp)));
         let slot = self.sessions.insert(Session {
             client: key.bind.addr,
             server: key.server,
@@ -369,29 +370,36 @@ impl SessionTable {
             proto: key.bind.proto,
             tcp,
             tick,
+            due,
             links: [0; 3],
             prev: 0,
             next: 0,
         });
-        self.queues.push(&mut self.sessions.slab, slot);
+        self.wheel.schedule(&mut self.sessions.slab, slot, due);
         self.bindings.slab.get_mut(binding).sessions += 1;
         self.created += 1;
     }
 
-    /// A packet from `side` on the session in `slot`: TCP state, and the
-    /// tail of its expiry queue when its tick or class changed.
+    /// A packet from `side` on the session in `slot`: its tick and TCP
+    /// state. The session moves in the wheel only when its lifetime got
+    /// shorter (RST, both FINs); later expiry is found lazily.
     fn refresh(&mut self, tick: u32, slot: u32, side: Side, tcp_flags: u8) {
         let s = self.sessions.slab.get_mut(slot);
-        let before = s.timer_class();
-        if let Some(tcp) = s.tcp.as_mut() {
-            tcp.on_segment(side, tcp_flags);
-        }
-        if s.tick == tick && s.timer_class() == before {
+        s.tick = tick;
+        let Some(tcp) = s.tcp.as_mut() else {
+            return;
+        };
+        let before = tcp.is_established();
+        tcp.on_segment(side, tcp_flags);
+        if tcp.is_established() == before {
             return;
         }
-        self.queues.unlink(&mut self.sessions.slab, slot, before);
-        self.sessions.slab.get_mut(slot).tick = tick;
-        self.queues.push(&mut self.sessions.slab, slot);
+        let (class, due) = (s.timer_class(), s.due);
+        let new_due = due_tick(tick, self.lifetime(class));
+        if new_due < due {
+            self.wheel.unlink(&mut self.sessions.slab, slot);
+            self.wheel.schedule(&mut self.sessions.slab, slot, new_due);
+        }
     }
 
     /// A keyed hash of `v`: unpredictable without the seed, stable with it.
@@ -447,56 +455,61 @@ impl SessionTable {
         }
     }
 
-    /// When the session in `slot` expires unless a packet comes.
+    /// The tick the session is due at unless a packet comes.
+    fn due(&self, s: &Session) -> u32 {
+        due_tick(s.tick, self.lifetime(s.timer_class()))
+    }
+
+    /// When the session expires unless a packet comes.
     fn expires(&self, s: &Session) -> Option<Instant> {
-        self.clock.deadline(s.tick, self.lifetime(s.timer_class()))
+        self.clock.instant(self.due(s))
     }
 
-    /// The earliest expiry, or the last wake-up when it left an index
-    /// resizing.
+    /// When the next wheel slot is due (sessions may have been refreshed
+    /// since, so nothing need expire then; never later than the earliest
+    /// expiry), or the last wake-up when it left work.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        TimerClass::ALL
-            .iter()
-            .filter_map(|&c| self.queues.head(c))
-            .filter_map(|slot| self.expires(self.sessions.slab.get(slot)))
-            .chain(self.resize_due)
-            .min()
+        let next = self.wheel.next_tick().and_then(|t| self.clock.instant(t));
+        next.into_iter().chain(self.resize_due).min()
     }
 
-    /// Removes sessions whose expiry is <= `now`, and the dynamic bindings
-    /// left without sessions: at most [`EXPIRY_BUDGET`] of them, so that a
-    /// wake-up after a flood does bounded work; the rest stay due, and
-    /// [`Self::poll_timeout`] says so. Indexes resize a bounded number of
-    /// buckets per call; sparse ones shrink.
+    /// Walks the wheel up to `now`: removes sessions whose expiry has come,
+    /// and the dynamic bindings left without sessions, moves refreshed ones
+    /// to the slot they are due at; at most [`EXPIRY_BUDGET`] sessions per
+    /// call, so that a wake-up after a flood does bounded work (the rest
+    /// stay due, and [`Self::poll_timeout`] says so). Indexes resize a
+    /// bounded number of entries per call; sparse ones shrink.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let now_tick = self.clock.tick(now);
         let mut budget = EXPIRY_BUDGET;
-        for class in TimerClass::ALL {
-            while budget > 0 {
-                let Some(slot) = self.queues.head(class) else {
-                    break;
-                };
-                if self
-                    .expires(self.sessions.slab.get(slot))
-                    .is_none_or(|d| d > now)
-                {
-                    break;
-                }
+        let mut left = false;
+        while let Some(slot) = self.wheel.next_due(&self.sessions.slab, now_tick) {
+            let s = self.sessions.slab.get(slot);
+            let (queued, due) = (s.due, self.due(s));
+            if due <= now_tick {
                 self.remove_session(slot);
-                budget -= 1;
+            } else if due != queued {
+                self.wheel.unlink(&mut self.sessions.slab, slot);
+                self.wheel.schedule(&mut self.sessions.slab, slot, due);
+            }
+            // Else a later turn of the wheel: it stays.
+            budget -= 1;
+            if budget == 0 {
+                left = true;
+                break;
             }
         }
         let sessions = self.sessions.maintain(RESIZE_BUDGET);
         let bindings = self.bindings.maintain(RESIZE_BUDGET);
-        self.resize_due = (sessions || bindings).then_some(now);
+        self.resize_due = (left || sessions || bindings).then_some(now);
     }
 
     fn remove_session(&mut self, slot: u32) {
-        let class = self.sessions.slab.get(slot).timer_class();
-        self.queues.unlink(&mut self.sessions.slab, slot, class);
-        let queues = &mut self.queues;
+        self.wheel.unlink(&mut self.sessions.slab, slot);
+        let wheel = &mut self.wheel;
         let s = self
             .sessions
-            .remove(slot, |slab, from, to| queues.relocate(slab, from, to));
+            .remove(slot, |slab, from, to| wheel.relocate(slab, from, to));
         self.expired += 1;
         let Some(binding) = self.find_binding_v6(&s.bind_key()) else {
             return;

@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 /// How late a session may expire: never before its lifetime after its last
-/// packet, at most this much after (the session table's clock ticks at this
-/// rate, so that a busy flow reorders the expiry queues a few times per
-/// second, not on every packet).
+/// packet, at most this much after (two ticks of the session table's
+/// clock: a packet records its tick, not its instant).
 pub const EXPIRY_RESOLUTION: Duration = Duration::from_millis(250);
 
 /// How long idle sessions live.

@@ -283,14 +283,16 @@ fn udp_round_trip() {
     assert_eq!(s.v4_local, local);
     assert_eq!(s.v4_server, SocketAddrV4::new(SERVER, 53));
     assert_eq!(s.tcp_state, None);
-    assert_eq!(s.expires, t0 + Duration::from_secs(300) + EXPIRY_RESOLUTION);
+    // Five minutes after the last packet, give or take the resolution.
+    let lifetime_end = t0 + Duration::from_secs(300);
+    assert!(s.expires >= lifetime_end && s.expires <= lifetime_end + EXPIRY_RESOLUTION);
     assert_eq!(nat.bib()[0].sessions, 1);
     assert_eq!(nat.session_count(), 1);
     assert_eq!(nat.bib_count(), 1);
 
     // Expiry, then the same reply is unsolicited.
     let end = t0 + Duration::from_secs(300) + EXPIRY_RESOLUTION;
-    assert_eq!(nat.poll_timeout(), Some(end));
+    assert!(nat.poll_timeout().is_some_and(|t| t <= end));
     nat.handle_timeout(t0 + Duration::from_secs(300));
     assert_eq!(nat.session_count(), 1, "never before the lifetime");
     nat.handle_timeout(end);

@@ -95,8 +95,7 @@ pub(super) fn local_hash(state: &FixedState, proto: L4Proto, local: SocketAddrV4
     state.hash_one((proto, local))
 }
 
-/// Which expiry queue a session waits in: sessions of one class share a
-/// lifetime, so each queue is in the order the sessions expire.
+/// Which lifetime a session lives by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TimerClass {
     Udp,
@@ -104,19 +103,6 @@ pub(super) enum TimerClass {
     /// TCP before both SYNs and after both FINs or a RST.
     TcpTransitory,
     TcpEstablished,
-}
-
-impl TimerClass {
-    pub(super) const ALL: [TimerClass; 4] = [
-        TimerClass::Udp,
-        TimerClass::Icmp,
-        TimerClass::TcpTransitory,
-        TimerClass::TcpEstablished,
-    ];
-
-    pub(super) fn index(self) -> usize {
-        self as usize
-    }
 }
 
 /// One session (RFC 6146 §3.2).
@@ -133,12 +119,13 @@ pub(super) struct Session {
     pub(super) local_port: u16,
     pub(super) proto: L4Proto,
     pub(super) tcp: Option<TcpTrack>,
-    /// The clock tick of the last packet that moved the session to the tail
-    /// of its expiry queue (see `timer_queues`).
+    /// The clock tick of the last packet (see `expiry_wheel`).
     pub(super) tick: u32,
+    /// The tick of the expiry wheel slot the session waits in.
+    pub(super) due: u32,
     /// Links on the chains of [`session_chain`].
     pub(super) links: [Link; 3],
-    /// Neighbours in the expiry queue.
+    /// Neighbours in the wheel slot's list.
     pub(super) prev: Link,
     pub(super) next: Link,
 }
@@ -169,7 +156,12 @@ impl Session {
     }
 
     pub(super) fn timer_class(&self) -> TimerClass {
-        match (self.proto, self.tcp) {
+        Self::class_of(self.proto, self.tcp)
+    }
+
+    /// The lifetime class of a session of `proto` in TCP state `tcp`.
+    pub(super) fn class_of(proto: L4Proto, tcp: Option<TcpTrack>) -> TimerClass {
+        match (proto, tcp) {
             (L4Proto::Udp, _) => TimerClass::Udp,
             (L4Proto::Icmp, _) => TimerClass::Icmp,
             (L4Proto::Tcp, Some(t)) if t.is_established() => TimerClass::TcpEstablished,
