@@ -6,7 +6,7 @@ use crate::icmp_rate::IcmpRateLimit;
 use crate::ipv4_id::Ipv4Ids;
 use crate::reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 use crate::session_table::{OutboundPlan, SessionTable};
-use crate::shard::{owner_of_v4, Shard};
+use crate::shard::{owner_of_client, owner_of_v4, Shard};
 use crate::{BibEntry, Pool4, SessionEntry, Timeouts};
 use foldhash::fast::FixedState;
 use ipnet::Ipv4Net;
@@ -215,9 +215,12 @@ pub enum Verdict {
     /// Drop and count the reason, and send the ICMP error in `out[..len]`
     /// back towards the packet's sender.
     Reject(NatDrop, usize),
-    /// `out[..len]` holds a datagram reassembled from IPv4 fragments whose
-    /// pool4 port belongs to another shard: hand it to shard `owner`, whose
-    /// `handle_v4` translates it (see [`crate::shard`]).
+    /// `out[..len]` holds a packet of another shard's: a datagram
+    /// reassembled from IPv4 fragments whose pool4 port is another shard's,
+    /// or an ICMPv6 error (behind extension headers, which the steering
+    /// program does not walk) about another shard's client. Hand it to shard
+    /// `owner`, whose `handle_v4`/`handle_v6` translates it (see
+    /// [`crate::shard`]).
     Elsewhere {
         /// The shard that owns the datagram.
         owner: u16,
@@ -810,6 +813,23 @@ impl Core {
             Err(reason) => return Verdict::Drop(reason),
         };
         if parsed.icmp_error.is_some() {
+            // The steering program finds the session's owner only for an
+            // error right after the fixed header; one behind extension
+            // headers may reach another shard, which hands it over.
+            let shard = self.config.shard;
+            let owner = owner_of_client(&flow.src.octets(), shard.count);
+            if owner != shard.index {
+                return match out.get_mut(..pkt.len()) {
+                    Some(o) => {
+                        o.copy_from_slice(pkt);
+                        Verdict::Elsewhere {
+                            owner,
+                            len: pkt.len(),
+                        }
+                    }
+                    None => Verdict::Drop(DropReason::OutputTooSmall.into()),
+                };
+            }
             return match self.outbound_error(pkt, &parsed, server, out) {
                 Ok(len) => Verdict::Forward(len),
                 Err(reason) => Verdict::Drop(reason),

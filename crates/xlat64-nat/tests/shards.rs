@@ -175,3 +175,58 @@ fn a_full_table_refuses_new_flows_with_address_unreachable_and_keeps_old_ones() 
     ));
     assert_eq!(nat.session_count(), 2);
 }
+
+/// An ICMPv6 error behind a Destination Options header: the steering
+/// program only looks right after the fixed header, so it steers such an
+/// error by its outer source; the shard that gets it hands it to the
+/// session's owner, which translates it.
+#[test]
+fn an_icmpv6_error_behind_extension_headers_reaches_the_sessions_owner() {
+    let count = 2;
+    let c = (1..)
+        .map(client)
+        .find(|c| owner_of_client(&c.octets(), count) == 1)
+        .unwrap();
+    let mut owner = shard_nat(1, count, usize::MAX);
+    let mut other = shard_nat(0, count, usize::MAX);
+    let t0 = Instant::now();
+    let mut out = vec![0u8; 2000];
+    let Verdict::Forward(n) = owner.handle_v6(t0, &v6_udp(c, 5000), &mut out) else {
+        panic!("not forwarded");
+    };
+    assert_eq!(translated_source(&out[..n]).ip(), &POOL);
+    // The server's reply as the client would have got it, quoted in a Port
+    // Unreachable the client sends back towards the server.
+    let server6 = prefix().embed(SERVER);
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv6(server6.octets(), c.octets(), 64)
+        .udp(53, 5000)
+        .write(&mut quoted, b"answer")
+        .unwrap();
+    let mut error = Vec::new();
+    PacketBuilder::ipv6(c.octets(), server6.octets(), 64)
+        .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ))
+        .write(&mut error, &quoted)
+        .unwrap();
+    // Insert an empty Destination Options header (PadN) before the ICMPv6
+    // header; the ICMPv6 checksum does not cover it.
+    error[6] = 60;
+    error.splice(40..40, [58, 0, 1, 4, 0, 0, 0, 0]);
+    let payload_len = u16::from_be_bytes([error[4], error[5]]) + 8;
+    error[4..6].copy_from_slice(&payload_len.to_be_bytes());
+    match other.handle_v6(t0, &error, &mut out) {
+        Verdict::Elsewhere { owner: 1, len } => assert_eq!(out[..len], error[..]),
+        v => panic!("not handed over: {v:?}"),
+    }
+    let Verdict::Forward(n) = owner.handle_v6(t0, &error, &mut out) else {
+        panic!("the owner does not translate it");
+    };
+    let p = SlicedPacket::from_ip(&out[..n]).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4");
+    };
+    assert_eq!(ip.header().protocol(), IpNumber::ICMP);
+    assert_eq!(ip.header().destination_addr(), SERVER);
+}
