@@ -16,7 +16,8 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
   [nat64]           prefix, pool4, tun, mtu, offload, mss-clamp, lowest-ipv6-mtu,
                     icmp-errors-per-second, rfc6791-v4, rfc6791-v6
   [nat64.limits]    max-sessions (all workers together; default by memory)
-  [nat64.timeouts]  udp, icmp, tcp-established, tcp-transitory (seconds)
+  [nat64.timeouts]  udp, icmp, tcp-established, tcp-transitory (seconds; a
+                    session goes within 250 ms after its timeout)
   [nat64.fragments] max-datagrams, max-per-source, max-fragments, timeout
   [dns64]           listen, upstream, prefix, upstream-timeout-ms, exclude, mapped, exclude-mapped,
                     allow, synthesize-for, servfail, cache-size, parallel-a
