@@ -695,14 +695,25 @@ impl Harness {
         if lazy {
             return;
         }
-        if self.nat.poll_timeout().is_some_and(|t| t <= self.now) {
-            self.nat.handle_timeout(self.now);
+        // As the daemon does: wake-ups until nothing is due (each does a
+        // bounded amount of work), then what the NAT sends by itself.
+        for nat in [&mut self.nat, &mut self.twin] {
+            for _ in 0..10_000 {
+                if nat.poll_timeout().is_none_or(|t| t > self.now) {
+                    break;
+                }
+                nat.handle_timeout(self.now);
+            }
         }
-        if self.twin.poll_timeout().is_some_and(|t| t <= self.now) {
-            self.twin.handle_timeout(self.now);
+        while let Some(n) = self.nat.poll_transmit(self.now, &mut self.out) {
+            check_port_unreachable(&self.out[..n]);
         }
+        while self.twin.poll_transmit(self.now, &mut self.out).is_some() {}
         if let Some(t) = self.nat.poll_timeout() {
-            assert!(t > self.now, "poll_timeout still due after handle_timeout");
+            assert!(
+                t > self.now,
+                "poll_timeout still due after handle_timeout and poll_transmit"
+            );
         }
         self.check_tables(true);
     }
@@ -712,8 +723,15 @@ impl Harness {
         self.check_tables(false);
         let t = Timeouts::default();
         self.now += t.tcp_established + t.udp + Duration::from_secs(3600);
-        self.nat.handle_timeout(self.now);
-        self.twin.handle_timeout(self.now);
+        for nat in [&mut self.nat, &mut self.twin] {
+            for _ in 0..10_000 {
+                nat.handle_timeout(self.now);
+                if nat.poll_timeout().is_none_or(|t| t > self.now) {
+                    break;
+                }
+            }
+            while nat.poll_transmit(self.now, &mut self.out).is_some() {}
+        }
         assert_eq!(
             self.twin.session_count(),
             0,
@@ -830,12 +848,29 @@ impl Harness {
         let verdict = self.nat.handle_v6(self.now, pkt, out);
         self.check_twin(pkt, true, verdict);
         match verdict {
+            Verdict::Forward(len) if self.out.first().is_some_and(|b| b >> 4 == 6) => {
+                // Hairpinned (RFC 6146 §3.8): back to a client, from the pool.
+                assert!(len <= bound, "Forward({len}) beyond the buffer of {bound}");
+                let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[24..40]).unwrap());
+                let server = self
+                    .nat
+                    .config()
+                    .prefix
+                    .extract(&dst)
+                    .expect("under the prefix");
+                assert!(
+                    self.nat.config().pool4.contains(server),
+                    "IPv6 out of handle_v6 not hairpinned: {}",
+                    hex(pkt)
+                );
+            }
             Verdict::Forward(len) => {
                 assert!(len <= bound, "Forward({len}) beyond the buffer of {bound}");
                 let output = self.out[..len].to_vec();
                 self.check_forward_v4(pkt, expect, &output);
                 remember(&mut self.v4_sent, output);
             }
+            Verdict::SynHeld => panic!("handle_v6 held a SYN: {}", hex(pkt)),
             Verdict::Reject(reason, len) => {
                 assert!(len <= bound, "Reject({reason:?}, {len}) beyond the buffer");
                 let output = self.out[..len].to_vec();
@@ -896,6 +931,15 @@ impl Harness {
                     "Held a whole packet"
                 );
             }
+            // A SYN, or the fragment that completed one.
+            Verdict::SynHeld => match parse_v4(pkt) {
+                Ok(parsed) => assert!(
+                    parsed.flow.proto == L4Proto::Tcp && parsed.flow.tcp_flags & 0x02 != 0,
+                    "held a non-SYN: {}",
+                    hex(pkt)
+                ),
+                Err(reason) => assert_eq!(reason, DropReason::Fragment, "held {}", hex(pkt)),
+            },
             Verdict::Drop(NatDrop::Packet(DropReason::OutputTooSmall)) => {
                 panic!("output_bound too small for {}", hex(pkt));
             }
@@ -1273,6 +1317,27 @@ fn payload(r: &mut Reader<'_>, max: usize) -> Vec<u8> {
     let mut p = r.bytes(len.min(16));
     p.extend((p.len()..len).map(|i| (i * 7) as u8));
     p
+}
+
+/// What the NAT sends by itself: ICMP Port Unreachable for a held SYN
+/// (RFC 6146 §3.5.2.2), quoting a TCP SYN, from the pool.
+fn check_port_unreachable(pkt: &[u8]) {
+    assert_eq!(
+        pkt.first().map(|b| b >> 4),
+        Some(4),
+        "not IPv4: {}",
+        hex(pkt)
+    );
+    let ihl = usize::from(pkt[0] & 0x0f) * 4;
+    assert_eq!(pkt[9], 1, "not ICMP: {}", hex(pkt));
+    assert_eq!(
+        (pkt[ihl], pkt[ihl + 1]),
+        (3, 3),
+        "not Port Unreachable: {}",
+        hex(pkt)
+    );
+    let quote = &pkt[ihl + 8..];
+    assert_eq!(quote[9], 6, "quotes no TCP: {}", hex(pkt));
 }
 
 /// IPv4 options: mostly none; padding, an (un)expired source route, or

@@ -31,8 +31,8 @@ pub(crate) use entries::{BindKey, SessionKey};
 
 use crate::port_alloc::pick_port;
 use crate::shard::Shard;
-use crate::tcp::{Side, TcpTrack};
-use crate::{BibEntry, NatDrop, Pool4, SessionEntry, Timeouts};
+use crate::tcp::{is_syn, Side};
+use crate::{BibEntry, Filtering, NatDrop, Pool4, SessionEntry, TcpState, Timeouts};
 use entries::{
     bind_hash, binding_chain, local_hash, server_hash, session_chain, v4_hash, v6_hash, Binding,
     Session, TimerClass,
@@ -43,7 +43,6 @@ use indexed::Indexed;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
-use xlat64_packet::flow::tcp_flags::{RST, SYN};
 use xlat64_packet::{Flow4, Flow6, L4Proto};
 
 /// Sessions removed per [`SessionTable::handle_timeout`] call at most: after
@@ -56,6 +55,10 @@ const EXPIRY_BUDGET: usize = 256;
 /// quarter of a millisecond.
 const RESIZE_BUDGET: usize = 256;
 
+/// RFC 6146 §4 TCP_INCOMING_SYN: how long a session opened by a SYN from
+/// the IPv4 side waits for the client's SYN.
+const TCP_INCOMING_SYN: Duration = Duration::from_secs(6);
+
 /// What an outbound packet maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct OutboundPlan {
@@ -63,6 +66,13 @@ pub(crate) struct OutboundPlan {
     /// Pool4 transport address (source of the IPv4 packet).
     pub(crate) v4_local: SocketAddrV4,
     found: Found,
+}
+
+impl OutboundPlan {
+    /// Whether committing it creates a session.
+    pub(crate) fn creates_session(&self) -> bool {
+        !matches!(self.found, Found::Session(_))
+    }
 }
 
 /// What a plan found in the tables.
@@ -102,6 +112,10 @@ pub(crate) struct SessionTable {
     shard: Shard,
     /// Sessions this table holds at most; a new flow beyond is refused.
     max_sessions: usize,
+    filtering: Filtering,
+    /// Whether TCP connections from the IPv4 side are refused (RFC 6146
+    /// §3.5.2.2 allows it as a security policy).
+    drop_external_tcp: bool,
     sessions: Indexed<Session, 3>,
     bindings: Indexed<Binding, 2>,
     wheel: ExpiryWheel,
@@ -125,8 +139,11 @@ fn proto_index(p: L4Proto) -> usize {
     }
 }
 
-fn is_tcp_syn(flags: u8) -> bool {
-    flags & SYN != 0 && flags & RST == 0
+/// How a [`SessionTable`] treats traffic from the IPv4 side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InboundPolicy {
+    pub(crate) filtering: Filtering,
+    pub(crate) drop_external_tcp: bool,
 }
 
 impl SessionTable {
@@ -136,6 +153,7 @@ impl SessionTable {
         seed: u64,
         shard: Shard,
         max_sessions: usize,
+        policy: InboundPolicy,
     ) -> Self {
         let used = vec![[0; 3]; pool4.addrs().len()];
         // Keys carry attacker-chosen ports and addresses, so the hash must
@@ -147,6 +165,8 @@ impl SessionTable {
             shard,
             // Slots and links are u32.
             max_sessions: max_sessions.min(u32::MAX as usize / 2),
+            filtering: policy.filtering,
+            drop_external_tcp: policy.drop_external_tcp,
             sessions: Indexed::new(state.clone()),
             bindings: Indexed::new(state),
             wheel: ExpiryWheel::default(),
@@ -218,7 +238,7 @@ impl SessionTable {
                 found: Found::Session(slot),
             });
         }
-        if flow.proto == L4Proto::Tcp && !is_tcp_syn(flow.tcp_flags) {
+        if flow.proto == L4Proto::Tcp && !is_syn(flow.tcp_flags) {
             return Err(NatDrop::TcpNoSession);
         }
         if self.sessions.len() >= self.max_sessions {
@@ -280,18 +300,22 @@ impl SessionTable {
         match found {
             Found::Session(slot) => self.refresh(tick, slot, Side::V6, tcp_flags),
             Found::Binding(binding) => {
-                let tcp = (bind.proto == L4Proto::Tcp).then(TcpTrack::opened_by_v6_syn);
+                let tcp = (bind.proto == L4Proto::Tcp).then_some(TcpState::V6Init);
                 self.create_session(tick, plan.key, plan.v4_local, binding, tcp);
             }
             Found::Nothing(_) => {}
         }
     }
 
-    /// RFC 6146 §3.5, IPv4 -> IPv6, with address-dependent filtering: a
-    /// packet is let in only when its binding has a session with the
-    /// packet's source address. (Endpoint-independent filtering, the RFC's
-    /// default for UDP, would be a configuration option; it is left for later
-    /// because never letting unsolicited traffic in comes first.)
+    /// RFC 6146 §3.5, IPv4 -> IPv6: the session of `flow`, or the session
+    /// to create for it when its binding exists and filtering lets it in
+    /// (endpoint-independent: any server; address-dependent: a server
+    /// address the client already has a session with, RFC 4787 §5).
+    ///
+    /// A TCP SYN without a session opens one (V4 INIT) only through a
+    /// binding that filtering lets it in by; without, it is
+    /// [`NatDrop::TcpInboundSyn`], which the caller may hold for a
+    /// simultaneous open (RFC 6146 §3.5.2.2).
     pub(crate) fn plan_inbound(&self, flow: &Flow4) -> Result<InboundPlan, NatDrop> {
         if let Some(slot) = self.find_session_v4(flow) {
             let s = self.sessions.slab.get(slot);
@@ -301,28 +325,28 @@ impl SessionTable {
                 found: Found::Session(slot),
             });
         }
+        let tcp = flow.proto == L4Proto::Tcp;
+        let syn = tcp && is_syn(flow.tcp_flags);
+        if syn && self.drop_external_tcp {
+            return Err(NatDrop::TcpExternallyInitiated);
+        }
         let local = SocketAddrV4::new(flow.dst, flow.dst_port);
-        let binding = self
-            .find_binding_v4(flow.proto, local)
-            .ok_or(NatDrop::NoBinding)?;
-        if flow.proto == L4Proto::Tcp {
-            // RFC 6146 §3.5.2.2 simultaneous open (an IPv4 SYN for a binding
-            // without session) is not handled yet.
-            return Err(if is_tcp_syn(flow.tcp_flags) {
+        let Some(binding) = self.find_binding_v4(flow.proto, local) else {
+            return Err(if syn {
                 NatDrop::TcpInboundSyn
             } else {
-                NatDrop::TcpNoSession
+                NatDrop::NoBinding
             });
+        };
+        if tcp && !syn {
+            return Err(NatDrop::TcpNoSession);
         }
-        let hash = server_hash(self.sessions.state(), flow.proto, local, flow.src);
-        let known_server = self.sessions.find(session_chain::SERVER, hash, |s| {
-            s.server == flow.src
-                && s.local == flow.dst
-                && s.local_port == flow.dst_port
-                && s.proto == flow.proto
-        });
-        if known_server.is_none() {
-            return Err(NatDrop::Filtered);
+        if !self.lets_in(flow.proto, local, flow.src) {
+            return Err(if syn {
+                NatDrop::TcpInboundSyn
+            } else {
+                NatDrop::Filtered
+            });
         }
         if self.sessions.len() >= self.max_sessions {
             return Err(NatDrop::SessionLimit);
@@ -339,13 +363,34 @@ impl SessionTable {
         })
     }
 
+    /// Whether filtering lets a packet from `server` in through the binding
+    /// of pool4 transport address `local` (RFC 6146 §3.5.1, §3.5.2.2,
+    /// §3.5.3).
+    fn lets_in(&self, proto: L4Proto, local: SocketAddrV4, server: Ipv4Addr) -> bool {
+        match self.filtering {
+            Filtering::EndpointIndependent => true,
+            Filtering::AddressDependent => {
+                let hash = server_hash(self.sessions.state(), proto, local, server);
+                self.sessions
+                    .find(session_chain::SERVER, hash, |s| {
+                        s.server == server
+                            && s.local == *local.ip()
+                            && s.local_port == local.port()
+                            && s.proto == proto
+                    })
+                    .is_some()
+            }
+        }
+    }
+
     /// Records an inbound packet that was translated as `plan` says.
     pub(crate) fn commit_inbound(&mut self, now: Instant, plan: InboundPlan, tcp_flags: u8) {
         let tick = self.clock.tick(now);
         match plan.found {
             Found::Session(slot) => self.refresh(tick, slot, Side::V4, tcp_flags),
             Found::Binding(binding) => {
-                self.create_session(tick, plan.key, plan.v4_local, binding, None);
+                let tcp = (plan.key.bind.proto == L4Proto::Tcp).then_some(TcpState::V4Init);
+                self.create_session(tick, plan.key, plan.v4_local, binding, tcp);
             }
             Found::Nothing(_) => {}
         }
@@ -357,7 +402,7 @@ impl SessionTable {
         key: SessionKey,
         local: SocketAddrV4,
         binding: u32,
-        tcp: Option<TcpTrack>,
+        tcp: Option<TcpState>,
     ) {
         let due = due_tick(tick, self.lifetime(Session::class_of(key.bind.proto, tcp)));
         let slot = self.sessions.insert(Session {
@@ -380,25 +425,29 @@ impl SessionTable {
         self.created += 1;
     }
 
-    /// A packet from `side` on the session in `slot`: its tick and TCP
-    /// state. The session moves in the wheel only when its lifetime got
-    /// shorter (RST, both FINs); later expiry is found lazily.
+    /// A packet from `side` on the session in `slot`: its TCP state
+    /// (RFC 6146 §3.5.2.2) and, when its lifetime starts again, its tick.
+    /// The session moves in the wheel only when it is now due earlier
+    /// (a RST, both FINs); later expiry is found lazily.
     fn refresh(&mut self, tick: u32, slot: u32, side: Side, tcp_flags: u8) {
         let s = self.sessions.slab.get_mut(slot);
-        s.tick = tick;
-        let Some(tcp) = s.tcp.as_mut() else {
+        let Some(state) = s.tcp else {
+            s.tick = tick;
             return;
         };
-        let before = tcp.is_established();
-        tcp.on_segment(side, tcp_flags);
-        if tcp.is_established() == before {
+        let (next, restart) = state.on_segment(side, tcp_flags);
+        s.tcp = Some(next);
+        if restart {
+            s.tick = tick;
+        }
+        if next == state && !restart {
             return;
         }
-        let (class, due) = (s.timer_class(), s.due);
-        let new_due = due_tick(tick, self.lifetime(class));
-        if new_due < due {
+        let (last, class, queued) = (s.tick, s.timer_class(), s.due);
+        let due = due_tick(last, self.lifetime(class));
+        if due < queued {
             self.wheel.unlink(&mut self.sessions.slab, slot);
-            self.wheel.schedule(&mut self.sessions.slab, slot, new_due);
+            self.wheel.schedule(&mut self.sessions.slab, slot, due);
         }
     }
 
@@ -452,6 +501,7 @@ impl SessionTable {
             TimerClass::Icmp => t.icmp,
             TimerClass::TcpTransitory => t.tcp_transitory,
             TimerClass::TcpEstablished => t.tcp_established,
+            TimerClass::TcpIncomingSyn => TCP_INCOMING_SYN,
         }
     }
 
@@ -563,7 +613,7 @@ impl SessionTable {
                 v6_server: SocketAddrV6::new(embed(s.server), v6_server_port, 0, 0),
                 v4_local: s.local(),
                 v4_server: SocketAddrV4::new(s.server, v4_server_port),
-                tcp_state: s.tcp.map(|t| t.state),
+                tcp_state: s.tcp,
                 expires: self.expires(s)?,
             })
         }));

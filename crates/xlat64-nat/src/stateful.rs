@@ -5,8 +5,9 @@
 use crate::icmp_rate::IcmpRateLimit;
 use crate::ipv4_id::Ipv4Ids;
 use crate::reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
-use crate::session_table::{OutboundPlan, SessionTable};
+use crate::session_table::{InboundPolicy, OutboundPlan, SessionTable};
 use crate::shard::{owner_of_client, owner_of_v4, Shard};
+use crate::syn_store::{Quote, SynStore, QUOTE};
 use crate::{BibEntry, Pool4, SessionEntry, Timeouts};
 use foldhash::fast::FixedState;
 use ipnet::Ipv4Net;
@@ -74,6 +75,26 @@ pub struct Nat64Config {
     /// MSS that TCP SYNs crossing the gateway announce at most (both
     /// directions; see `xlat64_packet::tcp_mss`); `None`: left alone.
     pub mss_clamp: Option<u16>,
+    /// Which IPv4 packets an existing binding lets in.
+    pub filtering: Filtering,
+    /// Refuse TCP connections from the IPv4 side altogether (RFC 6146
+    /// §3.5.2.2 security policy): their SYNs are dropped, never held.
+    pub drop_external_tcp: bool,
+    /// Inbound SYNs held at most for a simultaneous open (RFC 6146
+    /// §3.5.2.2); a SYN beyond is dropped ([`NatDrop::TcpInboundSyn`]).
+    pub max_simultaneous_opens: usize,
+}
+
+/// Which IPv4 packets an existing binding lets in (RFC 6146 §3.5.1,
+/// RFC 4787 §5). Packets that match no binding never get in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filtering {
+    /// From any IPv4 host and port (RFC 4787 REQ-8's recommendation for
+    /// transparency: peer-to-peer and STUN-style traversal work).
+    #[default]
+    EndpointIndependent,
+    /// Only from an IPv4 address the client already has a session with.
+    AddressDependent,
 }
 
 impl Nat64Config {
@@ -94,6 +115,9 @@ impl Nat64Config {
             shard: Shard::ONE,
             max_sessions: usize::MAX,
             mss_clamp: None,
+            filtering: Filtering::EndpointIndependent,
+            drop_external_tcp: false,
+            max_simultaneous_opens: 64,
         }
     }
 }
@@ -121,11 +145,16 @@ pub enum NatDrop {
     /// IPv4 packet for an existing binding from a server address the client
     /// has no session with (address-dependent filtering, RFC 4787 §5).
     Filtered,
-    /// IPv4 TCP SYN for an existing binding without a session (RFC 6146
-    /// §3.5.2.2 simultaneous open is not handled yet).
+    /// IPv4 TCP SYN that no binding lets in and that could not be held for
+    /// a simultaneous open: the store of held SYNs is full (RFC 6146
+    /// §3.5.2.2).
     TcpInboundSyn,
-    /// IPv6 packet to a pool4 address under the prefix (RFC 6146 §3.8
-    /// hairpinning is not handled yet).
+    /// IPv4 TCP SYN refused by configuration (`drop-externally-initiated-tcp`,
+    /// RFC 6146 §3.5.2.2).
+    TcpExternallyInitiated,
+    /// An ICMPv6 error sent to a pool4 address under the prefix: about a
+    /// hairpinned flow (RFC 6146 §3.8 translates the flows themselves, not
+    /// errors about them).
     Hairpinning,
     /// IPv6 source inside the translation prefix: spoofed or looped. Such a
     /// packet would make the gateway a reflector (the replies would come
@@ -152,7 +181,7 @@ pub enum NatDrop {
 impl NatDrop {
     /// The NAT-specific reasons (the packet ones are `DropReason::ALL`, the
     /// fragment ones `FragmentDrop::ALL`).
-    pub const NAT_ONLY: [NatDrop; 15] = [
+    pub const NAT_ONLY: [NatDrop; 16] = [
         NatDrop::NotInPrefix,
         NatDrop::NonGlobalUnderWellKnown,
         NatDrop::NotInPool4,
@@ -161,6 +190,7 @@ impl NatDrop {
         NatDrop::PoolExhausted,
         NatDrop::Filtered,
         NatDrop::TcpInboundSyn,
+        NatDrop::TcpExternallyInitiated,
         NatDrop::Hairpinning,
         NatDrop::SourceInPrefix,
         NatDrop::BadIpv6Source,
@@ -183,7 +213,8 @@ impl NatDrop {
             NatDrop::PoolExhausted => "drop_pool4_exhausted",
             NatDrop::Filtered => "drop_filtered",
             NatDrop::TcpInboundSyn => "drop_tcp_inbound_syn",
-            NatDrop::Hairpinning => "drop_hairpinning",
+            NatDrop::TcpExternallyInitiated => "drop_tcp_externally_initiated",
+            NatDrop::Hairpinning => "drop_icmp_error_hairpinned",
             NatDrop::SourceInPrefix => "drop_source_in_prefix",
             NatDrop::BadIpv6Source => "drop_bad_ipv6_source",
             NatDrop::SpecialIpv4Destination => "drop_special_ipv4_destination",
@@ -210,6 +241,10 @@ pub enum Verdict {
     Forward(usize),
     /// A fragment was stored for reassembly: nothing to send yet.
     Held,
+    /// An IPv4 TCP SYN held for a simultaneous open (RFC 6146 §3.5.2.2):
+    /// nothing to send; [`Nat64::poll_transmit`] may send an ICMP error
+    /// for it later.
+    SynHeld,
     /// Drop, and count the reason.
     Drop(NatDrop),
     /// Drop and count the reason, and send the ICMP error in `out[..len]`
@@ -261,14 +296,70 @@ pub struct NatCounters {
     pub tcp_mss_clamped: u64,
     /// Packets translated in place (no copy), superpackets counted once.
     pub translated_in_place: u64,
+    /// IPv4 TCP SYNs held for a simultaneous open (RFC 6146 §3.5.2.2).
+    pub tcp_syns_held: u64,
+    /// Held SYNs whose connection the client opened meanwhile
+    /// (simultaneous opens).
+    pub tcp_simultaneous_opens: u64,
+    /// Held SYNs answered with ICMP Port Unreachable after 6 s.
+    pub tcp_syns_unanswered: u64,
+    /// Packets from one client to another through pool4 (RFC 6146 §3.8).
+    pub hairpinned: u64,
+}
+
+impl NatCounters {
+    /// Every counter with its `stats` name.
+    pub fn named(&self) -> [(&'static str, u64); 11] {
+        [
+            ("icmp_errors_sent", self.icmp_errors_sent),
+            ("icmp_errors_rate_limited", self.icmp_errors_rate_limited),
+            ("fragments_reassembled", self.fragments_reassembled),
+            ("fragment_timeouts", self.fragment_timeouts),
+            ("packets_fragmented", self.packets_fragmented),
+            ("tcp_mss_clamped", self.tcp_mss_clamped),
+            ("translated_in_place", self.translated_in_place),
+            ("tcp_syns_held", self.tcp_syns_held),
+            ("tcp_simultaneous_opens", self.tcp_simultaneous_opens),
+            ("tcp_syns_unanswered", self.tcp_syns_unanswered),
+            ("hairpinned", self.hairpinned),
+        ]
+    }
+
+    /// Adds `other` to these counters (summing the workers').
+    pub fn add(&mut self, other: &NatCounters) {
+        let NatCounters {
+            icmp_errors_sent,
+            icmp_errors_rate_limited,
+            fragments_reassembled,
+            fragment_timeouts,
+            packets_fragmented,
+            tcp_mss_clamped,
+            translated_in_place,
+            tcp_syns_held,
+            tcp_simultaneous_opens,
+            tcp_syns_unanswered,
+            hairpinned,
+        } = other;
+        self.icmp_errors_sent += icmp_errors_sent;
+        self.icmp_errors_rate_limited += icmp_errors_rate_limited;
+        self.fragments_reassembled += fragments_reassembled;
+        self.fragment_timeouts += fragment_timeouts;
+        self.packets_fragmented += packets_fragmented;
+        self.tcp_mss_clamped += tcp_mss_clamped;
+        self.translated_in_place += translated_in_place;
+        self.tcp_syns_held += tcp_syns_held;
+        self.tcp_simultaneous_opens += tcp_simultaneous_opens;
+        self.tcp_syns_unanswered += tcp_syns_unanswered;
+        self.hairpinned += hairpinned;
+    }
 }
 
 /// Stateful NAT64 core.
 ///
 /// Mapping is endpoint-independent (RFC 6146 §3.5.1.1); filtering is
-/// address-dependent: an IPv4 packet gets in only when the client has a
-/// session with the packet's source address (an endpoint-independent
-/// filtering option is for later).
+/// endpoint-independent or address-dependent ([`Filtering`]); TCP follows
+/// the RFC 6146 §3.5.2.2 state machine with simultaneous open; clients
+/// reach each other through pool4 (hairpinning, §3.8).
 #[derive(Debug)]
 pub struct Nat64 {
     /// Kept apart from the rest so that a reassembled packet (borrowed from
@@ -281,6 +372,10 @@ pub struct Nat64 {
 struct Core {
     config: Nat64Config,
     table: SessionTable,
+    syns: SynStore,
+    /// Where a hairpinned packet's IPv4 form waits to be translated back
+    /// (allocated once, at the largest datagram).
+    hairpin: Box<[u8]>,
     ipv4_ids: Ipv4Ids,
     rate: IcmpRateLimit,
     hasher: FixedState,
@@ -304,11 +399,17 @@ impl Nat64 {
             seed,
             config.shard,
             config.max_sessions,
+            InboundPolicy {
+                filtering: config.filtering,
+                drop_external_tcp: config.drop_external_tcp,
+            },
         );
         Nat64 {
             reassembler: Reassembler::new(config.fragments, seed.rotate_left(17)),
             core: Core {
                 table,
+                syns: SynStore::new(config.max_simultaneous_opens),
+                hairpin: vec![0; MAX_DATAGRAM].into_boxed_slice(),
                 ipv4_ids: Ipv4Ids::new(seed),
                 rate: IcmpRateLimit::new(config.icmp_errors_per_second),
                 hasher: FixedState::with_seed(seed.rotate_left(41)),
@@ -490,16 +591,40 @@ impl Nat64 {
         }
     }
 
-    /// The earliest time a session or an incomplete datagram may expire, if
-    /// any. It may be earlier than any real expiry (a refreshed session is
-    /// re-checked then), never later.
+    /// The earliest time a session, an incomplete datagram or a held SYN
+    /// may expire, if any. It may be earlier than any real expiry (a
+    /// refreshed session is re-checked then), never later.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (
+        [
             self.core.table.poll_timeout(),
             self.reassembler.poll_timeout(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+            self.core.syns.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A packet the NAT64 sends by itself at `now`, written into `out`:
+    /// ICMP Port Unreachable for an inbound SYN held 6 s without the
+    /// client opening its side (RFC 6146 §3.5.2.2), an IPv4 packet towards
+    /// the SYN's sender. Call until `None` after [`Self::handle_timeout`]:
+    /// the held SYNs that are due stay due until then.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        let core = &mut self.core;
+        let mut quote: Quote = [0; QUOTE];
+        loop {
+            let len = core.syns.expired(now, &mut quote)?;
+            core.counters.tcp_syns_unanswered += 1;
+            let unreachable = IcmpError {
+                icmp_type: icmp4::DEST_UNREACHABLE,
+                code: icmp4::code::PORT_UNREACHABLE,
+                param: 0,
+            };
+            if let Some(n) = core.icmp_error_v4(now, &quote[..len], unreachable, out) {
+                core.counters.icmp_errors_sent += 1;
+                return Some(n);
+            }
         }
     }
 
@@ -714,13 +839,26 @@ impl Core {
             },
             _ => return Verdict::Drop(reason),
         };
-        let Some(hdr) = pkt.first_chunk::<20>() else {
-            return Verdict::Drop(reason);
-        };
+        match self.icmp_error_v4(now, pkt, error, out) {
+            Some(len) => self.rejected(reason, Ok(len)),
+            None => Verdict::Drop(reason),
+        }
+    }
+
+    /// Writes into `out` the ICMPv4 `error` about `pkt` back to its sender:
+    /// only for what was sent to the pool, to a sender that is one host
+    /// (never a reflector), for a packet one may answer, within the rate
+    /// limit. The caller counts it as sent.
+    fn icmp_error_v4(
+        &mut self,
+        now: Instant,
+        pkt: &[u8],
+        error: IcmpError,
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let hdr = pkt.first_chunk::<20>()?;
         let sender = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
         let local = Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]);
-        // Only for what was sent to the gateway's pool, and only to a
-        // sender that is one host: never a reflector.
         let sender_is_broadcast = self
             .config
             .local_v4
@@ -732,11 +870,10 @@ impl Core {
             || !may_answer_v4(pkt)
             || !self.error_allowed(now)
         {
-            return Verdict::Drop(reason);
+            return None;
         }
         let id = self.ipv4_ids.next(local, sender, 1);
-        let built = icmpv4_error(out, local, sender, id, error, pkt);
-        self.rejected(reason, built)
+        icmpv4_error(out, local, sender, id, error, pkt).ok()
     }
 
     /// Sources never translated, nor answered: inside the prefix (spoofed or
@@ -800,9 +937,6 @@ impl Core {
         {
             return Err(NatDrop::GatewayIpv4Destination);
         }
-        if self.config.pool4.contains(server) {
-            return Err(NatDrop::Hairpinning);
-        }
         Ok(server)
     }
 
@@ -812,6 +946,10 @@ impl Core {
             Ok(s) => s,
             Err(reason) => return Verdict::Drop(reason),
         };
+        let hairpin = self.config.pool4.contains(server);
+        if parsed.icmp_error.is_some() && hairpin {
+            return Verdict::Drop(NatDrop::Hairpinning);
+        }
         if parsed.icmp_error.is_some() {
             // The steering program finds the session's owner only for an
             // error right after the fixed header; one behind extension
@@ -842,12 +980,61 @@ impl Core {
         let (src, dst, id) = self.outbound_addrs(&flow, server, &plan);
         match translate_6to4(pkt, &parsed, src, dst, id, out) {
             Ok(len) => {
-                self.table.commit_outbound(now, plan, flow.tcp_flags);
+                self.commit_outbound(now, plan, &flow, dst);
                 self.clamp_mss(flow.proto, out.get_mut(20..len));
-                Verdict::Forward(len)
+                if hairpin {
+                    self.hairpin(now, out, len)
+                } else {
+                    Verdict::Forward(len)
+                }
             }
             Err(reason) => Verdict::Drop(reason.into()),
         }
+    }
+
+    /// Records an outbound packet translated as `plan` says, to `server`.
+    /// A client's SYN answers an inbound SYN held for the same connection
+    /// (RFC 6146 §3.5.2.2 simultaneous open): the held one is dropped.
+    fn commit_outbound(
+        &mut self,
+        now: Instant,
+        plan: OutboundPlan,
+        flow: &Flow6,
+        server: SocketAddrV4,
+    ) {
+        if flow.proto == L4Proto::Tcp
+            && plan.creates_session()
+            && self.syns.answered(plan.v4_local, server)
+        {
+            self.counters.tcp_simultaneous_opens += 1;
+        }
+        self.table.commit_outbound(now, plan, flow.tcp_flags);
+    }
+
+    /// RFC 6146 §3.8: `out[..len]` is a translated packet to a pool4
+    /// address, i.e. to another client: it goes back in as an IPv4 packet
+    /// from the pool, through that client's binding and filtering like any
+    /// other; to the shard owning its destination port.
+    fn hairpin(&mut self, now: Instant, out: &mut [u8], len: usize) -> Verdict {
+        self.counters.hairpinned += 1;
+        let shard = self.config.shard;
+        match owner_of_v4(&out[..len], shard.count) {
+            Some(owner) if owner != shard.index => return Verdict::Elsewhere { owner, len },
+            _ => {}
+        }
+        let mut v4 = std::mem::take(&mut self.hairpin);
+        let verdict = match v4.get_mut(..len) {
+            Some(pkt) => {
+                pkt.copy_from_slice(&out[..len]);
+                match parse_v4(pkt) {
+                    Ok(parsed) => self.inbound(now, pkt, parsed, out),
+                    Err(reason) => Verdict::Drop(reason.into()),
+                }
+            }
+            None => Verdict::Drop(DropReason::OutputTooSmall.into()),
+        };
+        self.hairpin = v4;
+        verdict
     }
 
     /// The IPv4 source and destination transport addresses and the IPv4
@@ -955,10 +1142,13 @@ impl Core {
         }
         let flow = parsed.flow;
         let server = self.outbound_server(pkt, &flow).ok()?;
+        if self.config.pool4.contains(server) {
+            return None; // hairpinning: `handle_v6` does it
+        }
         let plan = self.table.plan_outbound(&flow, server).ok()?;
         let (src, dst, id) = self.outbound_addrs(&flow, server, &plan);
         let new_start = translate_6to4_in_place(buf, start, &parsed, src, dst, id).ok()?;
-        self.table.commit_outbound(now, plan, flow.tcp_flags);
+        self.commit_outbound(now, plan, &flow, dst);
         let out_len = 20 + parsed.total_len - parsed.l4_offset;
         self.clamp_mss(flow.proto, buf.get_mut(new_start + 20..new_start + out_len));
         Some((new_start, out_len))
@@ -1017,6 +1207,7 @@ impl Core {
         }
         let plan = match self.table.plan_inbound(&flow) {
             Ok(plan) => plan,
+            Err(NatDrop::TcpInboundSyn) => return self.hold_syn(now, pkt, &flow),
             Err(reason) => return Verdict::Drop(reason),
         };
         let client = plan.v6_client();
@@ -1055,6 +1246,21 @@ impl Core {
         };
         self.table.commit_inbound(now, plan, flow.tcp_flags);
         Verdict::Forward(len)
+    }
+
+    /// RFC 6146 §3.5.2.2: an IPv4 SYN that no binding lets in is held 6 s
+    /// for a simultaneous open, if the store has room. A hairpinned SYN
+    /// (from the pool itself) is not: its ICMP error would go round the
+    /// pool once more.
+    fn hold_syn(&mut self, now: Instant, pkt: &[u8], flow: &Flow4) -> Verdict {
+        let local = SocketAddrV4::new(flow.dst, flow.dst_port);
+        let remote = SocketAddrV4::new(flow.src, flow.src_port);
+        if !self.config.pool4.contains(flow.src) && self.syns.hold(now, pkt, local, remote) {
+            self.counters.tcp_syns_held += 1;
+            Verdict::SynHeld
+        } else {
+            Verdict::Drop(NatDrop::TcpInboundSyn)
+        }
     }
 
     /// RFC 7915 §4.2 with RFC 6146 §3.4: an ICMPv4 error about a session,

@@ -5,17 +5,41 @@ use std::net::{SocketAddrV4, SocketAddrV6};
 use std::time::Instant;
 use xlat64_packet::L4Proto;
 
-/// TCP session state (simplified tracking; RFC 6146 §3.5.2 in full is a later step).
+/// TCP session state (RFC 6146 §3.5.2.2; a session that does not exist is
+/// in CLOSED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpState {
-    /// SYN seen from the IPv6 side, no answer yet.
-    V6SynRcv,
+    /// A SYN came from the IPv4 side (an existing binding): waiting 6 s
+    /// (TCP_INCOMING_SYN) for the client's SYN.
+    V4Init,
+    /// A SYN came from the IPv6 side: waiting for the server's.
+    V6Init,
     /// Both sides have sent SYN.
     Established,
-    /// FIN seen from one side.
-    FinRcv,
-    /// RST seen, or both FINs: waiting out the transitory timer.
-    Closing,
+    /// The IPv4 side has sent FIN.
+    V4FinRcv,
+    /// The IPv6 side has sent FIN.
+    V6FinRcv,
+    /// Both sides have sent FIN: the transitory lifetime, not refreshed.
+    V4FinV6FinRcv,
+    /// A RST was seen: the transitory lifetime; any other segment returns
+    /// the session to established.
+    Trans,
+}
+
+impl TcpState {
+    /// Lower-case name, as `sessions` shows it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TcpState::V4Init => "v4_init",
+            TcpState::V6Init => "v6_init",
+            TcpState::Established => "established",
+            TcpState::V4FinRcv => "v4_fin_rcv",
+            TcpState::V6FinRcv => "v6_fin_rcv",
+            TcpState::V4FinV6FinRcv => "v4_fin_v6_fin_rcv",
+            TcpState::Trans => "trans",
+        }
+    }
 }
 
 /// One binding: an IPv6 transport address mapped to an IPv4 one (endpoint-independent).

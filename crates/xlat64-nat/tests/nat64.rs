@@ -6,7 +6,7 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 use xlat64_nat::{
-    Nat64, Nat64Config, NatDrop, Pool4, TcpState, Timeouts, Verdict, EXPIRY_RESOLUTION,
+    Filtering, Nat64, Nat64Config, NatDrop, Pool4, TcpState, Timeouts, Verdict, EXPIRY_RESOLUTION,
 };
 use xlat64_packet::{DropReason, L4Proto, Prefix6052};
 
@@ -25,6 +25,14 @@ fn nat_with(prefix: Prefix6052) -> Nat64 {
 
 fn new_nat() -> Nat64 {
     nat_with(nsp())
+}
+
+/// A NAT64 with address-dependent filtering.
+fn adf_nat() -> Nat64 {
+    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
+    let mut config = Nat64Config::new(nsp(), pool4, Timeouts::default());
+    config.filtering = Filtering::AddressDependent;
+    Nat64::with_seed(config, 99)
 }
 
 fn client(n: u16) -> Ipv6Addr {
@@ -338,12 +346,11 @@ fn tcp_handshake_and_rst() {
         (L4Proto::Tcp, POOL, SERVER, 80)
     );
     let local = SocketAddrV4::new(POOL, s.sport);
-    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::V6SynRcv));
-    // A SYN from the IPv4 side to the binding from another port: no session.
-    assert_eq!(
-        nat.handle_v4(t0, &v4_tcp(SERVER, 81, local, Tcp::Syn), &mut out),
-        Verdict::Drop(NatDrop::TcpInboundSyn)
-    );
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::V6Init));
+    // A SYN from the IPv4 side to the binding from another port: through
+    // the binding (endpoint-independent filtering), in V4 INIT.
+    forward(nat.handle_v4(t0, &v4_tcp(SERVER, 81, local, Tcp::Syn), &mut out));
+    assert_eq!(nat.sessions()[1].tcp_state, Some(TcpState::V4Init));
     let n = forward(nat.handle_v4(t0, &v4_tcp(SERVER, 80, local, Tcp::SynAck), &mut out));
     let s = seen_v6(&out[..n]);
     assert_eq!(
@@ -354,10 +361,10 @@ fn tcp_handshake_and_rst() {
     assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Established));
     forward(nat.handle_v6(t0, &v6_tcp(client(1), 5000, SERVER, 80, Tcp::Ack), &mut out));
     forward(nat.handle_v6(t0, &v6_tcp(client(1), 5000, SERVER, 80, Tcp::Fin), &mut out));
-    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::FinRcv));
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::V6FinRcv));
     let t1 = t0 + Duration::from_secs(1);
     forward(nat.handle_v4(t1, &v4_tcp(SERVER, 80, local, Tcp::Rst), &mut out));
-    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Closing));
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Trans));
     let end = t1 + Duration::from_secs(240) + EXPIRY_RESOLUTION;
     assert!(nat.poll_timeout().unwrap() <= end);
     nat.handle_timeout(end);
@@ -368,7 +375,7 @@ fn tcp_handshake_and_rst() {
 #[test]
 fn icmp_echo_round_trip() {
     let t0 = Instant::now();
-    let mut nat = new_nat();
+    let mut nat = adf_nat();
     let mut out = [0u8; 1500];
     let n = forward(nat.handle_v6(t0, &v6_echo(client(1), 0x1234, SERVER), &mut out));
     let s = seen_v4(&out[..n]);
@@ -396,7 +403,7 @@ fn icmp_echo_round_trip() {
 #[test]
 fn unsolicited_and_filtered_ipv4() {
     let t0 = Instant::now();
-    let mut nat = new_nat();
+    let mut nat = adf_nat();
     let mut out = [0u8; 1500];
     let local = SocketAddrV4::new(POOL, 40000);
     assert_eq!(
@@ -424,6 +431,19 @@ fn unsolicited_and_filtered_ipv4() {
     forward(nat.handle_v4(t0, &v4_udp(SERVER, 5353, local), &mut out));
     assert_eq!(nat.session_count(), 2);
     assert_eq!(nat.sessions_created(), 2);
+    // Endpoint-independent filtering lets any server in through the binding,
+    // but still nothing without one.
+    let mut nat = new_nat();
+    forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 40000, SERVER, 53), &mut out));
+    forward(nat.handle_v4(t0, &v4_udp(SERVER2, 53, local), &mut out));
+    assert_eq!(
+        nat.handle_v4(
+            t0,
+            &v4_udp(SERVER2, 53, SocketAddrV4::new(POOL, 40002)),
+            &mut out
+        ),
+        Verdict::Drop(NatDrop::NoBinding)
+    );
 }
 
 #[test]
@@ -455,7 +475,8 @@ fn prefix_rules() {
         nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 53), &mut out),
         Verdict::Drop(NatDrop::NotInPrefix)
     );
-    // A network-specific prefix carries private IPv4 too; the pool itself is hairpinning.
+    // A network-specific prefix carries private IPv4 too; the pool itself is
+    // hairpinning, here to a port nobody holds.
     let mut nat = new_nat();
     forward(nat.handle_v6(
         t0,
@@ -464,7 +485,7 @@ fn prefix_rules() {
     ));
     assert_eq!(
         nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, POOL, 53), &mut out),
-        Verdict::Drop(NatDrop::Hairpinning)
+        Verdict::Drop(NatDrop::NoBinding)
     );
 }
 
@@ -529,4 +550,108 @@ fn counter_names_cover_nat_only() {
     assert_eq!(names.len(), NatDrop::NAT_ONLY.len());
     assert!(names.iter().all(|n| n.starts_with("drop_")));
     assert!(names.contains("drop_filtered"));
+}
+
+/// RFC 6146 §3.5.2.2: a SYN from the IPv4 side that no binding lets in is
+/// held 6 s; without the client's own SYN the sender then gets ICMP Port
+/// Unreachable (Type 3, Code 3) quoting it.
+#[test]
+fn rfc6146_3_5_2_2_unanswered_inbound_syn_gets_port_unreachable_after_6_s() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    let local = SocketAddrV4::new(POOL, 40000);
+    let syn = v4_tcp(SERVER, 80, local, Tcp::Syn);
+    assert_eq!(nat.handle_v4(t0, &syn, &mut out), Verdict::SynHeld);
+    assert_eq!(nat.counters().tcp_syns_held, 1);
+    assert_eq!(nat.session_count(), 0);
+    let due = nat.poll_timeout().unwrap();
+    assert_eq!(due, t0 + Duration::from_secs(6));
+    nat.handle_timeout(due - Duration::from_millis(1));
+    assert_eq!(
+        nat.poll_transmit(due - Duration::from_millis(1), &mut out),
+        None
+    );
+    nat.handle_timeout(due);
+    let n = nat.poll_transmit(due, &mut out).expect("an ICMP error");
+    let error = out[..n].to_vec();
+    let p = SlicedPacket::from_ip(&error).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4");
+    };
+    assert_eq!(ip.header().source_addr(), POOL);
+    assert_eq!(ip.header().destination_addr(), SERVER);
+    let icmp = &error[20..];
+    assert_eq!((icmp[0], icmp[1]), (3, 3));
+    assert_eq!(&icmp[8..8 + syn.len()], &syn[..], "the SYN quoted whole");
+    assert_eq!(nat.poll_transmit(due, &mut out), None);
+    assert_eq!(nat.poll_timeout(), None);
+    assert_eq!(nat.counters().tcp_syns_unanswered, 1);
+}
+
+/// RFC 6146 §3.5.2.2 simultaneous open: the client's SYN for the held
+/// connection drops the held SYN silently, and the server's next SYN
+/// establishes the session.
+#[test]
+fn rfc6146_3_5_2_2_simultaneous_open() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    let local = SocketAddrV4::new(POOL, 40000);
+    let syn = v4_tcp(SERVER, 80, local, Tcp::Syn);
+    assert_eq!(nat.handle_v4(t0, &syn, &mut out), Verdict::SynHeld);
+    // The client opens from port 40000 (kept: free) to the server's port.
+    let n = forward(nat.handle_v6(
+        t0 + Duration::from_secs(1),
+        &v6_tcp(client(1), 40000, SERVER, 80, Tcp::Syn),
+        &mut out,
+    ));
+    assert_eq!(seen_v4(&out[..n]).sport, 40000);
+    assert_eq!(nat.counters().tcp_simultaneous_opens, 1);
+    let t6 = t0 + Duration::from_secs(6);
+    nat.handle_timeout(t6);
+    assert_eq!(
+        nat.poll_transmit(t6, &mut out),
+        None,
+        "no error for an answered SYN"
+    );
+    forward(nat.handle_v4(t6, &syn, &mut out));
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Established));
+}
+
+/// The store of held SYNs is bounded: a SYN flood takes no more.
+#[test]
+fn held_syns_are_bounded() {
+    let t0 = Instant::now();
+    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
+    let mut config = Nat64Config::new(nsp(), pool4, Timeouts::default());
+    config.max_simultaneous_opens = 2;
+    let mut nat = Nat64::with_seed(config, 1);
+    let mut out = [0u8; 1500];
+    for (port, expected) in [
+        (40000, Verdict::SynHeld),
+        (40001, Verdict::SynHeld),
+        (40002, Verdict::Drop(NatDrop::TcpInboundSyn)),
+    ] {
+        let syn = v4_tcp(SERVER, 80, SocketAddrV4::new(POOL, port), Tcp::Syn);
+        assert_eq!(nat.handle_v4(t0, &syn, &mut out), expected);
+    }
+}
+
+/// `drop-externally-initiated-tcp`: SYNs from the IPv4 side are neither
+/// let in nor held.
+#[test]
+fn rfc6146_3_5_2_2_externally_initiated_tcp_dropped_by_policy() {
+    let t0 = Instant::now();
+    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
+    let mut config = Nat64Config::new(nsp(), pool4, Timeouts::default());
+    config.drop_external_tcp = true;
+    let mut nat = Nat64::with_seed(config, 1);
+    let mut out = [0u8; 1500];
+    let syn = v4_tcp(SERVER, 80, SocketAddrV4::new(POOL, 40000), Tcp::Syn);
+    assert_eq!(
+        nat.handle_v4(t0, &syn, &mut out),
+        Verdict::Drop(NatDrop::TcpExternallyInitiated)
+    );
+    assert_eq!(nat.poll_timeout(), None);
 }

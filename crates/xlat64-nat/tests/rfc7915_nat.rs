@@ -86,7 +86,7 @@ fn run(nat: &mut Nat64, now: Instant, pkt: &[u8], from_v6: bool) -> (Verdict, Ve
     };
     let len = match verdict {
         Verdict::Forward(n) | Verdict::Reject(_, n) | Verdict::Elsewhere { len: n, .. } => n,
-        Verdict::Held | Verdict::Drop(_) => 0,
+        Verdict::Held | Verdict::SynHeld | Verdict::Drop(_) => 0,
     };
     out.truncate(len);
     (verdict, out)
@@ -1398,19 +1398,45 @@ fn rfc1812_5_3_5_2_gateway_address_and_directed_broadcast_dropped() {
     assert_eq!(Ipv4Addr::from(h.destination), ROUTER4);
 }
 
-/// RFC 6146 §3.8: a packet to a pool4 address under the prefix is
-/// hairpinning, not translated (not supported: dropped, never sent to the
-/// IPv4 side as a packet to the gateway itself).
+/// RFC 6146 §3.8: a client reaches another client through the other's
+/// pool4 transport address: the packet leaves through the sender's binding
+/// and comes back in through the receiver's, from the sender's pool4
+/// transport address under the prefix.
 #[test]
-fn rfc6146_3_8_hairpinning_to_pool4_dropped() {
+fn rfc6146_3_8_hairpinning_between_two_clients() {
     let t0 = Instant::now();
     let mut nat = nat(config());
-    let pkt = udp6(CLIENT, 40000, embed(POOL), 53, HOP, b"query");
+    let other = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3);
+    // The receiver has a binding (it talked to a server).
+    let out = forward_v6(&mut nat, t0, &udp6(CLIENT, 40000, SERVER6, 53, HOP, b"q"));
+    let (h, _) = parse4(&out);
+    assert_eq!(Ipv4Addr::from(h.source), POOL);
+    let receiver_port = u16::from_be_bytes([out[20], out[21]]);
+    // The sender sends to it through the pool.
+    let pkt = udp6(other, 5555, embed(POOL), receiver_port, HOP, b"hello");
+    let out = forward_v6(&mut nat, t0, &pkt);
+    let ip = etherparse::Ipv6HeaderSlice::from_slice(&out).unwrap();
+    assert_eq!(ip.destination_addr(), CLIENT);
+    assert_eq!(ip.source_addr(), embed(POOL));
+    let sender_port = nat
+        .bib()
+        .into_iter()
+        .find(|b| *b.v6_client.ip() == other)
+        .unwrap()
+        .v4_local
+        .port();
+    assert_eq!(u16::from_be_bytes([out[40], out[41]]), sender_port);
+    assert_eq!(u16::from_be_bytes([out[42], out[43]]), 40000);
+    assert_eq!(&out[48..], b"hello");
+    // Sessions on both sides of the pool.
+    assert_eq!(nat.session_count(), 3);
+    // Errors about hairpinned flows are not translated.
+    let unreachable = Icmpv6Type::DestinationUnreachable(icmpv6::DestUnreachableCode::Port);
+    let err = icmp6_error(CLIENT, embed(POOL), HOP, unreachable, &out);
     assert_eq!(
-        verdict_v6(&mut nat, t0, &pkt),
+        verdict_v6(&mut nat, t0, &err),
         Verdict::Drop(NatDrop::Hairpinning)
     );
-    assert_eq!(nat.session_count(), 0);
 }
 
 /// RFC 8200 §8.1: IPv6 UDP with a zero checksum is discarded (IPv6

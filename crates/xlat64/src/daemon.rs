@@ -159,6 +159,9 @@ impl Running {
             nat_config.fragments = nat_section.fragments.to_limits();
             nat_config.max_sessions = nat_section.limits.max_sessions();
             nat_config.mss_clamp = nat_section.mss_clamp();
+            nat_config.filtering = nat_section.filtering.to_nat();
+            nat_config.drop_external_tcp = nat_section.drop_externally_initiated_tcp;
+            nat_config.max_simultaneous_opens = nat_section.limits.max_simultaneous_opens;
             let workers = queues.queues.len();
             let datapath = Datapath::start(queues, &nat_config, died.clone())
                 .map_err(|e| format!("cannot start the packet workers: {e}"))?;

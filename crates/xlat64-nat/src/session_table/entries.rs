@@ -2,7 +2,7 @@
 //! memory (a session is one 64-byte cache line, a binding 40 bytes).
 
 use super::chain_index::{Chained, Link};
-use crate::tcp::TcpTrack;
+use crate::TcpState;
 use foldhash::fast::FixedState;
 use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
@@ -100,9 +100,12 @@ pub(super) fn local_hash(state: &FixedState, proto: L4Proto, local: SocketAddrV4
 pub(super) enum TimerClass {
     Udp,
     Icmp,
-    /// TCP before both SYNs and after both FINs or a RST.
+    /// TCP in V6 INIT, TRANS, V4 FIN + V6 FIN RCV.
     TcpTransitory,
+    /// TCP established, or closing from one side.
     TcpEstablished,
+    /// TCP in V4 INIT (RFC 6146 §4 TCP_INCOMING_SYN).
+    TcpIncomingSyn,
 }
 
 /// One session (RFC 6146 §3.2).
@@ -118,7 +121,7 @@ pub(super) struct Session {
     pub(super) server_port: u16,
     pub(super) local_port: u16,
     pub(super) proto: L4Proto,
-    pub(super) tcp: Option<TcpTrack>,
+    pub(super) tcp: Option<TcpState>,
     /// The clock tick of the last packet (see `expiry_wheel`).
     pub(super) tick: u32,
     /// The tick of the expiry wheel slot the session waits in.
@@ -160,10 +163,11 @@ impl Session {
     }
 
     /// The lifetime class of a session of `proto` in TCP state `tcp`.
-    pub(super) fn class_of(proto: L4Proto, tcp: Option<TcpTrack>) -> TimerClass {
+    pub(super) fn class_of(proto: L4Proto, tcp: Option<TcpState>) -> TimerClass {
         match (proto, tcp) {
             (L4Proto::Udp, _) => TimerClass::Udp,
             (L4Proto::Icmp, _) => TimerClass::Icmp,
+            (L4Proto::Tcp, Some(TcpState::V4Init)) => TimerClass::TcpIncomingSyn,
             (L4Proto::Tcp, Some(t)) if t.is_established() => TimerClass::TcpEstablished,
             (L4Proto::Tcp, _) => TimerClass::TcpTransitory,
         }

@@ -3,7 +3,7 @@
 use super::expiry_wheel::TICK;
 use super::*;
 use crate::{TcpState, EXPIRY_RESOLUTION};
-use xlat64_packet::flow::tcp_flags::{ACK, FIN};
+use xlat64_packet::flow::tcp_flags::{ACK, FIN, RST, SYN};
 
 /// Runs the timers until nothing is due at `now` (each call has a budget).
 fn expire_all(t: &mut SessionTable, now: Instant) {
@@ -34,6 +34,14 @@ impl SessionTable {
 }
 
 const MIN: Duration = Duration::from_secs(60);
+const EIF: InboundPolicy = InboundPolicy {
+    filtering: Filtering::EndpointIndependent,
+    drop_external_tcp: false,
+};
+const ADF: InboundPolicy = InboundPolicy {
+    filtering: Filtering::AddressDependent,
+    drop_external_tcp: false,
+};
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
 const SERVER2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 
@@ -53,6 +61,7 @@ fn table() -> SessionTable {
         42,
         Shard::ONE,
         usize::MAX,
+        EIF,
     )
 }
 
@@ -244,15 +253,22 @@ fn icmp_lives_sixty_seconds() {
 }
 
 #[test]
-fn tcp_syn_only_session_expires_after_four_minutes() {
+fn rfc6146_3_5_2_2_v6_init_lives_tcp_trans_refreshed_only_by_the_clients_syn() {
     let t0 = Instant::now();
     let mut t = table();
     out(&mut t, t0, flow6(L4Proto::Tcp, 1, 5000, 80, SYN), SERVER).unwrap();
-    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::V6SynRcv));
-    // More packets from the client alone keep it transitory.
+    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::V6Init));
+    // A retransmitted SYN starts TCP_TRANS again; other segments do not.
     out(
         &mut t,
         t0 + MIN,
+        flow6(L4Proto::Tcp, 1, 5000, 80, SYN),
+        SERVER,
+    )
+    .unwrap();
+    out(
+        &mut t,
+        t0 + 2 * MIN,
         flow6(L4Proto::Tcp, 1, 5000, 80, ACK),
         SERVER,
     )
@@ -288,7 +304,7 @@ fn tcp_established_lives_two_hours_four_minutes_then_rst_four_minutes() {
     // RST shortens the lifetime to 4 minutes: the timer must come early enough.
     let t3 = t2 + est - MIN + Duration::from_secs(10);
     inb(&mut t, t3, flow4(L4Proto::Tcp, SERVER, 80, local, RST)).unwrap();
-    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::Closing));
+    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::Trans));
     assert!(t.poll_timeout().unwrap() <= t3 + 4 * MIN + EXPIRY_RESOLUTION);
     t.handle_timeout(t3 + 4 * MIN);
     assert_eq!(t.session_count(), 1);
@@ -316,7 +332,7 @@ fn tcp_fins_from_both_sides_close() {
         SERVER,
     )
     .unwrap();
-    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::FinRcv));
+    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::V6FinRcv));
     assert_eq!(
         t.sessions(embed)[0].expires,
         t0 + TICK + Timeouts::default().tcp_established
@@ -327,7 +343,10 @@ fn tcp_fins_from_both_sides_close() {
         flow4(L4Proto::Tcp, SERVER, 80, local, FIN | ACK),
     )
     .unwrap();
-    assert_eq!(t.sessions(embed)[0].tcp_state, Some(TcpState::Closing));
+    assert_eq!(
+        t.sessions(embed)[0].tcp_state,
+        Some(TcpState::V4FinV6FinRcv)
+    );
     t.handle_timeout(t0 + 4 * MIN + TICK);
     assert_eq!(t.session_count(), 0);
 }
@@ -335,7 +354,14 @@ fn tcp_fins_from_both_sides_close() {
 #[test]
 fn binding_removed_with_its_last_session() {
     let t0 = Instant::now();
-    let mut t = table();
+    let mut t = SessionTable::new(
+        pool(&["192.0.2.1/32"]),
+        Timeouts::default(),
+        42,
+        Shard::ONE,
+        usize::MAX,
+        ADF,
+    );
     let f = flow6(L4Proto::Udp, 1, 5000, 53, 0);
     let a = out(&mut t, t0, f, SERVER).unwrap();
     let b = out(&mut t, t0 + MIN, f, SERVER2).unwrap();
@@ -381,6 +407,7 @@ fn one_client_keeps_one_ipv4_address() {
         7,
         Shard::ONE,
         usize::MAX,
+        EIF,
     );
     for c in 1..12u16 {
         let mut addrs = std::collections::HashSet::new();
@@ -410,7 +437,7 @@ fn tiny_pool_is_exhausted_then_freed_by_expiry() {
     let p = pool(&["192.0.2.1/32"])
         .with_port_range(2000..=2001)
         .unwrap();
-    let mut t = SessionTable::new(p, Timeouts::default(), 1, Shard::ONE, usize::MAX);
+    let mut t = SessionTable::new(p, Timeouts::default(), 1, Shard::ONE, usize::MAX, EIF);
     let a = out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
     let b = out(&mut t, t0, flow6(L4Proto::Udp, 2, 5000, 53, 0), SERVER).unwrap();
     assert_ne!(a, b);
@@ -441,7 +468,7 @@ fn tiny_pool_is_exhausted_then_freed_by_expiry() {
 fn tiny_icmp_range_is_exhausted() {
     let t0 = Instant::now();
     let p = pool(&["192.0.2.1/32"]).with_icmp_id_range(7..=7).unwrap();
-    let mut t = SessionTable::new(p, Timeouts::default(), 1, Shard::ONE, usize::MAX);
+    let mut t = SessionTable::new(p, Timeouts::default(), 1, Shard::ONE, usize::MAX, EIF);
     assert_eq!(
         out(&mut t, t0, flow6(L4Proto::Icmp, 1, 1, 1, 0), SERVER)
             .unwrap()
@@ -455,9 +482,16 @@ fn tiny_icmp_range_is_exhausted() {
 }
 
 #[test]
-fn inbound_filtering() {
+fn rfc6146_3_5_1_address_dependent_filtering() {
     let t0 = Instant::now();
-    let mut t = table();
+    let mut t = SessionTable::new(
+        pool(&["192.0.2.1/32"]),
+        Timeouts::default(),
+        42,
+        Shard::ONE,
+        usize::MAX,
+        ADF,
+    );
     let local = out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
     let unbound = SocketAddrV4::new(*local.ip(), local.port() + 1);
     assert_eq!(
@@ -479,12 +513,55 @@ fn inbound_filtering() {
     // The protocol is part of the binding.
     assert_eq!(
         inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER, 53, local, SYN)),
-        Err(NatDrop::NoBinding)
+        Err(NatDrop::TcpInboundSyn)
+    );
+    // A TCP SYN from another address to a TCP binding: held, not let in.
+    let tcp = out(&mut t, t0, flow6(L4Proto::Tcp, 1, 6000, 80, SYN), SERVER).unwrap();
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER2, 80, tcp, SYN)),
+        Err(NatDrop::TcpInboundSyn)
     );
 }
 
 #[test]
-fn tcp_needs_a_session() {
+fn rfc6146_3_5_1_endpoint_independent_filtering() {
+    let t0 = Instant::now();
+    let mut t = table();
+    let local = out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
+    let unbound = SocketAddrV4::new(*local.ip(), local.port() + 1);
+    // Without a binding nothing gets in, whatever the filtering.
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Udp, SERVER, 53, unbound, 0)),
+        Err(NatDrop::NoBinding)
+    );
+    // Any server reaches the client through its binding: a new session.
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Udp, SERVER2, 4444, local, 0)),
+        Ok(SocketAddrV6::new(client(1), 5000, 0, 0))
+    );
+    assert_eq!(t.session_count(), 2);
+    assert_eq!(t.bib()[0].sessions, 2);
+}
+
+#[test]
+fn rfc6146_3_5_3_icmp_echo_request_to_an_existing_icmp_binding() {
+    let t0 = Instant::now();
+    let mut t = table();
+    let local = out(&mut t, t0, flow6(L4Proto::Icmp, 1, 77, 77, 0), SERVER).unwrap();
+    // An echo request from another host with the binding's identifier.
+    let request = Flow4 {
+        src_port: local.port(),
+        ..flow4(L4Proto::Icmp, SERVER2, 0, local, 0)
+    };
+    assert_eq!(
+        inb(&mut t, t0, request),
+        Ok(SocketAddrV6::new(client(1), 77, 0, 0))
+    );
+    assert_eq!(t.session_count(), 2);
+}
+
+#[test]
+fn rfc6146_3_5_2_2_tcp_needs_a_session_or_a_syn() {
     let t0 = Instant::now();
     let mut t = table();
     assert_eq!(
@@ -502,27 +579,88 @@ fn tcp_needs_a_session() {
     );
     assert_eq!(t.bib_count(), 0, "no binding for a dropped segment");
     let local = out(&mut t, t0, flow6(L4Proto::Tcp, 1, 5000, 80, SYN), SERVER).unwrap();
-    // Same server, other port: no session for TCP, whatever the flags.
-    assert_eq!(
-        inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER, 81, local, SYN)),
-        Err(NatDrop::TcpInboundSyn)
-    );
+    // Not a SYN: no session, whatever the filtering.
     assert_eq!(
         inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER, 81, local, ACK)),
         Err(NatDrop::TcpNoSession)
     );
+    // A SYN without a binding: for the caller to hold (simultaneous open).
+    let unbound = SocketAddrV4::new(*local.ip(), local.port() + 2);
     assert_eq!(
-        inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER2, 80, local, SYN)),
+        inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER, 80, unbound, SYN)),
         Err(NatDrop::TcpInboundSyn)
     );
     assert_eq!(t.session_count(), 1);
 }
 
 #[test]
+fn rfc6146_3_5_2_2_a_syn_through_a_binding_opens_v4_init_for_six_seconds() {
+    let t0 = Instant::now();
+    let mut t = table();
+    let local = out(&mut t, t0, flow6(L4Proto::Tcp, 1, 5000, 80, SYN), SERVER).unwrap();
+    // Another server's SYN to the client's binding (endpoint-independent).
+    inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER2, 8080, local, SYN)).unwrap();
+    let v4_init = |t: &SessionTable| {
+        t.sessions(embed)
+            .into_iter()
+            .find(|s| *s.v4_server.ip() == SERVER2)
+            .map(|s| s.tcp_state)
+    };
+    assert_eq!(v4_init(&t), Some(Some(TcpState::V4Init)));
+    // The client does not answer: gone after TCP_INCOMING_SYN.
+    t.handle_timeout(t0 + Duration::from_secs(6));
+    assert_eq!(v4_init(&t), Some(Some(TcpState::V4Init)));
+    t.handle_timeout(t0 + Duration::from_secs(6) + EXPIRY_RESOLUTION);
+    assert_eq!(v4_init(&t), None);
+    // Again, and this time the client's SYN comes: established.
+    inb(
+        &mut t,
+        t0 + MIN,
+        flow4(L4Proto::Tcp, SERVER2, 8080, local, SYN),
+    )
+    .unwrap();
+    let client_syn = Flow6 {
+        dst_port: 8080,
+        ..flow6(L4Proto::Tcp, 1, 5000, 8080, SYN | ACK)
+    };
+    out(&mut t, t0 + MIN, client_syn, SERVER2).unwrap();
+    assert_eq!(v4_init(&t), Some(Some(TcpState::Established)));
+}
+
+#[test]
+fn rfc6146_3_5_2_2_externally_initiated_tcp_can_be_refused() {
+    let t0 = Instant::now();
+    let policy = InboundPolicy {
+        drop_external_tcp: true,
+        ..EIF
+    };
+    let mut t = SessionTable::new(
+        pool(&["192.0.2.1/32"]),
+        Timeouts::default(),
+        1,
+        Shard::ONE,
+        usize::MAX,
+        policy,
+    );
+    let local = out(&mut t, t0, flow6(L4Proto::Tcp, 1, 5000, 80, SYN), SERVER).unwrap();
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Tcp, SERVER2, 80, local, SYN)),
+        Err(NatDrop::TcpExternallyInitiated)
+    );
+    // The connection the client opened is unaffected.
+    inb(
+        &mut t,
+        t0,
+        flow4(L4Proto::Tcp, SERVER, 80, local, SYN | ACK),
+    )
+    .unwrap();
+}
+
+#[test]
 fn a_hundred_thousand_sessions() {
     let t0 = Instant::now();
     let p = pool(&["192.0.2.0/30"]);
-    let mut t = SessionTable::new(p, Timeouts::default(), 3, Shard::ONE, usize::MAX);
+    let mut t = SessionTable::new(p, Timeouts::default(), 3, Shard::ONE, usize::MAX, EIF);
     for i in 0..100_000u32 {
         let f = flow6(
             L4Proto::Udp,
@@ -584,6 +722,7 @@ fn short_connections_leave_nothing_behind() {
         9,
         Shard::ONE,
         usize::MAX,
+        EIF,
     );
     let mut now = t0;
     // Many short connections closed by RST: each moves from the transitory
@@ -633,6 +772,7 @@ fn huge_lifetime_never_expires_and_never_panics() {
         42,
         Shard::ONE,
         usize::MAX,
+        EIF,
     );
     let t0 = Instant::now();
     out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
@@ -692,7 +832,7 @@ mod expiry_timing {
         fn sessions_expire_within_the_resolution_never_early(
             ops in proptest::collection::vec(op(), 1..120),
         ) {
-            let mut t = SessionTable::new(pool(&["192.0.2.1/32"]), TIMEOUTS, 5, Shard::ONE, usize::MAX);
+            let mut t = SessionTable::new(pool(&["192.0.2.1/32"]), TIMEOUTS, 5, Shard::ONE, usize::MAX, EIF);
             let mut now = Instant::now();
             let mut model: HashMap<(L4Proto, u16), Expect> = HashMap::new();
             for op in ops {
@@ -726,17 +866,26 @@ mod expiry_timing {
                             _ => 0,
                         };
                         let sport = if proto == L4Proto::Icmp { e.local.port() } else { 80 };
+                        let before = t
+                            .sessions(embed)
+                            .into_iter()
+                            .find(|s| s.proto == proto && s.v6_client.ip() == &client(c))
+                            .and_then(|s| s.tcp_state);
                         inb(&mut t, now, flow4(proto, SERVER, sport, e.local, flags)).unwrap();
-                        let lifetime = match (proto, rst) {
-                            (L4Proto::Tcp, true) => TIMEOUTS.tcp_transitory,
-                            // SYN|ACK establishes; once closed, it stays closed.
-                            (L4Proto::Tcp, false) if e.lifetime == TIMEOUTS.tcp_transitory
-                                && t.sessions(embed).iter().any(|s| s.v6_client.ip() == &client(c)
-                                    && s.proto == L4Proto::Tcp
-                                    && s.tcp_state == Some(TcpState::Established)) => TIMEOUTS.tcp_established,
-                            _ => e.lifetime,
+                        let (lifetime, restart) = match before {
+                            None => (e.lifetime, true),
+                            Some(state) => {
+                                let (next, restart) = state.on_segment(Side::V4, flags);
+                                let lifetime = match next {
+                                    TcpState::V4Init => Duration::from_secs(6),
+                                    s if s.is_established() => TIMEOUTS.tcp_established,
+                                    _ => TIMEOUTS.tcp_transitory,
+                                };
+                                (lifetime, restart)
+                            }
                         };
-                        model.insert((proto, c), Expect { last: now, lifetime, local: e.local });
+                        let last = if restart { now } else { e.last };
+                        model.insert((proto, c), Expect { last, lifetime, local: e.local });
                     }
                     Op::Wait(ms) => {
                         let end = now + Duration::from_millis(ms);

@@ -14,8 +14,11 @@ use std::path::PathBuf;
 const CONFIG_HELP: &str = "\
 Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effective value):
   [nat64]           prefix, pool4, tun, mtu, offload, mss-clamp, lowest-ipv6-mtu,
-                    icmp-errors-per-second, rfc6791-v4, rfc6791-v6
-  [nat64.limits]    max-sessions (all workers together; default by memory)
+                    icmp-errors-per-second, rfc6791-v4, rfc6791-v6,
+                    filtering (endpoint-independent | address-dependent),
+                    drop-externally-initiated-tcp
+  [nat64.limits]    max-sessions (all workers together; default by memory),
+                    max-simultaneous-opens (inbound SYNs held 6 s)
   [nat64.timeouts]  udp, icmp, tcp-established, tcp-transitory (seconds; a
                     session goes within 250 ms after its timeout)
   [nat64.fragments] max-datagrams, max-per-source, max-fragments, timeout

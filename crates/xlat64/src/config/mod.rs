@@ -149,6 +149,35 @@ pub struct Nat64Section {
     /// (an IPv6 and a TCP header), filled in by `check`.
     #[serde(rename = "mss-clamp", default, skip_serializing_if = "Option::is_none")]
     pub mss_clamp: Option<u16>,
+    /// Which IPv4 packets an existing binding lets in (RFC 6146 §3.5,
+    /// RFC 4787 §5).
+    #[serde(default)]
+    pub filtering: FilteringMode,
+    /// Refuse TCP connections initiated from the IPv4 side (RFC 6146
+    /// §3.5.2.2): their SYNs are dropped, not held for a simultaneous open.
+    #[serde(rename = "drop-externally-initiated-tcp", default)]
+    pub drop_externally_initiated_tcp: bool,
+}
+
+/// `nat64.filtering`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilteringMode {
+    /// Any IPv4 host may reach a client through the client's binding.
+    #[default]
+    EndpointIndependent,
+    /// Only IPv4 addresses the client already has a session with.
+    AddressDependent,
+}
+
+impl FilteringMode {
+    /// The NAT core's setting.
+    pub fn to_nat(self) -> xlat64_nat::Filtering {
+        match self {
+            FilteringMode::EndpointIndependent => xlat64_nat::Filtering::EndpointIndependent,
+            FilteringMode::AddressDependent => xlat64_nat::Filtering::AddressDependent,
+        }
+    }
 }
 
 impl Nat64Section {
@@ -163,17 +192,34 @@ impl Nat64Section {
 }
 
 /// `[nat64.limits]`: how much state the NAT64 holds at most.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct LimitsSection {
     /// Sessions of all clients together; absent: sized by the machine's
     /// memory (filled in by `check`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<usize>,
+    /// Inbound TCP SYNs held at once for a simultaneous open (RFC 6146
+    /// §3.5.2.2), all workers together.
+    #[serde(default = "default_max_simultaneous_opens")]
+    pub max_simultaneous_opens: usize,
+}
+
+fn default_max_simultaneous_opens() -> usize {
+    64
 }
 
 /// The largest `nat64.limits.max-sessions` accepted.
 pub const MAX_SESSIONS_LIMIT: usize = 64 << 20;
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_sessions: None,
+            max_simultaneous_opens: default_max_simultaneous_opens(),
+        }
+    }
+}
 
 impl LimitsSection {
     /// The configured maximum, else one session per 4 KiB of memory (a

@@ -233,14 +233,7 @@ async fn stats(state: &ControlState) -> Value {
             let Some(f) = datapath.figures(i).await else {
                 continue;
             };
-            let c = f.counters;
-            sum.icmp_errors_sent += c.icmp_errors_sent;
-            sum.icmp_errors_rate_limited += c.icmp_errors_rate_limited;
-            sum.fragments_reassembled += c.fragments_reassembled;
-            sum.fragment_timeouts += c.fragment_timeouts;
-            sum.packets_fragmented += c.packets_fragmented;
-            sum.tcp_mss_clamped += c.tcp_mss_clamped;
-            sum.translated_in_place += c.translated_in_place;
+            sum.add(&f.counters);
             for (g, v) in gauges.iter_mut().zip([
                 f.sessions,
                 f.bindings,
@@ -264,16 +257,9 @@ async fn stats(state: &ControlState) -> Value {
         for (name, v) in names.into_iter().zip(gauges) {
             out.insert(name.into(), v);
         }
-        out.insert("icmp_errors_sent".into(), sum.icmp_errors_sent);
-        out.insert(
-            "icmp_errors_rate_limited".into(),
-            sum.icmp_errors_rate_limited,
-        );
-        out.insert("fragments_reassembled".into(), sum.fragments_reassembled);
-        out.insert("fragment_timeouts".into(), sum.fragment_timeouts);
-        out.insert("packets_fragmented".into(), sum.packets_fragmented);
-        out.insert("tcp_mss_clamped".into(), sum.tcp_mss_clamped);
-        out.insert("translated_in_place".into(), sum.translated_in_place);
+        for (name, v) in sum.named() {
+            out.insert(name.into(), v);
+        }
     }
     if let Some(d) = &state.dns {
         d.snapshot(&mut out);
@@ -282,13 +268,7 @@ async fn stats(state: &ControlState) -> Value {
 }
 
 fn tcp_state_name(s: Option<TcpState>) -> &'static str {
-    match s {
-        None => "active",
-        Some(TcpState::V6SynRcv) => "syn_sent",
-        Some(TcpState::Established) => "established",
-        Some(TcpState::FinRcv) => "fin_received",
-        Some(TcpState::Closing) => "closing",
-    }
+    s.map_or("active", TcpState::name)
 }
 
 fn session_json(s: &SessionEntry, now: Instant) -> Value {

@@ -75,6 +75,7 @@ impl Datapath {
             let mut nat_config = config.clone();
             nat_config.shard = Shard::new(index as u16, count as u16).expect("index < count");
             nat_config.max_sessions = per_worker;
+            nat_config.max_simultaneous_opens = config.max_simultaneous_opens.div_ceil(count);
             // The gateway-wide rates and bounds, shared out.
             nat_config.icmp_errors_per_second =
                 config.icmp_errors_per_second.div_ceil(count as u32);

@@ -295,4 +295,11 @@ impl PacketIo for Offload {
     fn inject(&mut self, dev: &SyncDevice, shard: &mut Shard, packet: &[u8]) {
         copy_translate(dev, shard, &mut self.out, Instant::now(), packet);
     }
+
+    fn send_own(&mut self, dev: &SyncDevice, shard: &mut Shard, now: Instant) {
+        let empty = [0u8; VNET];
+        shard.send_own(now, &mut self.out, |p| {
+            dev.send_vectored(&[IoSlice::new(&empty), IoSlice::new(p)])
+        });
+    }
 }

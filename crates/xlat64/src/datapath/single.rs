@@ -53,4 +53,8 @@ impl PacketIo for Single {
         self.input[..n].copy_from_slice(&packet[..n]);
         self.translate_and_send(dev, shard, n);
     }
+
+    fn send_own(&mut self, dev: &SyncDevice, shard: &mut Shard, now: Instant) {
+        shard.send_own(now, &mut self.output, |p| dev.send(p));
+    }
 }

@@ -97,6 +97,8 @@ impl Shard {
                 counters.bump(&counters.fragments_held, 1);
                 None
             }
+            // Counted by the NAT (`tcp_syns_held`).
+            Verdict::SynHeld => None,
             Verdict::Elsewhere { owner, len } => {
                 let posted = self.peers.get(usize::from(owner)).is_some_and(|peer| {
                     peer.try_post(Request::HandOff(out[..len].to_vec())) == Posted::Sent
@@ -137,6 +139,22 @@ impl Shard {
         }
     }
 
+    /// Writes, through `send`, the packets the NAT sends by itself at `now`
+    /// (ICMP errors for held SYNs that timed out), built in `out`.
+    pub(crate) fn send_own(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+        mut send: impl FnMut(&[u8]) -> io::Result<usize>,
+    ) {
+        while let Some(n) = self.nat.poll_transmit(now, out) {
+            if let Err(e) = send(&out[..n]) {
+                self.counters.bump(&self.counters.tun_tx_errors, 1);
+                tracing::debug!(error = %e, "TUN write failed");
+            }
+        }
+    }
+
     /// Counts `packets` translated packets of `bytes` bytes written in `direction`.
     pub(crate) fn count_translated(&self, direction: Direction, packets: u64, bytes: u64) {
         let c = &*self.counters;
@@ -159,6 +177,9 @@ pub(crate) trait PacketIo {
     /// Translates `packet`, which was not read from the queue (a datagram
     /// handed over by another worker), and writes the result.
     fn inject(&mut self, dev: &SyncDevice, shard: &mut Shard, packet: &[u8]);
+
+    /// Writes what the NAT sends by itself at `now` ([`Shard::send_own`]).
+    fn send_own(&mut self, dev: &SyncDevice, shard: &mut Shard, now: Instant);
 }
 
 /// Runs a worker until `stop` is set: see the module documentation.
@@ -198,6 +219,7 @@ pub(crate) fn run(
         let now = Instant::now();
         if shard.nat.poll_timeout().is_some_and(|t| t <= now) {
             shard.nat.handle_timeout(now);
+            io.send_own(dev, shard, now);
             let sessions = shard.nat.session_count();
             peak = peak.max(sessions);
             // After a flood expired (the tables have shrunk): give the
