@@ -21,8 +21,23 @@ use super::entries::Session;
 use super::slab::Slab;
 use std::time::{Duration, Instant};
 
-/// The clock's resolution: a u32 of ticks lasts 17 years of uptime.
-pub(super) const TICK: Duration = Duration::from_millis(125);
+/// Ticks per second: the clock's resolution is 125 ms, and a u32 of ticks
+/// lasts 17 years of uptime.
+const TICKS_PER_SECOND: u64 = 8;
+const NANOS_PER_TICK: u32 = 1_000_000_000 / TICKS_PER_SECOND as u32;
+/// One tick.
+pub(super) const TICK: Duration = Duration::from_nanos(NANOS_PER_TICK as u64);
+
+/// Whole ticks in `d`, rounded down or up; in u64, no 128-bit division on
+/// the packet path.
+fn ticks(d: Duration, round_up: bool) -> u64 {
+    let whole = d.as_secs().saturating_mul(TICKS_PER_SECOND);
+    let (part, rest) = (
+        d.subsec_nanos() / NANOS_PER_TICK,
+        d.subsec_nanos() % NANOS_PER_TICK,
+    );
+    whole.saturating_add(u64::from(part) + u64::from(round_up && rest != 0))
+}
 
 /// Slots of the wheel: one turn is 8 min 32 s.
 const SLOTS: usize = 4096;
@@ -39,7 +54,7 @@ impl Clock {
     /// The tick of `now` (the latest tick seen, if `now` is earlier).
     pub(super) fn tick(&mut self, now: Instant) -> u32 {
         let epoch = *self.epoch.get_or_insert(now);
-        let ticks = now.saturating_duration_since(epoch).as_nanos() / TICK.as_nanos();
+        let ticks = ticks(now.saturating_duration_since(epoch), false);
         self.latest = self.latest.max(u32::try_from(ticks).unwrap_or(u32::MAX));
         self.latest
     }
@@ -53,8 +68,8 @@ impl Clock {
 /// The tick a session last active in `tick` is due at with `lifetime`
 /// (`u32::MAX`, in 17 years, for lifetimes beyond that: "never").
 pub(super) fn due_tick(tick: u32, lifetime: Duration) -> u32 {
-    let ticks = lifetime.as_nanos().div_ceil(TICK.as_nanos());
-    u32::try_from(u128::from(tick) + 1 + ticks).unwrap_or(u32::MAX)
+    let due = u64::from(tick) + 1 + ticks(lifetime, true).min(u64::from(u32::MAX));
+    u32::try_from(due).unwrap_or(u32::MAX)
 }
 
 /// The wheel, and where its walk stands.

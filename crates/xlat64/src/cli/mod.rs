@@ -3,7 +3,7 @@
 pub mod demo;
 
 use crate::config::Config;
-use crate::control;
+use crate::control::{self, filter};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -54,12 +54,18 @@ pub enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Which sessions.
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Print the running daemon's binding table (BIB).
     Bib {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Which bindings.
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Print the running daemon's counters, every drop reason included.
     Stats {
@@ -69,6 +75,32 @@ pub enum Command {
     },
     /// Build a throwaway lab of network namespaces and show DNS64 + NAT64 working.
     Demo,
+}
+
+/// Filters of `sessions` and `bib`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FilterArgs {
+    /// Only this client: an IPv6 address or prefix (ADDR[/LEN]).
+    #[arg(long, value_name = "ADDR[/LEN]", value_parser = filter::parse_client)]
+    client: Option<ipnet::Ipv6Net>,
+    /// Only this protocol: tcp, udp or icmp.
+    #[arg(long, value_name = "PROTO", value_parser = filter::parse_protocol)]
+    protocol: Option<xlat64_packet::L4Proto>,
+    /// Only entries with this IPv4 transport address: the pool4 side (for
+    /// sessions, the server's side too); without a port, any port.
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    v4: Option<filter::V4Match>,
+}
+
+impl FilterArgs {
+    fn command(&self, table: &str) -> String {
+        let filter = filter::TableFilter {
+            client: self.client,
+            protocol: self.protocol,
+            v4: self.v4,
+        };
+        format!("{table}{}", filter.to_words())
+    }
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -88,8 +120,15 @@ pub fn main() -> i32 {
             Ok(config) => crate::daemon::run(config),
             Err(code) => code,
         },
-        Command::Sessions { json } => query(&cli.config, "sessions", json, render_sessions),
-        Command::Bib { json } => query(&cli.config, "bib", json, render_bib),
+        Command::Sessions { json, filter } => query(
+            &cli.config,
+            &filter.command("sessions"),
+            json,
+            render_sessions,
+        ),
+        Command::Bib { json, filter } => {
+            query(&cli.config, &filter.command("bib"), json, render_bib)
+        }
         Command::Stats { json } => query(&cli.config, "stats", json, render_stats),
     }
 }

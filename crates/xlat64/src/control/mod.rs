@@ -2,7 +2,8 @@
 //! `bib` and `stats` ask the running daemon for its tables and counters.
 //!
 //! Protocol: the client writes one command line (`sessions`, `bib` or
-//! `stats`), the daemon answers with one JSON document and closes.
+//! `stats`; the tables with optional filter words, see [`filter`]), the
+//! daemon answers with one JSON document and closes.
 //!
 //! Tables come from the packet workers page by page through their
 //! mailboxes and are streamed to the client as they arrive: a listing of a
@@ -11,8 +12,11 @@
 //! snapshot (sessions created or expiring meanwhile may be in it or not),
 //! and it comes unsorted; the command line sorts it.
 
+pub mod filter;
+
 use crate::datapath::DatapathView;
 use crate::dns64::Dns64Counters;
+use filter::TableFilter;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -162,17 +166,35 @@ async fn send(out: &mut Out, value: &Value) -> std::io::Result<()> {
     out.write_all(text.as_bytes()).await
 }
 
-async fn answer(state: &ControlState, command: &str, out: &mut Out) -> std::io::Result<()> {
+async fn answer(state: &ControlState, line: &str, out: &mut Out) -> std::io::Result<()> {
+    let mut words = line.split_whitespace();
+    let command = words.next().unwrap_or_default();
+    let filter = match command {
+        "sessions" | "bib" => match TableFilter::from_words(words) {
+            Ok(f) => f,
+            Err(e) => return send(out, &json!({ "error": e })).await,
+        },
+        _ => TableFilter::default(),
+    };
     match command {
         "sessions" => {
             let now = Instant::now();
-            stream_pages(state, out, |d, i, start| Box::pin(d.sessions_page(i, start)), |s| {
-                session_json(s, now)
-            })
+            stream_pages(
+                state,
+                out,
+                |d, i, start| Box::pin(d.sessions_page(i, start)),
+                |s| filter.session(s).then(|| session_json(s, now)),
+            )
             .await
         }
         "bib" => {
-            stream_pages(state, out, |d, i, start| Box::pin(d.bib_page(i, start)), bib_json).await
+            stream_pages(
+                state,
+                out,
+                |d, i, start| Box::pin(d.bib_page(i, start)),
+                |b| filter.binding(b).then(|| bib_json(b)),
+            )
+            .await
         }
         "stats" => send(out, &stats(state).await).await,
         other => {
@@ -187,12 +209,13 @@ async fn answer(state: &ControlState, command: &str, out: &mut Out) -> std::io::
 
 type Page<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<T>>> + Send + 'a>>;
 
-/// Writes a JSON array of every worker's entries, one page at a time.
+/// Writes a JSON array of every worker's entries that `to_json` keeps, one
+/// page at a time.
 async fn stream_pages<T>(
     state: &ControlState,
     out: &mut Out,
     page: impl for<'a> Fn(&'a DatapathView, usize, usize) -> Page<'a, T>,
-    to_json: impl Fn(&T) -> Value,
+    to_json: impl Fn(&T) -> Option<Value>,
 ) -> std::io::Result<()> {
     out.write_all(b"[").await?;
     let mut first = true;
@@ -204,12 +227,12 @@ async fn stream_pages<T>(
                     break;
                 }
                 start += entries.len();
-                for entry in &entries {
+                for value in entries.iter().filter_map(&to_json) {
                     if !first {
                         out.write_all(b",").await?;
                     }
                     first = false;
-                    out.write_all(to_json(entry).to_string().as_bytes()).await?;
+                    out.write_all(value.to_string().as_bytes()).await?;
                 }
             }
         }

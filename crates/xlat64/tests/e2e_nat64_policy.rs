@@ -1,0 +1,266 @@
+//! RFC 6146 policy end to end through the real binary: endpoint-independent
+//! and address-dependent filtering, hairpinning between two clients, and an
+//! unsolicited TCP SYN held for a simultaneous open and answered with ICMP
+//! Port Unreachable.
+
+mod common;
+
+use serde_json::Value;
+use std::io;
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream, UdpSocket,
+};
+use std::time::{Duration, Instant};
+use xlat64_lab::{self as lab, embed_v4, Gateway, Lab, CLIENT_V6, POOL4, SERVER_V4};
+
+/// A second address of the server, a host the client never talks to.
+const OTHER_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 3);
+/// A second client on the client's link.
+const CLIENT_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x200);
+
+/// A lab whose gateway runs with `nat64_keys` added to `[nat64]`.
+fn lab_with(tag: &str, nat64_keys: &str) -> Option<(Lab, Gateway)> {
+    if !common::can_run(tag, &["ip"]) {
+        return None;
+    }
+    let lab = Lab::create(tag).expect("build the lab");
+    let config = lab
+        .gateway_config()
+        .replacen("[nat64]\n", &format!("[nat64]\n{nat64_keys}\n"), 1);
+    let gateway = lab
+        .start_gateway_with(&common::exe(), &config)
+        .unwrap_or_else(|e| panic!("start the gateway: {e}"));
+    Some((lab, gateway))
+}
+
+fn ip_ok(lab: &Lab, ns: &str, args: &[&str]) {
+    let out = lab.run_in(ns, args).expect("ip");
+    assert!(out.status.success(), "{args:?}: {out:?}");
+}
+
+fn json(gateway: &Gateway, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = gateway.cli(&all).expect("xlat64 cli");
+    assert!(out.status.success(), "xlat64 {all:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn counter(gateway: &Gateway, name: &str) -> u64 {
+    json(gateway, &["stats"])[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+/// The pool4 port of the UDP binding of `client` port `port`.
+fn binding_port(gateway: &Gateway, client: SocketAddrV6) -> u16 {
+    let bib = json(gateway, &["bib"]);
+    let entry = bib
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["protocol"] == "udp" && b["v6_client"] == client.to_string())
+        .unwrap_or_else(|| panic!("no binding for {client}: {bib}"));
+    let local: SocketAddrV4 = entry["v4_local"].as_str().unwrap().parse().unwrap();
+    assert_eq!(*local.ip(), POOL4);
+    local.port()
+}
+
+/// Datagrams `socket` receives within `wait`, with their sources.
+fn receive_all(socket: &UdpSocket, wait: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+    let end = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1500];
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => got.push((buf[..n].to_vec(), from)),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// The client opens a UDP binding towards the server; then the server's
+/// address from another port, and another IPv4 host, send to the binding.
+/// Returns what the client received.
+fn unsolicited_udp(lab: &Lab, gateway: &Gateway) -> Vec<Vec<u8>> {
+    ip_ok(
+        lab,
+        lab.server(),
+        &["ip", "addr", "add", &format!("{OTHER_V4}/24"), "dev", "s0"],
+    );
+    let client = lab
+        .in_netns(lab.client(), || UdpSocket::bind((CLIENT_V6, 0)))
+        .expect("client socket");
+    let server6 = SocketAddr::from((embed_v4(SERVER_V4), 9999));
+    client.send_to(b"open", server6).expect("send");
+    let local = match client.local_addr().unwrap() {
+        SocketAddr::V6(a) => a,
+        SocketAddr::V4(_) => unreachable!(),
+    };
+    lab::wait_until(Duration::from_secs(5), || {
+        let bib = json(gateway, &["bib"]);
+        Ok(bib.as_array().is_some_and(|b| !b.is_empty()))
+    })
+    .expect("binding created");
+    let port = binding_port(gateway, local);
+    lab.in_netns(lab.server(), || {
+        for (from, text) in [(SERVER_V4, "same address"), (OTHER_V4, "other host")] {
+            let s = UdpSocket::bind((from, 0))?;
+            for _ in 0..3 {
+                s.send_to(text.as_bytes(), (POOL4, port))?;
+            }
+        }
+        Ok(())
+    })
+    .expect("send from the IPv4 side");
+    let mut got: Vec<Vec<u8>> = receive_all(&client, Duration::from_secs(2))
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    got.sort();
+    got.dedup();
+    got
+}
+
+#[test]
+fn rfc6146_endpoint_independent_filtering_lets_any_host_in_through_a_binding() {
+    let Some((lab, gateway)) = lab_with("eif", "") else {
+        return;
+    };
+    let got = unsolicited_udp(&lab, &gateway);
+    assert_eq!(
+        got,
+        [b"other host".to_vec(), b"same address".to_vec()],
+        "{}",
+        gateway.log()
+    );
+}
+
+#[test]
+fn rfc6146_address_dependent_filtering_keeps_other_hosts_out() {
+    let Some((lab, gateway)) = lab_with("adf", "filtering = \"address-dependent\"") else {
+        return;
+    };
+    let got = unsolicited_udp(&lab, &gateway);
+    assert_eq!(got, [b"same address".to_vec()], "{}", gateway.log());
+    assert!(counter(&gateway, "drop_filtered") >= 1);
+}
+
+/// RFC 6146 §3.8: two clients reach each other through their pool4
+/// transport addresses, both ways.
+#[test]
+fn rfc6146_3_8_hairpinning_between_two_clients_udp() {
+    let Some((lab, gateway)) = lab_with("hairpin", "") else {
+        return;
+    };
+    ip_ok(
+        &lab,
+        lab.client(),
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{CLIENT_B}/64"),
+            "dev",
+            "c0",
+            "nodad",
+        ],
+    );
+    let (a, b) = lab
+        .in_netns(lab.client(), || {
+            Ok((
+                UdpSocket::bind((CLIENT_V6, 0))?,
+                UdpSocket::bind((CLIENT_B, 0))?,
+            ))
+        })
+        .expect("client sockets");
+    // A gets a binding by talking to the server.
+    a.send_to(b"open", (embed_v4(SERVER_V4), 9999)).unwrap();
+    let a_local = match a.local_addr().unwrap() {
+        SocketAddr::V6(s) => s,
+        SocketAddr::V4(_) => unreachable!(),
+    };
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(json(&gateway, &["bib"])
+            .as_array()
+            .is_some_and(|b| !b.is_empty()))
+    })
+    .expect("binding created");
+    let a_port = binding_port(&gateway, a_local);
+    // B reaches A through the pool.
+    b.send_to(b"to a", (embed_v4(POOL4), a_port)).unwrap();
+    let got = receive_all(&a, Duration::from_secs(3));
+    assert_eq!(got.len(), 1, "A got {got:?}\n{}", gateway.log());
+    let (data, from) = &got[0];
+    assert_eq!(data, b"to a");
+    assert_eq!(
+        from.ip(),
+        IpAddr::V6(embed_v4(POOL4)),
+        "from B's pool4 address"
+    );
+    // A answers to where it came from: B gets it from A's pool4 address.
+    a.send_to(b"to b", from).unwrap();
+    let got = receive_all(&b, Duration::from_secs(3));
+    assert_eq!(got.len(), 1, "B got {got:?}\n{}", gateway.log());
+    assert_eq!(got[0].0, b"to b");
+    assert_eq!(got[0].1, SocketAddr::from((embed_v4(POOL4), a_port)));
+    assert!(counter(&gateway, "hairpinned") >= 2);
+
+    // The operator's filters, applied by the daemon.
+    let count = |args: &[&str]| json(&gateway, args).as_array().map_or(0, Vec::len);
+    let all = count(&["sessions"]);
+    let b_only = count(&["sessions", "--client", &CLIENT_B.to_string()]);
+    assert!(b_only >= 1 && b_only < all, "B's {b_only} of {all}");
+    assert_eq!(count(&["sessions", "--client", "2001:db8:1::/64"]), all);
+    assert_eq!(count(&["sessions", "--client", "2001:db8:9::/48"]), 0);
+    assert_eq!(count(&["sessions", "--protocol", "tcp"]), 0);
+    assert_eq!(
+        count(&["sessions", "--v4", &SERVER_V4.to_string()]),
+        1,
+        "only A talked to the server"
+    );
+    assert_eq!(count(&["bib", "--v4", &format!("{POOL4}:{a_port}")]), 1);
+    let out = gateway.cli(&["sessions", "--protocol", "sctp"]).unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tcp, udp or icmp"));
+}
+
+/// RFC 6146 §3.5.2.2: a SYN from the IPv4 side to a port nobody holds is
+/// held 6 s, then answered with ICMP Port Unreachable (the connecting side
+/// sees "connection refused", not a timeout).
+#[test]
+fn rfc6146_3_5_2_2_unanswered_syn_is_refused_after_six_seconds() {
+    let Some((lab, gateway)) = lab_with("synheld", "") else {
+        return;
+    };
+    let started = Instant::now();
+    let result = lab
+        .in_netns(lab.server(), || {
+            Ok(TcpStream::connect_timeout(
+                &SocketAddr::from((POOL4, 40000)),
+                Duration::from_secs(20),
+            ))
+        })
+        .expect("connect from the server");
+    let waited = started.elapsed();
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+        other => panic!(
+            "expected connection refused, got {other:?}\n{}",
+            gateway.log()
+        ),
+    }
+    assert!(
+        waited >= Duration::from_secs(5),
+        "refused after {waited:?}: not held"
+    );
+    assert!(
+        counter(&gateway, "tcp_syns_held") >= 1,
+        "retransmissions count too"
+    );
+    assert_eq!(counter(&gateway, "tcp_syns_unanswered"), 1);
+}
