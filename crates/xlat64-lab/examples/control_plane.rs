@@ -212,7 +212,8 @@ fn run(sessions: u32) -> Result<(), String> {
         .replacen(
             "[dns64]\n",
             &format!(
-                "[nat64.timeouts]\nudp = 120\n\n[nat64.limits]\nmax-sessions = {max}\n\n[dns64]\n"
+                "[nat64.timeouts]\nudp = 120\n\n[nat64.limits]\nmax-sessions = {max}\n\
+                 max-sessions-per-client = 0\nmax-ports-per-client = 0\n\n[dns64]\n"
             ),
             1,
         );

@@ -30,7 +30,7 @@ mod slab;
 pub(crate) use entries::{BindKey, SessionKey};
 
 use crate::port_alloc::pick_port;
-use crate::shard::Shard;
+use crate::shard::{self, Shard};
 use crate::tcp::{is_syn, Side};
 use crate::{BibEntry, Filtering, NatDrop, Pool4, SessionEntry, TcpState, Timeouts};
 use entries::{
@@ -112,10 +112,10 @@ pub(crate) struct SessionTable {
     shard: Shard,
     /// Sessions this table holds at most; a new flow beyond is refused.
     max_sessions: usize,
-    filtering: Filtering,
-    /// Whether TCP connections from the IPv4 side are refused (RFC 6146
-    /// §3.5.2.2 allows it as a security policy).
-    drop_external_tcp: bool,
+    policy: TablePolicy,
+    /// What each client holds, by client (`shard::client_of`); only
+    /// clients that hold something.
+    clients: std::collections::HashMap<u128, ClientUse, FixedState>,
     sessions: Indexed<Session, 3>,
     bindings: Indexed<Binding, 2>,
     wheel: ExpiryWheel,
@@ -139,11 +139,44 @@ fn proto_index(p: L4Proto) -> usize {
     }
 }
 
-/// How a [`SessionTable`] treats traffic from the IPv4 side.
+/// How a [`SessionTable`] treats traffic from the IPv4 side, and what one
+/// client may hold (RFC 6888 REQ-3, REQ-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct InboundPolicy {
+pub(crate) struct TablePolicy {
     pub(crate) filtering: Filtering,
     pub(crate) drop_external_tcp: bool,
+    /// What one client is: an IPv6 address (128) or a subscriber prefix.
+    pub(crate) client_prefix: u8,
+    /// Sessions one client holds at most.
+    pub(crate) max_sessions_per_client: u32,
+    /// Pool4 ports (bindings) one client holds at most, per protocol.
+    pub(crate) max_ports_per_client: u32,
+}
+
+impl TablePolicy {
+    /// Endpoint-independent filtering, clients by address, no per-client limits.
+    #[cfg(test)]
+    pub(crate) const DEFAULT: TablePolicy = TablePolicy {
+        filtering: Filtering::EndpointIndependent,
+        drop_external_tcp: false,
+        client_prefix: 128,
+        max_sessions_per_client: u32::MAX,
+        max_ports_per_client: u32::MAX,
+    };
+}
+
+/// What one client holds: the per-client limits count it.
+#[derive(Debug, Default, Clone, Copy)]
+struct ClientUse {
+    sessions: u32,
+    /// Bindings by protocol (TCP, UDP, ICMP).
+    ports: [u32; 3],
+}
+
+impl ClientUse {
+    fn is_empty(&self) -> bool {
+        self.sessions == 0 && self.ports == [0; 3]
+    }
 }
 
 impl SessionTable {
@@ -153,7 +186,7 @@ impl SessionTable {
         seed: u64,
         shard: Shard,
         max_sessions: usize,
-        policy: InboundPolicy,
+        policy: TablePolicy,
     ) -> Self {
         let used = vec![[0; 3]; pool4.addrs().len()];
         // Keys carry attacker-chosen ports and addresses, so the hash must
@@ -165,8 +198,8 @@ impl SessionTable {
             shard,
             // Slots and links are u32.
             max_sessions: max_sessions.min(u32::MAX as usize / 2),
-            filtering: policy.filtering,
-            drop_external_tcp: policy.drop_external_tcp,
+            policy,
+            clients: std::collections::HashMap::with_hasher(FixedState::with_seed(seed ^ 0xc11e)),
             sessions: Indexed::new(state.clone()),
             bindings: Indexed::new(state),
             wheel: ExpiryWheel::default(),
@@ -244,9 +277,16 @@ impl SessionTable {
         if self.sessions.len() >= self.max_sessions {
             return Err(NatDrop::SessionLimit);
         }
+        let usage = self.client_use(&flow.src);
+        if usage.sessions >= self.policy.max_sessions_per_client {
+            return Err(NatDrop::ClientSessionLimit);
+        }
         let (v4_local, found) = match self.find_binding_v6(&key.bind) {
             Some(slot) => (self.bindings.slab.get(slot).local(), Found::Binding(slot)),
             None => {
+                if usage.ports[proto_index(flow.proto)] >= self.policy.max_ports_per_client {
+                    return Err(NatDrop::ClientPortLimit);
+                }
                 let (idx, v4) = self.allocate(key.bind).ok_or(NatDrop::PoolExhausted)?;
                 (v4, Found::Nothing(idx))
             }
@@ -293,6 +333,7 @@ impl SessionTable {
                     links: [0; 2],
                 });
                 self.used[usize::from(pool_index)][proto_index(bind.proto)] += 1;
+                self.client_entry(&bind.addr).ports[proto_index(bind.proto)] += 1;
                 Found::Binding(slot)
             }
             found => found,
@@ -327,7 +368,7 @@ impl SessionTable {
         }
         let tcp = flow.proto == L4Proto::Tcp;
         let syn = tcp && is_syn(flow.tcp_flags);
-        if syn && self.drop_external_tcp {
+        if syn && self.policy.drop_external_tcp {
             return Err(NatDrop::TcpExternallyInitiated);
         }
         let local = SocketAddrV4::new(flow.dst, flow.dst_port);
@@ -352,6 +393,9 @@ impl SessionTable {
             return Err(NatDrop::SessionLimit);
         }
         let b = self.bindings.slab.get(binding);
+        if self.client_use(&b.client).sessions >= self.policy.max_sessions_per_client {
+            return Err(NatDrop::ClientSessionLimit);
+        }
         Ok(InboundPlan {
             key: SessionKey {
                 bind: b.key(),
@@ -367,7 +411,7 @@ impl SessionTable {
     /// of pool4 transport address `local` (RFC 6146 §3.5.1, §3.5.2.2,
     /// §3.5.3).
     fn lets_in(&self, proto: L4Proto, local: SocketAddrV4, server: Ipv4Addr) -> bool {
-        match self.filtering {
+        match self.policy.filtering {
             Filtering::EndpointIndependent => true,
             Filtering::AddressDependent => {
                 let hash = server_hash(self.sessions.state(), proto, local, server);
@@ -422,6 +466,7 @@ impl SessionTable {
         });
         self.wheel.schedule(&mut self.sessions.slab, slot, due);
         self.bindings.slab.get_mut(binding).sessions += 1;
+        self.client_entry(&key.bind.addr).sessions += 1;
         self.created += 1;
     }
 
@@ -561,16 +606,36 @@ impl SessionTable {
             .sessions
             .remove(slot, |slab, from, to| wheel.relocate(slab, from, to));
         self.expired += 1;
-        let Some(binding) = self.find_binding_v6(&s.bind_key()) else {
-            return;
-        };
-        let b = self.bindings.slab.get_mut(binding);
-        b.sessions -= 1;
-        if b.sessions == 0 && !b.is_static {
-            let pool_index = usize::from(b.pool_index);
-            self.bindings.remove(binding, |_, _, _| {});
-            self.used[pool_index][proto_index(s.proto)] -= 1;
+        let client = shard::client_of(&s.client, self.policy.client_prefix);
+        let mut usage = self.clients.get(&client).copied().unwrap_or_default();
+        usage.sessions = usage.sessions.saturating_sub(1);
+        if let Some(binding) = self.find_binding_v6(&s.bind_key()) {
+            let b = self.bindings.slab.get_mut(binding);
+            b.sessions -= 1;
+            if b.sessions == 0 && !b.is_static {
+                let pool_index = usize::from(b.pool_index);
+                self.bindings.remove(binding, |_, _, _| {});
+                self.used[pool_index][proto_index(s.proto)] -= 1;
+                let ports = &mut usage.ports[proto_index(s.proto)];
+                *ports = ports.saturating_sub(1);
+            }
         }
+        if usage.is_empty() {
+            self.clients.remove(&client);
+        } else {
+            self.clients.insert(client, usage);
+        }
+    }
+
+    /// What the client of IPv6 address `addr` holds.
+    fn client_use(&self, addr: &Ipv6Addr) -> ClientUse {
+        let client = shard::client_of(addr, self.policy.client_prefix);
+        self.clients.get(&client).copied().unwrap_or_default()
+    }
+
+    fn client_entry(&mut self, addr: &Ipv6Addr) -> &mut ClientUse {
+        let client = shard::client_of(addr, self.policy.client_prefix);
+        self.clients.entry(client).or_default()
     }
 
     pub(crate) fn session_count(&self) -> usize {

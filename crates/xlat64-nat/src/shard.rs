@@ -24,16 +24,37 @@ pub struct Shard {
     pub index: u16,
     /// How many shards share the pool4 ports.
     pub count: u16,
+    /// What one client is: the first `client_prefix` bits of its IPv6
+    /// address (128: an address; shorter: a subscriber's prefix, whose
+    /// addresses all live in one shard, so that per-client limits and
+    /// paired pooling hold for the whole prefix).
+    pub client_prefix: u8,
 }
 
 impl Shard {
-    /// The whole NAT64 in one shard.
-    pub const ONE: Shard = Shard { index: 0, count: 1 };
+    /// The whole NAT64 in one shard, clients by address.
+    pub const ONE: Shard = Shard {
+        index: 0,
+        count: 1,
+        client_prefix: 128,
+    };
 
-    /// Shard `index` of `count`; `None` when `index` is out of range or
-    /// `count` is 0.
+    /// Shard `index` of `count`, clients by address; `None` when `index` is
+    /// out of range or `count` is 0.
     pub fn new(index: u16, count: u16) -> Option<Shard> {
-        (index < count).then_some(Shard { index, count })
+        (index < count).then_some(Shard {
+            index,
+            count,
+            client_prefix: 128,
+        })
+    }
+
+    /// The same shard with clients of `client_prefix` bits (at most 128).
+    pub fn with_client_prefix(self, client_prefix: u8) -> Shard {
+        Shard {
+            client_prefix: client_prefix.min(128),
+            ..self
+        }
     }
 
     /// Whether pool4 port (or ICMP identifier) `port` is this shard's.
@@ -71,16 +92,41 @@ pub fn owner_of_port(port: u16, count: u16) -> u16 {
     }
 }
 
-/// The shard that owns a client with IPv6 address `addr`: a multiplicative
-/// hash of the address's four 32-bit words, as the steering program computes
-/// it (addresses of one /64 spread over all shards).
-pub fn owner_of_client(addr: &[u8; 16], count: u16) -> u16 {
+/// The 32-bit words of a `client_prefix`-bit mask (a client is an IPv6
+/// address, or with a shorter prefix a subscriber's whole prefix).
+pub fn client_mask(client_prefix: u8) -> [u32; 4] {
+    let bits = u32::from(client_prefix.min(128));
+    std::array::from_fn(|i| {
+        let covered = bits.saturating_sub(32 * i as u32).min(32);
+        match covered {
+            0 => 0,
+            32 => u32::MAX,
+            n => u32::MAX << (32 - n),
+        }
+    })
+}
+
+/// The client `addr` belongs to: its first `client_prefix` bits.
+pub fn client_of(addr: &std::net::Ipv6Addr, client_prefix: u8) -> u128 {
+    let mask = match client_prefix.min(128) {
+        0 => 0,
+        n => u128::MAX << (128 - u32::from(n)),
+    };
+    u128::from(*addr) & mask
+}
+
+/// The shard that owns the client of IPv6 address `addr` (its first
+/// `client_prefix` bits): a multiplicative hash of the four masked 32-bit
+/// words, as the steering program computes it (addresses of one /64 spread
+/// over all shards when clients are addresses; one subscriber's addresses
+/// stay together when clients are prefixes).
+pub fn owner_of_client(addr: &[u8; 16], client_prefix: u8, count: u16) -> u16 {
     if count <= 1 {
         return 0;
     }
     let mut x = 0u32;
-    for w in addr.chunks_exact(4) {
-        x ^= u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+    for (w, m) in addr.chunks_exact(4).zip(client_mask(client_prefix)) {
+        x ^= u32::from_be_bytes([w[0], w[1], w[2], w[3]]) & m;
     }
     ((x.wrapping_mul(0x9E37_79B1) >> 16) % u32::from(count)) as u16
 }
@@ -89,7 +135,7 @@ pub fn owner_of_client(addr: &[u8; 16], count: u16) -> u16 {
 /// for an ICMPv6 error (type < 128, right after the fixed header) the quoted
 /// packet's destination's, which is the client the error is about. `None`
 /// when too short to tell.
-pub fn owner_of_v6(pkt: &[u8], count: u16) -> Option<u16> {
+pub fn owner_of_v6(pkt: &[u8], client_prefix: u8, count: u16) -> Option<u16> {
     let hdr = pkt.first_chunk::<48>();
     let is_error = hdr.is_some_and(|h| h[6] == 58 && h[40] < 128);
     let addr = if is_error {
@@ -97,7 +143,7 @@ pub fn owner_of_v6(pkt: &[u8], count: u16) -> Option<u16> {
     } else {
         pkt.get(8..24)?
     };
-    Some(owner_of_client(addr.try_into().ok()?, count))
+    Some(owner_of_client(addr.try_into().ok()?, client_prefix, count))
 }
 
 /// The shard that owns an IPv4 packet from the TUN device: by the pool4
@@ -192,9 +238,30 @@ mod tests {
             let mut a = [0u8; 16];
             a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
             a[15] = i;
-            seen[usize::from(owner_of_client(&a, 4))] += 1;
+            seen[usize::from(owner_of_client(&a, 128, 4))] += 1;
         }
         assert!(seen.iter().all(|&n| n >= 8), "{seen:?}");
+    }
+
+    #[test]
+    fn rfc6888_req_3_a_subscriber_prefix_stays_on_one_shard() {
+        let owners: std::collections::HashSet<u16> = (1..=64u8)
+            .map(|i| {
+                let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, i];
+                a[8] = i.wrapping_mul(37);
+                owner_of_client(&a, 64, 4)
+            })
+            .collect();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(client_mask(64), [u32::MAX, u32::MAX, 0, 0]);
+        assert_eq!(client_mask(56), [u32::MAX, 0xffff_ff00, 0, 0]);
+        assert_eq!(client_mask(128), [u32::MAX; 4]);
+        let a: std::net::Ipv6Addr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        assert_eq!(
+            client_of(&a, 48),
+            u128::from("2001:db8:1::".parse::<std::net::Ipv6Addr>().unwrap())
+        );
+        assert_eq!(client_of(&a, 128), u128::from(a));
     }
 
     #[test]
@@ -237,9 +304,15 @@ mod tests {
         pkt[40] = 3; // Time Exceeded
         pkt[8] = 0xfe; // a router's source
         pkt[72..88].copy_from_slice(&client);
-        assert_eq!(owner_of_v6(&pkt, 4), Some(owner_of_client(&client, 4)));
+        assert_eq!(
+            owner_of_v6(&pkt, 128, 4),
+            Some(owner_of_client(&client, 128, 4))
+        );
         pkt[40] = 128;
         pkt[8..24].copy_from_slice(&client);
-        assert_eq!(owner_of_v6(&pkt, 4), Some(owner_of_client(&client, 4)));
+        assert_eq!(
+            owner_of_v6(&pkt, 128, 4),
+            Some(owner_of_client(&client, 128, 4))
+        );
     }
 }

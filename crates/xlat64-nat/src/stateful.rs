@@ -5,7 +5,7 @@
 use crate::icmp_rate::IcmpRateLimit;
 use crate::ipv4_id::Ipv4Ids;
 use crate::reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
-use crate::session_table::{InboundPolicy, OutboundPlan, SessionTable};
+use crate::session_table::{OutboundPlan, SessionTable, TablePolicy};
 use crate::shard::{owner_of_client, owner_of_v4, Shard};
 use crate::syn_store::{Quote, SynStore, QUOTE};
 use crate::{BibEntry, Pool4, SessionEntry, Timeouts};
@@ -83,6 +83,19 @@ pub struct Nat64Config {
     /// Inbound SYNs held at most for a simultaneous open (RFC 6146
     /// §3.5.2.2); a SYN beyond is dropped ([`NatDrop::TcpInboundSyn`]).
     pub max_simultaneous_opens: usize,
+    /// Sessions one client (see [`Shard::client_prefix`]) holds at most
+    /// (RFC 6888 REQ-4); a new flow beyond is refused
+    /// ([`NatDrop::ClientSessionLimit`]).
+    pub max_sessions_per_client: usize,
+    /// Pool4 ports (bindings) one client holds at most, per protocol
+    /// (RFC 6888 REQ-3); a new binding beyond is refused
+    /// ([`NatDrop::ClientPortLimit`]).
+    pub max_ports_per_client: usize,
+}
+
+/// A limit as the tables count: at most `u32::MAX`.
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Which IPv4 packets an existing binding lets in (RFC 6146 §3.5.1,
@@ -118,6 +131,8 @@ impl Nat64Config {
             filtering: Filtering::EndpointIndependent,
             drop_external_tcp: false,
             max_simultaneous_opens: 64,
+            max_sessions_per_client: usize::MAX,
+            max_ports_per_client: usize::MAX,
         }
     }
 }
@@ -176,12 +191,18 @@ pub enum NatDrop {
     /// Address Unreachable back for an IPv6 one, as when the pool runs out,
     /// RFC 6146 §3.5.1); existing sessions are unaffected.
     SessionLimit,
+    /// A new flow of a client that holds its maximum of sessions (RFC 6888
+    /// REQ-4; ICMPv6 Address Unreachable back, as [`NatDrop::SessionLimit`]).
+    ClientSessionLimit,
+    /// A new binding of a client that holds its maximum of pool4 ports for
+    /// the protocol (RFC 6888 REQ-3; ICMPv6 Address Unreachable back).
+    ClientPortLimit,
 }
 
 impl NatDrop {
     /// The NAT-specific reasons (the packet ones are `DropReason::ALL`, the
     /// fragment ones `FragmentDrop::ALL`).
-    pub const NAT_ONLY: [NatDrop; 16] = [
+    pub const NAT_ONLY: [NatDrop; 18] = [
         NatDrop::NotInPrefix,
         NatDrop::NonGlobalUnderWellKnown,
         NatDrop::NotInPool4,
@@ -198,6 +219,8 @@ impl NatDrop {
         NatDrop::GatewayIpv4Destination,
         NatDrop::IcmpErrorNoSession,
         NatDrop::SessionLimit,
+        NatDrop::ClientSessionLimit,
+        NatDrop::ClientPortLimit,
     ];
 
     /// Counter name for `xlat64 stats`.
@@ -221,6 +244,8 @@ impl NatDrop {
             NatDrop::GatewayIpv4Destination => "drop_gateway_ipv4_destination",
             NatDrop::IcmpErrorNoSession => "drop_icmp_error_no_session",
             NatDrop::SessionLimit => "drop_session_limit",
+            NatDrop::ClientSessionLimit => "drop_client_session_limit",
+            NatDrop::ClientPortLimit => "drop_client_port_limit",
         }
     }
 }
@@ -399,9 +424,12 @@ impl Nat64 {
             seed,
             config.shard,
             config.max_sessions,
-            InboundPolicy {
+            TablePolicy {
                 filtering: config.filtering,
                 drop_external_tcp: config.drop_external_tcp,
+                client_prefix: config.shard.client_prefix,
+                max_sessions_per_client: clamp_u32(config.max_sessions_per_client),
+                max_ports_per_client: clamp_u32(config.max_ports_per_client),
             },
         );
         Nat64 {
@@ -781,7 +809,10 @@ impl Core {
             },
             // RFC 6146 §3.5.1.1: Address Unreachable when no port is left,
             // or no session can be created (§3.5.1).
-            NatDrop::PoolExhausted | NatDrop::SessionLimit => IcmpError {
+            NatDrop::PoolExhausted
+            | NatDrop::SessionLimit
+            | NatDrop::ClientSessionLimit
+            | NatDrop::ClientPortLimit => IcmpError {
                 icmp_type: icmp6::DEST_UNREACHABLE,
                 code: icmp6::code::ADDRESS_UNREACHABLE,
                 param: 0,
@@ -955,7 +986,7 @@ impl Core {
             // error right after the fixed header; one behind extension
             // headers may reach another shard, which hands it over.
             let shard = self.config.shard;
-            let owner = owner_of_client(&flow.src.octets(), shard.count);
+            let owner = owner_of_client(&flow.src.octets(), shard.client_prefix, shard.count);
             if owner != shard.index {
                 return match out.get_mut(..pkt.len()) {
                     Some(o) => {

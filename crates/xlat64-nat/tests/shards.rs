@@ -83,8 +83,8 @@ fn each_shard_hands_out_only_its_own_ports_and_replies_name_it() {
 fn packets_of_a_client_and_errors_about_it_go_to_one_shard() {
     let pkt = v6_udp(client(9), 1000);
     assert_eq!(
-        owner_of_v6(&pkt, 4),
-        Some(owner_of_client(&client(9).octets(), 4))
+        owner_of_v6(&pkt, 128, 4),
+        Some(owner_of_client(&client(9).octets(), 128, 4))
     );
 }
 
@@ -185,7 +185,7 @@ fn an_icmpv6_error_behind_extension_headers_reaches_the_sessions_owner() {
     let count = 2;
     let c = (1..)
         .map(client)
-        .find(|c| owner_of_client(&c.octets(), count) == 1)
+        .find(|c| owner_of_client(&c.octets(), 128, count) == 1)
         .unwrap();
     let mut owner = shard_nat(1, count, usize::MAX);
     let mut other = shard_nat(0, count, usize::MAX);

@@ -1,7 +1,7 @@
 //! `xlat64 run`: sets up the TUN device, routes, DNS64 server and control
 //! socket, runs until SIGTERM/SIGINT, then removes what it set up.
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::control::{self, ControlState};
 use crate::datapath::{device, Datapath};
 use crate::dns64::Dns64Server;
@@ -103,6 +103,7 @@ impl Running {
                 nat_section.mtu,
                 nat_section.offload,
                 workers,
+                nat_section.limits.client_prefix,
             )
             .map_err(|e| {
                 format!(
@@ -162,6 +163,13 @@ impl Running {
             nat_config.filtering = nat_section.filtering.to_nat();
             nat_config.drop_external_tcp = nat_section.drop_externally_initiated_tcp;
             nat_config.max_simultaneous_opens = nat_section.limits.max_simultaneous_opens;
+            nat_config.max_sessions_per_client =
+                config::limit(nat_section.limits.max_sessions_per_client);
+            nat_config.max_ports_per_client =
+                config::limit(nat_section.limits.max_ports_per_client);
+            nat_config.shard = nat_config
+                .shard
+                .with_client_prefix(nat_section.limits.client_prefix);
             let workers = queues.queues.len();
             let datapath = Datapath::start(queues, &nat_config, died.clone())
                 .map_err(|e| format!("cannot start the packet workers: {e}"))?;

@@ -223,7 +223,10 @@ fn udp_flood(world: &World, from: Ipv6Addr, count: u16) {
 /// the gateway; the ping loses nothing.
 #[test]
 fn sessions_are_listed_while_traffic_flows() {
-    let Some(world) = with_config("list", &["ping"], "", None) else {
+    // One client with 10,000 flows: beyond the default per-client limits.
+    let no_client_limits =
+        "[nat64.limits]\nmax-sessions-per-client = 0\nmax-ports-per-client = 0\n";
+    let Some(world) = with_config("list", &["ping"], no_client_limits, None) else {
         return;
     };
     add_client_addresses(&world, 1);

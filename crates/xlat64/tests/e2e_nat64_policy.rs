@@ -20,13 +20,19 @@ const CLIENT_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x200);
 
 /// A lab whose gateway runs with `nat64_keys` added to `[nat64]`.
 fn lab_with(tag: &str, nat64_keys: &str) -> Option<(Lab, Gateway)> {
+    lab_with_sections(tag, nat64_keys, "")
+}
+
+/// [`lab_with`], and `sections` (whole tables) added before `[dns64]`.
+fn lab_with_sections(tag: &str, nat64_keys: &str, sections: &str) -> Option<(Lab, Gateway)> {
     if !common::can_run(tag, &["ip"]) {
         return None;
     }
     let lab = Lab::create(tag).expect("build the lab");
     let config = lab
         .gateway_config()
-        .replacen("[nat64]\n", &format!("[nat64]\n{nat64_keys}\n"), 1);
+        .replacen("[nat64]\n", &format!("[nat64]\n{nat64_keys}\n"), 1)
+        .replacen("[dns64]\n", &format!("{sections}\n[dns64]\n"), 1);
     let gateway = lab
         .start_gateway_with(&common::exe(), &config)
         .unwrap_or_else(|e| panic!("start the gateway: {e}"));
@@ -263,4 +269,52 @@ fn rfc6146_3_5_2_2_unanswered_syn_is_refused_after_six_seconds() {
         "retransmissions count too"
     );
     assert_eq!(counter(&gateway, "tcp_syns_unanswered"), 1);
+}
+
+/// RFC 6888 REQ-3: a client that takes all the ports it may is refused
+/// more, and another client still connects.
+#[test]
+fn rfc6888_req_3_a_client_at_its_port_limit_does_not_starve_another() {
+    let Some((lab, gateway)) =
+        lab_with_sections("plimit", "", "[nat64.limits]\nmax-ports-per-client = 20\n")
+    else {
+        return;
+    };
+    ip_ok(
+        &lab,
+        lab.client(),
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{CLIENT_B}/64"),
+            "dev",
+            "c0",
+            "nodad",
+        ],
+    );
+    let server6 = SocketAddr::from((embed_v4(SERVER_V4), 9999));
+    lab.in_netns(lab.client(), || {
+        for _ in 0..40 {
+            UdpSocket::bind((CLIENT_V6, 0))?.send_to(b"flow", server6)?;
+        }
+        Ok(())
+    })
+    .expect("A's flows");
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(counter(&gateway, "drop_client_port_limit") >= 20)
+    })
+    .unwrap_or_else(|_| panic!("no refusals: {}", json(&gateway, &["stats"])));
+    let count = |client: Ipv6Addr| {
+        json(&gateway, &["bib", "--client", &client.to_string()])
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(count(CLIENT_V6), 20);
+    lab.in_netns(lab.client(), || {
+        UdpSocket::bind((CLIENT_B, 0))?.send_to(b"flow", server6)
+    })
+    .expect("B's flow");
+    lab::wait_until(Duration::from_secs(5), || Ok(count(CLIENT_B) == 1))
+        .unwrap_or_else(|_| panic!("B got no binding:\n{}", gateway.log()));
 }

@@ -34,13 +34,10 @@ impl SessionTable {
 }
 
 const MIN: Duration = Duration::from_secs(60);
-const EIF: InboundPolicy = InboundPolicy {
-    filtering: Filtering::EndpointIndependent,
-    drop_external_tcp: false,
-};
-const ADF: InboundPolicy = InboundPolicy {
+const EIF: TablePolicy = TablePolicy::DEFAULT;
+const ADF: TablePolicy = TablePolicy {
     filtering: Filtering::AddressDependent,
-    drop_external_tcp: false,
+    ..TablePolicy::DEFAULT
 };
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
 const SERVER2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -168,6 +165,31 @@ pub(super) fn check_invariants(t: &SessionTable) {
         let b = t.bindings.slab.get(slot);
         assert_eq!(t.find_binding_v6(&b.key()), Some(slot));
         assert_eq!(t.find_binding_v4(b.proto, b.local()), Some(slot));
+    }
+    // The per-client counts are the tables'.
+    let mut usage: std::collections::HashMap<u128, (u32, [u32; 3])> = Default::default();
+    for slot in 0..t.sessions.len() as u32 {
+        let s = t.sessions.slab.get(slot);
+        usage
+            .entry(shard::client_of(&s.client, t.policy.client_prefix))
+            .or_default()
+            .0 += 1;
+    }
+    for slot in 0..t.bindings.len() as u32 {
+        let b = t.bindings.slab.get(slot);
+        usage
+            .entry(shard::client_of(&b.client, t.policy.client_prefix))
+            .or_default()
+            .1[proto_index(b.proto)] += 1;
+    }
+    assert_eq!(
+        usage.len(),
+        t.clients.len(),
+        "clients holding nothing are forgotten"
+    );
+    for (client, (sessions, ports)) in usage {
+        let u = t.clients[&client];
+        assert_eq!((u.sessions, u.ports), (sessions, ports));
     }
     // Every session waits in the wheel, never later than it is due.
     let queued = t.wheel.check(&t.sessions.slab);
@@ -630,7 +652,7 @@ fn rfc6146_3_5_2_2_a_syn_through_a_binding_opens_v4_init_for_six_seconds() {
 #[test]
 fn rfc6146_3_5_2_2_externally_initiated_tcp_can_be_refused() {
     let t0 = Instant::now();
-    let policy = InboundPolicy {
+    let policy = TablePolicy {
         drop_external_tcp: true,
         ..EIF
     };
@@ -910,4 +932,93 @@ mod expiry_timing {
             }
         }
     }
+}
+
+fn limited(
+    max_sessions_per_client: u32,
+    max_ports_per_client: u32,
+    client_prefix: u8,
+) -> SessionTable {
+    let policy = TablePolicy {
+        max_sessions_per_client,
+        max_ports_per_client,
+        client_prefix,
+        ..EIF
+    };
+    SessionTable::new(
+        pool(&["192.0.2.1/32"]),
+        Timeouts::default(),
+        5,
+        Shard::ONE,
+        usize::MAX,
+        policy,
+    )
+}
+
+#[test]
+fn rfc6888_req_3_ports_per_client_per_protocol() {
+    let t0 = Instant::now();
+    let mut t = limited(u32::MAX, 2, 128);
+    for port in [5000, 5001] {
+        out(&mut t, t0, flow6(L4Proto::Udp, 1, port, 53, 0), SERVER).unwrap();
+    }
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Udp, 1, 5002, 53, 0), SERVER),
+        Err(NatDrop::ClientPortLimit)
+    );
+    // An existing binding still opens sessions; other protocols and other
+    // clients are unaffected.
+    out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER2).unwrap();
+    out(&mut t, t0, flow6(L4Proto::Tcp, 1, 5002, 80, SYN), SERVER).unwrap();
+    out(&mut t, t0, flow6(L4Proto::Udp, 2, 5002, 53, 0), SERVER).unwrap();
+    // Ports come back when the bindings expire.
+    expire_all(&mut t, t0 + 5 * MIN + EXPIRY_RESOLUTION);
+    assert!(t.clients.is_empty());
+    out(
+        &mut t,
+        t0 + 6 * MIN,
+        flow6(L4Proto::Udp, 1, 5002, 53, 0),
+        SERVER,
+    )
+    .unwrap();
+}
+
+#[test]
+fn rfc6888_req_4_sessions_per_client_both_ways() {
+    let t0 = Instant::now();
+    let mut t = limited(2, u32::MAX, 128);
+    let local = out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
+    out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER2).unwrap();
+    let third = Ipv4Addr::new(203, 0, 113, 9);
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), third),
+        Err(NatDrop::ClientSessionLimit)
+    );
+    // From the IPv4 side through the binding too.
+    assert_eq!(
+        inb(&mut t, t0, flow4(L4Proto::Udp, third, 53, local, 0)),
+        Err(NatDrop::ClientSessionLimit)
+    );
+    // Existing sessions go on; another client is unaffected.
+    out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
+    out(&mut t, t0, flow6(L4Proto::Udp, 2, 5000, 53, 0), third).unwrap();
+    expire_all(&mut t, t0 + 5 * MIN + EXPIRY_RESOLUTION);
+    assert!(t.clients.is_empty(), "nothing held, nothing kept");
+}
+
+#[test]
+fn rfc6888_req_4_a_subscriber_prefix_is_one_client() {
+    let t0 = Instant::now();
+    let mut t = limited(u32::MAX, 1, 64);
+    // client(1) and client(2) are in one /64.
+    out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Udp, 2, 5000, 53, 0), SERVER),
+        Err(NatDrop::ClientPortLimit)
+    );
+    let other = Flow6 {
+        src: "2001:db8:0:1::1".parse().unwrap(),
+        ..flow6(L4Proto::Udp, 1, 5000, 53, 0)
+    };
+    out(&mut t, t0, other, SERVER).unwrap();
 }

@@ -18,6 +18,8 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
                     filtering (endpoint-independent | address-dependent),
                     drop-externally-initiated-tcp
   [nat64.limits]    max-sessions (all workers together; default by memory),
+                    max-sessions-per-client, max-ports-per-client (0: none),
+                    client-prefix (a client: an address, 128, or a prefix),
                     max-simultaneous-opens (inbound SYNs held 6 s)
   [nat64.timeouts]  udp, icmp, tcp-established, tcp-transitory (seconds; a
                     session goes within 250 ms after its timeout)

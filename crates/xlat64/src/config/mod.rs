@@ -203,10 +203,42 @@ pub struct LimitsSection {
     /// §3.5.2.2), all workers together.
     #[serde(default = "default_max_simultaneous_opens")]
     pub max_simultaneous_opens: usize,
+    /// Sessions one client holds at most (RFC 6888 REQ-4); 0: no limit.
+    #[serde(default = "default_max_sessions_per_client")]
+    pub max_sessions_per_client: usize,
+    /// Pool4 ports one client holds at most, per protocol (RFC 6888
+    /// REQ-3); 0: no limit.
+    #[serde(default = "default_max_ports_per_client")]
+    pub max_ports_per_client: usize,
+    /// What one client is: an IPv6 address (128) or a subscriber prefix
+    /// (32..=128 bits); the limits count per client.
+    #[serde(default = "default_client_prefix")]
+    pub client_prefix: u8,
 }
 
 fn default_max_simultaneous_opens() -> usize {
     64
+}
+
+fn default_max_sessions_per_client() -> usize {
+    10_000
+}
+
+fn default_max_ports_per_client() -> usize {
+    5_000
+}
+
+fn default_client_prefix() -> u8 {
+    128
+}
+
+/// A per-client limit for the NAT core: 0 means none.
+pub fn limit(n: usize) -> usize {
+    if n == 0 {
+        usize::MAX
+    } else {
+        n
+    }
 }
 
 /// The largest `nat64.limits.max-sessions` accepted.
@@ -217,6 +249,9 @@ impl Default for LimitsSection {
         LimitsSection {
             max_sessions: None,
             max_simultaneous_opens: default_max_simultaneous_opens(),
+            max_sessions_per_client: default_max_sessions_per_client(),
+            max_ports_per_client: default_max_ports_per_client(),
+            client_prefix: default_client_prefix(),
         }
     }
 }
@@ -817,6 +852,15 @@ impl Config {
                 ));
             }
             nat.limits.max_sessions = Some(max);
+            if !(32..=128).contains(&nat.limits.client_prefix) {
+                return Err(ConfigError::new(
+                    "nat64.limits.client-prefix",
+                    format!(
+                        "{} is out of range; a client is an IPv6 address (128) or a subscriber prefix of 32 to 128 bits, e.g. 64",
+                        nat.limits.client_prefix
+                    ),
+                ));
+            }
             if let Some(dns) = &self.dns64 {
                 for up in &dns.upstream {
                     if let IpAddr::V4(a) = up.ip() {

@@ -24,7 +24,13 @@ pub struct Queues {
 /// several workers, attaches the steering program; if the kernel refuses it
 /// (no BPF), falls back to one queue and one worker, and says so. Logs what
 /// it got.
-pub fn open(name: &str, mtu: u16, offload: bool, workers: usize) -> io::Result<Queues> {
+pub fn open(
+    name: &str,
+    mtu: u16,
+    offload: bool,
+    workers: usize,
+    client_prefix: u8,
+) -> io::Result<Queues> {
     let workers = workers.max(1);
     let (first, offload) = open_first(name, mtu, offload, workers > 1)?;
     if let Err(e) = first.set_tx_queue_len(QUEUE_LEN) {
@@ -34,7 +40,7 @@ pub fn open(name: &str, mtu: u16, offload: bool, workers: usize) -> io::Result<Q
     if workers == 1 {
         return Ok(Queues { queues, offload });
     }
-    let steered = super::steering::load(workers as u16)
+    let steered = super::steering::load(workers as u16, client_prefix)
         .and_then(|prog| crate::sys::bpf::attach_steering(&queues[0], &prog));
     if let Err(e) = steered {
         tracing::warn!(

@@ -24,6 +24,7 @@
 //! instructions per packet, once, in the kernel.
 
 use std::os::fd::OwnedFd;
+use xlat64_nat::shard::client_mask;
 
 /// BPF instruction classes, sizes, modes and operations (`linux/bpf.h`).
 mod op {
@@ -146,7 +147,7 @@ impl Asm {
 
 /// The steering program for `workers` queues (see the module documentation;
 /// `owner_of_v4`/`owner_of_v6` are its reference and its tests' oracle).
-pub(crate) fn program(workers: u16) -> Vec<[u8; 8]> {
+pub(crate) fn program(workers: u16, client_prefix: u8) -> Vec<[u8; 8]> {
     let n = i32::from(workers.max(1));
     let mut a = Asm::default();
     let (v6, zero, frag, owner) = (a.label(), a.label(), a.label(), a.label());
@@ -227,10 +228,17 @@ pub(crate) fn program(workers: u16) -> Vec<[u8; 8]> {
     a.bind(v6_source);
     a.alu64_imm(op::MOV, R7, 8);
     a.bind(hash);
-    a.load_ind(op::W, R7, 0);
-    a.mov_reg(R8, R0);
-    for at in [4, 8, 12] {
+    // The client's bits only (`nat64.limits.client-prefix`): words beyond
+    // the prefix are skipped, a word across its end is masked.
+    a.alu64_imm(op::MOV, R8, 0);
+    for (at, mask) in [0, 4, 8, 12].into_iter().zip(client_mask(client_prefix)) {
+        if mask == 0 {
+            continue;
+        }
         a.load_ind(op::W, R7, at);
+        if mask != u32::MAX {
+            a.alu32_imm(op::AND, R0, mask as i32);
+        }
         a.alu64_reg(op::XOR, R8, R0);
     }
     a.alu32_imm(op::MUL, R8, 0x9E37_79B1_u32 as i32);
@@ -246,8 +254,8 @@ pub(crate) fn program(workers: u16) -> Vec<[u8; 8]> {
 }
 
 /// Loads the steering program for `workers` queues into the kernel.
-pub(crate) fn load(workers: u16) -> std::io::Result<OwnedFd> {
-    crate::sys::bpf::load_socket_filter(&program(workers))
+pub(crate) fn load(workers: u16, client_prefix: u8) -> std::io::Result<OwnedFd> {
+    crate::sys::bpf::load_socket_filter(&program(workers, client_prefix))
 }
 
 #[cfg(test)]
@@ -267,9 +275,10 @@ mod tests {
                 0xb8,
                 0,
                 1,
-                0,
-                0,
-                0,
+                // Bits on both sides of a /56 and a /64.
+                (i * 13) as u8,
+                (i * 37) as u8,
+                (i * 5) as u8,
                 0,
                 0,
                 0,
@@ -383,11 +392,13 @@ mod tests {
             eprintln!("SKIPPED the_kernel_computes_what_the_reference_computes: needs root");
             return;
         }
-        for workers in [1u16, 2, 3, 4, 7] {
-            let prog = load(workers).expect("the verifier accepts the steering program");
+        for (workers, client_prefix) in [(1u16, 128), (2, 128), (3, 64), (4, 56), (7, 128), (4, 32)]
+        {
+            let prog =
+                load(workers, client_prefix).expect("the verifier accepts the steering program");
             for pkt in packets() {
                 let expected = match pkt.first().map(|b| b >> 4) {
-                    Some(6) => owner_of_v6(&pkt, workers),
+                    Some(6) => owner_of_v6(&pkt, client_prefix, workers),
                     Some(4) => owner_of_v4(&pkt, workers),
                     _ => None,
                 }
@@ -415,7 +426,7 @@ mod tests {
 
     #[test]
     fn jumps_land_inside_the_program() {
-        let p = program(4);
+        let p = program(4, 60);
         for (at, i) in p.iter().enumerate() {
             if i[0] & 0x07 == op::JMP && i[0] != op::JMP | op::EXIT {
                 let off = i16::from_le_bytes([i[2], i[3]]) as i64;
