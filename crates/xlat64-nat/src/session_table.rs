@@ -213,6 +213,46 @@ impl SessionTable {
         }
     }
 
+    /// Adds a static binding (RFC 6146 §3.1: port forwarding to an IPv6
+    /// server): never removed, lets any IPv4 host in whatever the
+    /// filtering. `false` when either side is taken already.
+    pub(crate) fn add_static(
+        &mut self,
+        proto: L4Proto,
+        v6: SocketAddrV6,
+        v4: SocketAddrV4,
+    ) -> bool {
+        let bind = BindKey {
+            proto,
+            addr: *v6.ip(),
+            port: v6.port(),
+        };
+        let Some(pool_index) = self
+            .pool4
+            .addrs()
+            .binary_search(v4.ip())
+            .ok()
+            .and_then(|i| u16::try_from(i).ok())
+        else {
+            return false;
+        };
+        if self.find_binding_v6(&bind).is_some() || self.find_binding_v4(proto, v4).is_some() {
+            return false;
+        }
+        self.bindings.insert(Binding {
+            client: bind.addr,
+            local: *v4.ip(),
+            client_port: bind.port,
+            local_port: v4.port(),
+            pool_index,
+            proto,
+            is_static: true,
+            sessions: 0,
+            links: [0; 2],
+        });
+        true
+    }
+
     /// The session of IPv6-side key `key`.
     fn find_session_v6(&self, key: &SessionKey) -> Option<u32> {
         let hash = v6_hash(self.sessions.state(), key);
@@ -368,11 +408,15 @@ impl SessionTable {
         }
         let tcp = flow.proto == L4Proto::Tcp;
         let syn = tcp && is_syn(flow.tcp_flags);
-        if syn && self.policy.drop_external_tcp {
+        let local = SocketAddrV4::new(flow.dst, flow.dst_port);
+        let binding = self.find_binding_v4(flow.proto, local);
+        // A static binding is published on purpose: filtering and the
+        // refusal of external TCP do not apply to it.
+        let is_static = binding.is_some_and(|b| self.bindings.slab.get(b).is_static);
+        if syn && self.policy.drop_external_tcp && !is_static {
             return Err(NatDrop::TcpExternallyInitiated);
         }
-        let local = SocketAddrV4::new(flow.dst, flow.dst_port);
-        let Some(binding) = self.find_binding_v4(flow.proto, local) else {
+        let Some(binding) = binding else {
             return Err(if syn {
                 NatDrop::TcpInboundSyn
             } else {
@@ -382,7 +426,7 @@ impl SessionTable {
         if tcp && !syn {
             return Err(NatDrop::TcpNoSession);
         }
-        if !self.lets_in(flow.proto, local, flow.src) {
+        if !is_static && !self.lets_in(flow.proto, local, flow.src) {
             return Err(if syn {
                 NatDrop::TcpInboundSyn
             } else {

@@ -6,7 +6,7 @@ use crate::icmp_rate::IcmpRateLimit;
 use crate::ipv4_id::Ipv4Ids;
 use crate::reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 use crate::session_table::{OutboundPlan, SessionTable, TablePolicy};
-use crate::shard::{owner_of_client, owner_of_v4, Shard};
+use crate::shard::{owner_of_client, owner_of_port, owner_of_v4, Shard};
 use crate::syn_store::{Quote, SynStore, QUOTE};
 use crate::{BibEntry, Pool4, SessionEntry, Timeouts};
 use foldhash::fast::FixedState;
@@ -91,6 +91,21 @@ pub struct Nat64Config {
     /// (RFC 6888 REQ-3); a new binding beyond is refused
     /// ([`NatDrop::ClientPortLimit`]).
     pub max_ports_per_client: usize,
+    /// Static bindings (port forwarding to IPv6 servers). Each lives in the
+    /// shard that owns its pool4 port; the others hand the server's packets
+    /// to it.
+    pub statics: Vec<StaticBinding>,
+}
+
+/// A binding made by configuration: IPv4 hosts reach `v6` at `v4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticBinding {
+    /// TCP, UDP or ICMP (the ports are then echo identifiers).
+    pub proto: L4Proto,
+    /// The IPv6 server's transport address.
+    pub v6: SocketAddrV6,
+    /// The pool4 transport address it is published at.
+    pub v4: SocketAddrV4,
 }
 
 /// A limit as the tables count: at most `u32::MAX`.
@@ -133,6 +148,7 @@ impl Nat64Config {
             max_simultaneous_opens: 64,
             max_sessions_per_client: usize::MAX,
             max_ports_per_client: usize::MAX,
+            statics: Vec::new(),
         }
     }
 }
@@ -397,6 +413,9 @@ pub struct Nat64 {
 struct Core {
     config: Nat64Config,
     table: SessionTable,
+    /// The shard of each static binding, by IPv6 side: its server's
+    /// packets go there (empty without static bindings: no lookup).
+    static_owners: std::collections::HashMap<(L4Proto, SocketAddrV6), u16, FixedState>,
     syns: SynStore,
     /// Where a hairpinned packet's IPv4 form waits to be translated back
     /// (allocated once, at the largest datagram).
@@ -418,7 +437,7 @@ impl Nat64 {
     /// A NAT64 whose port allocation and IPv4 identifications follow from
     /// `seed` (deterministic, for tests and reproducible runs).
     pub fn with_seed(config: Nat64Config, seed: u64) -> Self {
-        let table = SessionTable::new(
+        let mut table = SessionTable::new(
             config.pool4.clone(),
             config.timeouts,
             seed,
@@ -432,10 +451,24 @@ impl Nat64 {
                 max_ports_per_client: clamp_u32(config.max_ports_per_client),
             },
         );
+        let shard = config.shard;
+        let mut static_owners =
+            std::collections::HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(7)));
+        for s in &config.statics {
+            let owner = owner_of_port(s.v4.port(), shard.count);
+            // Duplicates and addresses outside the pool are the
+            // configuration check's to refuse; one that slips through is
+            // not installed.
+            if owner == shard.index && !table.add_static(s.proto, s.v6, s.v4) {
+                continue;
+            }
+            static_owners.insert((s.proto, s.v6), owner);
+        }
         Nat64 {
             reassembler: Reassembler::new(config.fragments, seed.rotate_left(17)),
             core: Core {
                 table,
+                static_owners,
                 syns: SynStore::new(config.max_simultaneous_opens),
                 hairpin: vec![0; MAX_DATAGRAM].into_boxed_slice(),
                 ipv4_ids: Ipv4Ids::new(seed),
@@ -981,12 +1014,17 @@ impl Core {
         if parsed.icmp_error.is_some() && hairpin {
             return Verdict::Drop(NatDrop::Hairpinning);
         }
-        if parsed.icmp_error.is_some() {
+        let static_owner = self.static_owner(&flow);
+        if parsed.icmp_error.is_some() || static_owner.is_some() {
             // The steering program finds the session's owner only for an
             // error right after the fixed header; one behind extension
-            // headers may reach another shard, which hands it over.
+            // headers may reach another shard, which hands it over. So is a
+            // static binding's server's packet: its binding lives with its
+            // pool4 port.
             let shard = self.config.shard;
-            let owner = owner_of_client(&flow.src.octets(), shard.client_prefix, shard.count);
+            let owner = static_owner.unwrap_or_else(|| {
+                owner_of_client(&flow.src.octets(), shard.client_prefix, shard.count)
+            });
             if owner != shard.index {
                 return match out.get_mut(..pkt.len()) {
                     Some(o) => {
@@ -999,6 +1037,8 @@ impl Core {
                     None => Verdict::Drop(DropReason::OutputTooSmall.into()),
                 };
             }
+        }
+        if parsed.icmp_error.is_some() {
             return match self.outbound_error(pkt, &parsed, server, out) {
                 Ok(len) => Verdict::Forward(len),
                 Err(reason) => Verdict::Drop(reason),
@@ -1021,6 +1061,16 @@ impl Core {
             }
             Err(reason) => Verdict::Drop(reason.into()),
         }
+    }
+
+    /// The shard holding the static binding whose IPv6 side `flow` comes
+    /// from (for an ICMP error: is about), if any.
+    fn static_owner(&self, flow: &Flow6) -> Option<u16> {
+        if self.static_owners.is_empty() {
+            return None;
+        }
+        let v6 = SocketAddrV6::new(flow.src, flow.src_port, 0, 0);
+        self.static_owners.get(&(flow.proto, v6)).copied()
     }
 
     /// Records an outbound packet translated as `plan` says, to `server`.
@@ -1175,6 +1225,12 @@ impl Core {
         let server = self.outbound_server(pkt, &flow).ok()?;
         if self.config.pool4.contains(server) {
             return None; // hairpinning: `handle_v6` does it
+        }
+        if self
+            .static_owner(&flow)
+            .is_some_and(|o| o != self.config.shard.index)
+        {
+            return None; // another shard's static binding: `handle_v6` hands it over
         }
         let plan = self.table.plan_outbound(&flow, server).ok()?;
         let (src, dst, id) = self.outbound_addrs(&flow, server, &plan);

@@ -6,7 +6,8 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 use xlat64_nat::{
-    Filtering, Nat64, Nat64Config, NatDrop, Pool4, TcpState, Timeouts, Verdict, EXPIRY_RESOLUTION,
+    Filtering, Nat64, Nat64Config, NatDrop, Pool4, StaticBinding, TcpState, Timeouts, Verdict,
+    EXPIRY_RESOLUTION,
 };
 use xlat64_packet::{DropReason, L4Proto, Prefix6052};
 
@@ -654,4 +655,57 @@ fn rfc6146_3_5_2_2_externally_initiated_tcp_dropped_by_policy() {
         Verdict::Drop(NatDrop::TcpExternallyInitiated)
     );
     assert_eq!(nat.poll_timeout(), None);
+}
+
+/// A static binding (port forwarding): IPv4 hosts reach an IPv6 server at
+/// a pool4 transport address, whatever the filtering and even when
+/// external TCP is refused otherwise; it stays when its sessions expire.
+#[test]
+fn rfc6146_3_1_static_binding_publishes_an_ipv6_server() {
+    let t0 = Instant::now();
+    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
+    let mut config = Nat64Config::new(nsp(), pool4, Timeouts::default());
+    config.filtering = Filtering::AddressDependent;
+    config.drop_external_tcp = true;
+    let published = SocketAddrV4::new(POOL, 8080);
+    config.statics = vec![StaticBinding {
+        proto: L4Proto::Tcp,
+        v6: SocketAddrV6::new(client(5), 80, 0, 0),
+        v4: published,
+    }];
+    let mut nat = Nat64::with_seed(config, 3);
+    let mut out = [0u8; 1500];
+    let bib = nat.bib();
+    assert_eq!(bib.len(), 1);
+    assert!(bib[0].is_static);
+    let n = forward(nat.handle_v4(t0, &v4_tcp(SERVER, 40000, published, Tcp::Syn), &mut out));
+    let s = seen_v6(&out[..n]);
+    assert_eq!((s.dst, s.dport, s.sport), (client(5), 80, 40000));
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::V4Init));
+    let n = forward(nat.handle_v6(
+        t0,
+        &v6_tcp(client(5), 80, SERVER, 40000, Tcp::SynAck),
+        &mut out,
+    ));
+    let s = seen_v4(&out[..n]);
+    assert_eq!((s.src, s.sport), (POOL, 8080));
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Established));
+    assert_eq!(nat.bib()[0].sessions, 1);
+    // Other ports of the pool are still closed to the outside.
+    assert_eq!(
+        nat.handle_v4(
+            t0,
+            &v4_tcp(SERVER, 40000, SocketAddrV4::new(POOL, 8081), Tcp::Syn),
+            &mut out
+        ),
+        Verdict::Drop(NatDrop::TcpExternallyInitiated)
+    );
+    nat.handle_timeout(t0 + Duration::from_secs(3 * 3600));
+    assert_eq!(nat.session_count(), 0);
+    assert_eq!(nat.bib_count(), 1, "a static binding stays");
+    // Dynamic allocation never hands out the published port.
+    for port in 30000..30100 {
+        let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), port, SERVER, 53), &mut out));
+        assert_ne!(seen_v4(&out[..n]).sport, 8080);
+    }
 }

@@ -230,3 +230,38 @@ fn an_icmpv6_error_behind_extension_headers_reaches_the_sessions_owner() {
     assert_eq!(ip.header().protocol(), IpNumber::ICMP);
     assert_eq!(ip.header().destination_addr(), SERVER);
 }
+
+/// A static binding lives in the shard owning its pool4 port; its server's
+/// packets, steered by the server's address to any shard, are handed there.
+#[test]
+fn a_static_bindings_server_is_handed_to_the_shard_of_its_port() {
+    let count = 2;
+    let port = (8000..).find(|&p| owner_of_port(p, count) == 1).unwrap();
+    let server = client(77);
+    let statics = vec![xlat64_nat::StaticBinding {
+        proto: xlat64_packet::L4Proto::Udp,
+        v6: std::net::SocketAddrV6::new(server, 53, 0, 0),
+        v4: SocketAddrV4::new(POOL, port),
+    }];
+    let nat_of = |index| {
+        let pool4 = Pool4::new(&[POOL.into()]).unwrap();
+        let mut config = Nat64Config::new(prefix(), pool4, Timeouts::default());
+        config.shard = Shard::new(index, count).unwrap();
+        config.statics = statics.clone();
+        Nat64::with_seed(config, 1)
+    };
+    let (mut other, mut owner) = (nat_of(0), nat_of(1));
+    assert_eq!(other.bib_count(), 0);
+    assert_eq!(owner.bib_count(), 1);
+    let t0 = Instant::now();
+    let mut out = vec![0u8; 2000];
+    let pkt = v6_udp(server, 53);
+    assert!(matches!(
+        other.handle_v6(t0, &pkt, &mut out),
+        Verdict::Elsewhere { owner: 1, .. }
+    ));
+    let Verdict::Forward(n) = owner.handle_v6(t0, &pkt, &mut out) else {
+        panic!("the owner translates it");
+    };
+    assert_eq!(translated_source(&out[..n]), SocketAddrV4::new(POOL, port));
+}

@@ -167,6 +167,11 @@ impl Running {
                 config::limit(nat_section.limits.max_sessions_per_client);
             nat_config.max_ports_per_client =
                 config::limit(nat_section.limits.max_ports_per_client);
+            nat_config.statics = nat_section
+                .statics
+                .iter()
+                .map(config::StaticSection::to_nat)
+                .collect();
             nat_config.shard = nat_config
                 .shard
                 .with_client_prefix(nat_section.limits.client_prefix);

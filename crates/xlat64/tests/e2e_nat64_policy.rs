@@ -318,3 +318,71 @@ fn rfc6888_req_3_a_client_at_its_port_limit_does_not_starve_another() {
     lab::wait_until(Duration::from_secs(5), || Ok(count(CLIENT_B) == 1))
         .unwrap_or_else(|_| panic!("B got no binding:\n{}", gateway.log()));
 }
+
+/// RFC 6146 §3.1 static binding: an IPv4 host reaches an IPv6 server of the
+/// client side at a pool4 transport address (port forwarding).
+#[test]
+fn rfc6146_3_1_static_binding_reached_from_the_ipv4_side() {
+    use std::io::{Read, Write};
+    let statics = format!(
+        "[[nat64.static]]\nprotocol = \"tcp\"\nv6 = \"[{CLIENT_V6}]:8080\"\nv4 = \"{POOL4}:8080\"\n"
+    );
+    // With address-dependent filtering and external TCP refused otherwise.
+    let Some((lab, gateway)) = lab_with_sections(
+        "static",
+        "filtering = \"address-dependent\"\ndrop-externally-initiated-tcp = true",
+        &statics,
+    ) else {
+        return;
+    };
+    let bib = json(&gateway, &["bib"]);
+    assert_eq!(bib[0]["static"], true, "{bib}");
+    let listener = lab
+        .in_netns(lab.client(), || {
+            std::net::TcpListener::bind((CLIENT_V6, 8080))
+        })
+        .expect("listen in the client namespace");
+    let server = std::thread::spawn(move || -> io::Result<(String, SocketAddr)> {
+        let (mut conn, from) = listener.accept()?;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut buf = [0u8; 4];
+        conn.read_exact(&mut buf)?;
+        conn.write_all(b"pong")?;
+        Ok((String::from_utf8_lossy(&buf).into_owned(), from))
+    });
+    let answer = lab
+        .in_netns(lab.server(), || {
+            let mut c = TcpStream::connect_timeout(
+                &SocketAddr::from((POOL4, 8080)),
+                Duration::from_secs(10),
+            )?;
+            c.set_read_timeout(Some(Duration::from_secs(10)))?;
+            c.write_all(b"ping")?;
+            let mut buf = [0u8; 4];
+            c.read_exact(&mut buf)?;
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        })
+        .unwrap_or_else(|e| panic!("connect to the published port: {e}\n{}", gateway.log()));
+    assert_eq!(answer, "pong");
+    let (got, from) = server.join().unwrap().expect("the IPv6 server");
+    assert_eq!(got, "ping");
+    assert_eq!(
+        from.ip(),
+        IpAddr::V6(embed_v4(SERVER_V4)),
+        "the IPv4 client under the prefix"
+    );
+    // Another pool4 port stays closed.
+    let refused = lab
+        .in_netns(lab.server(), || {
+            Ok(
+                TcpStream::connect_timeout(
+                    &SocketAddr::from((POOL4, 8081)),
+                    Duration::from_secs(2),
+                )
+                .is_err(),
+            )
+        })
+        .unwrap();
+    assert!(refused);
+    assert!(counter(&gateway, "drop_tcp_externally_initiated") >= 1);
+}

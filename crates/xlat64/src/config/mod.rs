@@ -157,6 +157,50 @@ pub struct Nat64Section {
     /// §3.5.2.2): their SYNs are dropped, not held for a simultaneous open.
     #[serde(rename = "drop-externally-initiated-tcp", default)]
     pub drop_externally_initiated_tcp: bool,
+    /// Static bindings (`[[nat64.static]]`): port forwarding to IPv6 servers.
+    #[serde(rename = "static", default, skip_serializing_if = "Vec::is_empty")]
+    pub statics: Vec<StaticSection>,
+}
+
+/// `[[nat64.static]]`: IPv4 hosts reach the IPv6 server `v6` at the pool4
+/// transport address `v4` (RFC 6146 §3.1, a static BIB entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticSection {
+    /// `tcp`, `udp` or `icmp` (ports are then echo identifiers).
+    pub protocol: ProtocolName,
+    /// The IPv6 server, `"[ADDR]:PORT"`.
+    pub v6: std::net::SocketAddrV6,
+    /// Where it is published, `"ADDR:PORT"`, ADDR in pool4.
+    pub v4: std::net::SocketAddrV4,
+}
+
+/// A transport protocol by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolName {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP echo.
+    Icmp,
+}
+
+impl StaticSection {
+    /// The NAT core's form.
+    pub fn to_nat(&self) -> xlat64_nat::StaticBinding {
+        let proto = match self.protocol {
+            ProtocolName::Tcp => xlat64_packet::L4Proto::Tcp,
+            ProtocolName::Udp => xlat64_packet::L4Proto::Udp,
+            ProtocolName::Icmp => xlat64_packet::L4Proto::Icmp,
+        };
+        xlat64_nat::StaticBinding {
+            proto,
+            v6: self.v6,
+            v4: self.v4,
+        }
+    }
 }
 
 /// `nat64.filtering`.
@@ -852,6 +896,7 @@ impl Config {
                 ));
             }
             nat.limits.max_sessions = Some(max);
+            check_statics(nat)?;
             if !(32..=128).contains(&nat.limits.client_prefix) {
                 return Err(ConfigError::new(
                     "nat64.limits.client-prefix",
@@ -1031,6 +1076,40 @@ impl Config {
 }
 
 /// The `[dns64]` keys beyond listen/upstream/prefix.
+/// `[[nat64.static]]`: inside pool4, outside the prefix, no transport
+/// address twice on either side.
+fn check_statics(nat: &Nat64Section) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, st) in nat.statics.iter().enumerate() {
+        let key = |k: &str| format!("nat64.static[{i}].{k}");
+        if !nat.pool4.iter().any(|p| p.0.contains(st.v4.ip())) {
+            return Err(ConfigError::new(
+                key("v4"),
+                format!("{} is not in pool4: a static binding publishes a pool4 address, e.g. \"{}:8080\"", st.v4.ip(), nat.pool4.first().map(|p| p.0.addr().to_string()).unwrap_or_default()),
+            ));
+        }
+        if nat.prefix.contains(st.v6.ip()) {
+            return Err(ConfigError::new(
+                key("v6"),
+                format!("{} is under the NAT64 prefix {}: a static binding's server is an IPv6 host of the client side", st.v6.ip(), nat.prefix),
+            ));
+        }
+        if !seen.insert((st.protocol, std::net::SocketAddr::V6(st.v6))) {
+            return Err(ConfigError::new(
+                key("v6"),
+                format!("{} is bound twice for {:?}", st.v6, st.protocol),
+            ));
+        }
+        if !seen.insert((st.protocol, std::net::SocketAddr::V4(st.v4))) {
+            return Err(ConfigError::new(
+                key("v4"),
+                format!("{} is published twice for {:?}", st.v4, st.protocol),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate_dns64(dns: &Dns64Section) -> Result<(), ConfigError> {
     let main = dns64_prefix("dns64.prefix", dns.prefix.unwrap_or(default_prefix()))?;
     let mut seen = vec![main];
@@ -1115,6 +1194,50 @@ mod tests {
         );
         let text = c.to_toml();
         assert_eq!(Config::from_toml(&text).unwrap(), c, "{text}");
+    }
+
+    #[test]
+    fn rfc6146_3_1_static_bindings_are_checked_and_round_trip() {
+        let base = "[nat64]\npool4 = [\"192.0.2.1\"]\nfiltering = \"address-dependent\"\n";
+        let one = "[[nat64.static]]\nprotocol = \"tcp\"\nv6 = \"[2001:db8:1::5]:80\"\nv4 = \"192.0.2.1:8080\"\n";
+        let c = Config::from_toml(&format!("{base}{one}")).unwrap();
+        let nat = c.nat64.as_ref().unwrap();
+        assert_eq!(nat.statics.len(), 1);
+        assert_eq!(nat.filtering, FilteringMode::AddressDependent);
+        let text = c.to_toml();
+        assert!(text.contains("[[nat64.static]]"), "{text}");
+        assert_eq!(Config::from_toml(&text).unwrap(), c, "{text}");
+        let err = |extra: &str| Config::from_toml(&format!("{base}{one}{extra}")).unwrap_err();
+        let e = err("[[nat64.static]]\nprotocol = \"tcp\"\nv6 = \"[2001:db8:1::6]:80\"\nv4 = \"192.0.2.1:8080\"\n");
+        assert_eq!(e.key, "nat64.static[1].v4");
+        assert!(e.message.contains("twice"));
+        let e = err("[[nat64.static]]\nprotocol = \"udp\"\nv6 = \"[2001:db8:1::6]:53\"\nv4 = \"198.51.100.1:53\"\n");
+        assert_eq!(e.key, "nat64.static[1].v4");
+        assert!(e.message.contains("not in pool4"));
+        // The same transport addresses for another protocol are fine.
+        Config::from_toml(&format!("{base}{}", one.replace("tcp", "udp") + one)).unwrap();
+        let e = Config::from_toml(&format!("{base}[[nat64.static]]\nprotocol = \"sctp\"\nv6 = \"[2001:db8:1::6]:53\"\nv4 = \"192.0.2.1:53\"\n")).unwrap_err();
+        assert!(e.key.contains("static"), "{e:?}");
+    }
+
+    #[test]
+    fn rfc6888_client_limits_and_prefix() {
+        let c = Config::from_toml(
+            "[nat64]\n[nat64.limits]\nclient-prefix = 56\nmax-ports-per-client = 0\n",
+        )
+        .unwrap();
+        let limits = &c.nat64.as_ref().unwrap().limits;
+        assert_eq!(
+            (
+                limits.client_prefix,
+                limits.max_ports_per_client,
+                limits.max_sessions_per_client
+            ),
+            (56, 0, 10_000)
+        );
+        assert_eq!(limit(0), usize::MAX);
+        let e = Config::from_toml("[nat64]\n[nat64.limits]\nclient-prefix = 24\n").unwrap_err();
+        assert_eq!(e.key, "nat64.limits.client-prefix");
     }
 
     #[test]
