@@ -21,7 +21,7 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
                     max-sessions-per-client, max-ports-per-client (0: none),
                     client-prefix (a client: an address, 128, or a prefix),
                     max-simultaneous-opens (inbound SYNs held 6 s)
-  [[nat64.static]]  protocol, v6 ("[ADDR]:PORT"), v4 ("POOL4-ADDR:PORT"): port forwarding
+  [[nat64.static]]  protocol, v6 ([ADDR]:PORT), v4 (POOL4-ADDR:PORT): port forwarding
   [nat64.timeouts]  udp, icmp, tcp-established, tcp-transitory (seconds; a
                     session goes within 250 ms after its timeout)
   [nat64.fragments] max-datagrams, max-per-source, max-fragments, timeout
