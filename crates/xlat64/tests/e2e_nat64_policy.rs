@@ -386,3 +386,118 @@ fn rfc6146_3_1_static_binding_reached_from_the_ipv4_side() {
     assert!(refused);
     assert!(counter(&gateway, "drop_tcp_externally_initiated") >= 1);
 }
+
+/// The TCP state of the client's session towards the server's `port`.
+fn tcp_state(gateway: &Gateway, port: u16) -> Option<(String, u64)> {
+    let sessions = json(gateway, &["sessions", "--protocol", "tcp"]);
+    sessions.as_array()?.iter().find_map(|s| {
+        let server: SocketAddrV4 = s["v4_server"].as_str()?.parse().ok()?;
+        (server.port() == port).then(|| {
+            (
+                s["state"].as_str().unwrap_or_default().to_string(),
+                s["expires_in_s"].as_u64().unwrap_or(0),
+            )
+        })
+    })
+}
+
+/// RFC 6146 §3.5.2.2: a connection closed by FINs from both sides ends in
+/// V4 FIN + V6 FIN RCV, one reset in TRANS, both on the transitory timer
+/// (4 minutes here), not the established one.
+#[test]
+fn rfc6146_3_5_2_2_fin_and_rst_leave_the_sessions_in_their_states() {
+    use std::io::{Read, Write};
+    let Some((lab, gateway)) = lab_with("tcpstates", "") else {
+        return;
+    };
+    let listener = lab
+        .in_netns(lab.server(), || std::net::TcpListener::bind((SERVER_V4, 0)))
+        .expect("listen in the server namespace");
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || -> io::Result<()> {
+        for _ in 0..2 {
+            let (mut conn, _) = listener.accept()?;
+            conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut buf = [0u8; 64];
+            // Echo until the client closes, then close too.
+            while let Ok(n @ 1..) = conn.read(&mut buf) {
+                conn.write_all(&buf[..n])?;
+            }
+        }
+        Ok(())
+    });
+    let to = SocketAddr::from((embed_v4(SERVER_V4), port));
+    let exchange = |reset: bool| {
+        lab.in_netns(lab.client(), || {
+            let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(10))?;
+            c.set_read_timeout(Some(Duration::from_secs(10)))?;
+            c.write_all(b"hello")?;
+            let mut buf = [0u8; 5];
+            c.read_exact(&mut buf)?;
+            if reset {
+                socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO))?;
+            } else {
+                c.shutdown(std::net::Shutdown::Write)?;
+                let _ = c.read(&mut buf)?; // the server's FIN
+            }
+            Ok(c.local_addr()?.port())
+        })
+        .expect("a connection through the gateway")
+    };
+    exchange(false);
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(tcp_state(&gateway, port).is_some_and(|(s, _)| s == "v4_fin_v6_fin_rcv"))
+    })
+    .unwrap_or_else(|_| panic!("after FINs: {:?}", tcp_state(&gateway, port)));
+    let (_, expires) = tcp_state(&gateway, port).unwrap();
+    assert!(
+        expires <= 240,
+        "transitory timer, not established: {expires} s"
+    );
+    // The second connection from another client port: reset.
+    exchange(true);
+    lab::wait_until(Duration::from_secs(5), || {
+        let sessions = json(&gateway, &["sessions", "--protocol", "tcp"]);
+        Ok(sessions
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["state"] == "trans")))
+    })
+    .unwrap_or_else(|_| panic!("after RST: {}", json(&gateway, &["sessions"])));
+    server.join().unwrap().expect("the echo server");
+}
+
+/// A session expires under a short configured timeout (ICMP, 2 s here),
+/// and the binding with it.
+#[test]
+fn a_session_expires_under_a_short_configured_timeout() {
+    let Some((lab, gateway)) = lab_with_sections("expiry", "", "[nat64.timeouts]\nicmp = 2\n")
+    else {
+        return;
+    };
+    let server6 = embed_v4(SERVER_V4).to_string();
+    let out = lab
+        .run_in(
+            lab.client(),
+            &["ping", "-6", "-c", "1", "-W", "2", &server6],
+        )
+        .expect("ping");
+    assert!(out.status.success(), "ping: {out:?}");
+    assert_eq!(
+        json(&gateway, &["sessions", "--protocol", "icmp"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let start = Instant::now();
+    lab::wait_until(Duration::from_secs(10), || {
+        Ok(json(&gateway, &["bib"])
+            .as_array()
+            .is_some_and(Vec::is_empty))
+    })
+    .expect("the ICMP session and binding expire");
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "gone before its timeout"
+    );
+    assert!(counter(&gateway, "nat64_sessions_expired") >= 1);
+}
