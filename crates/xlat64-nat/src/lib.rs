@@ -7,6 +7,7 @@
 //! reads, no threads.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod binding_log;
 pub mod fuzzing;
 mod icmp_rate;
 mod ipv4_id;
@@ -21,6 +22,7 @@ pub mod table;
 mod tcp;
 pub mod timeouts;
 
+pub use binding_log::{BindingChange, BindingEvent};
 pub use pool4::Pool4;
 pub use reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 pub use shard::Shard;

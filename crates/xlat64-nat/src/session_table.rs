@@ -29,6 +29,7 @@ mod slab;
 
 pub(crate) use entries::{BindKey, SessionKey};
 
+use crate::binding_log::{BindingChange, BindingEvent, BindingEvents};
 use crate::port_alloc::pick_port;
 use crate::shard::{self, Shard};
 use crate::tcp::{is_syn, Side};
@@ -129,6 +130,8 @@ pub(crate) struct SessionTable {
     expired: u64,
     /// When the last wake-up left an index resizing (more work is due).
     resize_due: Option<Instant>,
+    /// Binding events for the operator's log.
+    pub(crate) events: BindingEvents,
 }
 
 fn proto_index(p: L4Proto) -> usize {
@@ -210,6 +213,7 @@ impl SessionTable {
             created: 0,
             expired: 0,
             resize_due: None,
+            events: BindingEvents::new(false),
         }
     }
 
@@ -374,6 +378,13 @@ impl SessionTable {
                 });
                 self.used[usize::from(pool_index)][proto_index(bind.proto)] += 1;
                 self.client_entry(&bind.addr).ports[proto_index(bind.proto)] += 1;
+                self.events.push(BindingEvent {
+                    at: now,
+                    change: BindingChange::Created,
+                    proto: bind.proto,
+                    v6_client: SocketAddrV6::new(bind.addr, bind.port, 0, 0),
+                    v4_local: plan.v4_local,
+                });
                 Found::Binding(slot)
             }
             found => found,
@@ -626,7 +637,7 @@ impl SessionTable {
             let s = self.sessions.slab.get(slot);
             let (queued, due) = (s.due, self.due(s));
             if due <= now_tick {
-                self.remove_session(slot);
+                self.remove_session(now, slot);
             } else if due != queued {
                 self.wheel.unlink(&mut self.sessions.slab, slot);
                 self.wheel.schedule(&mut self.sessions.slab, slot, due);
@@ -643,7 +654,7 @@ impl SessionTable {
         self.resize_due = (left || sessions || bindings).then_some(now);
     }
 
-    fn remove_session(&mut self, slot: u32) {
+    fn remove_session(&mut self, now: Instant, slot: u32) {
         self.wheel.unlink(&mut self.sessions.slab, slot);
         let wheel = &mut self.wheel;
         let s = self
@@ -658,7 +669,15 @@ impl SessionTable {
             b.sessions -= 1;
             if b.sessions == 0 && !b.is_static {
                 let pool_index = usize::from(b.pool_index);
-                self.bindings.remove(binding, |_, _, _| {});
+                let v4_local = b.local();
+                let removed = self.bindings.remove(binding, |_, _, _| {});
+                self.events.push(BindingEvent {
+                    at: now,
+                    change: BindingChange::Removed,
+                    proto: removed.proto,
+                    v6_client: SocketAddrV6::new(removed.client, removed.client_port, 0, 0),
+                    v4_local,
+                });
                 self.used[pool_index][proto_index(s.proto)] -= 1;
                 let ports = &mut usage.ports[proto_index(s.proto)];
                 *ports = ports.saturating_sub(1);

@@ -2,6 +2,7 @@
 //! errors both ways, path MTU, fragment reassembly, and the ICMP errors the
 //! gateway sends itself.
 
+use crate::binding_log::{BindingEvent, BindingEvents};
 use crate::icmp_rate::IcmpRateLimit;
 use crate::ipv4_id::Ipv4Ids;
 use crate::reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
@@ -95,6 +96,9 @@ pub struct Nat64Config {
     /// shard that owns its pool4 port; the others hand the server's packets
     /// to it.
     pub statics: Vec<StaticBinding>,
+    /// Queue binding events for [`Nat64::poll_binding_event`] (the binding
+    /// log); off: none are kept.
+    pub log_bindings: bool,
 }
 
 /// A binding made by configuration: IPv4 hosts reach `v6` at `v4`.
@@ -149,6 +153,7 @@ impl Nat64Config {
             max_sessions_per_client: usize::MAX,
             max_ports_per_client: usize::MAX,
             statics: Vec::new(),
+            log_bindings: false,
         }
     }
 }
@@ -346,11 +351,14 @@ pub struct NatCounters {
     pub tcp_syns_unanswered: u64,
     /// Packets from one client to another through pool4 (RFC 6146 §3.8).
     pub hairpinned: u64,
+    /// Binding events not queued for the log: more than the queue holds
+    /// between two drains.
+    pub binding_log_dropped: u64,
 }
 
 impl NatCounters {
     /// Every counter with its `stats` name.
-    pub fn named(&self) -> [(&'static str, u64); 11] {
+    pub fn named(&self) -> [(&'static str, u64); 12] {
         [
             ("icmp_errors_sent", self.icmp_errors_sent),
             ("icmp_errors_rate_limited", self.icmp_errors_rate_limited),
@@ -363,6 +371,7 @@ impl NatCounters {
             ("tcp_simultaneous_opens", self.tcp_simultaneous_opens),
             ("tcp_syns_unanswered", self.tcp_syns_unanswered),
             ("hairpinned", self.hairpinned),
+            ("binding_log_dropped", self.binding_log_dropped),
         ]
     }
 
@@ -380,6 +389,7 @@ impl NatCounters {
             tcp_simultaneous_opens,
             tcp_syns_unanswered,
             hairpinned,
+            binding_log_dropped,
         } = other;
         self.icmp_errors_sent += icmp_errors_sent;
         self.icmp_errors_rate_limited += icmp_errors_rate_limited;
@@ -392,6 +402,7 @@ impl NatCounters {
         self.tcp_simultaneous_opens += tcp_simultaneous_opens;
         self.tcp_syns_unanswered += tcp_syns_unanswered;
         self.hairpinned += hairpinned;
+        self.binding_log_dropped += binding_log_dropped;
     }
 }
 
@@ -451,6 +462,7 @@ impl Nat64 {
                 max_ports_per_client: clamp_u32(config.max_ports_per_client),
             },
         );
+        table.events = BindingEvents::new(config.log_bindings);
         let shard = config.shard;
         let mut static_owners =
             std::collections::HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(7)));
@@ -666,6 +678,14 @@ impl Nat64 {
         .min()
     }
 
+    /// The next binding event (creation or removal of a dynamic binding)
+    /// for the binding log, when [`Nat64Config::log_bindings`] is on. Call
+    /// until `None` after each batch of packets and each
+    /// [`Self::handle_timeout`]: a bounded number are queued between.
+    pub fn poll_binding_event(&mut self) -> Option<BindingEvent> {
+        self.core.table.events.pop()
+    }
+
     /// A packet the NAT64 sends by itself at `now`, written into `out`:
     /// ICMP Port Unreachable for an inbound SYN held 6 s without the
     /// client opening its side (RFC 6146 §3.5.2.2), an IPv4 packet towards
@@ -751,7 +771,10 @@ impl Nat64 {
 
     /// ICMP error, fragmentation and reassembly counters.
     pub fn counters(&self) -> NatCounters {
-        self.core.counters
+        NatCounters {
+            binding_log_dropped: self.core.table.events.dropped(),
+            ..self.core.counters
+        }
     }
 
     /// Datagrams being reassembled and the bytes they hold (gauges).

@@ -6,8 +6,8 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 use xlat64_nat::{
-    Filtering, Nat64, Nat64Config, NatDrop, Pool4, StaticBinding, TcpState, Timeouts, Verdict,
-    EXPIRY_RESOLUTION,
+    BindingChange, Filtering, Nat64, Nat64Config, NatDrop, Pool4, StaticBinding, TcpState,
+    Timeouts, Verdict, EXPIRY_RESOLUTION,
 };
 use xlat64_packet::{DropReason, L4Proto, Prefix6052};
 
@@ -708,4 +708,42 @@ fn rfc6146_3_1_static_binding_publishes_an_ipv6_server() {
         let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), port, SERVER, 53), &mut out));
         assert_ne!(seen_v4(&out[..n]).sport, 8080);
     }
+}
+
+/// The binding log's events: one when a dynamic binding is created, one
+/// when it goes with its last session; none when the log is off.
+#[test]
+fn rfc6888_req_12_binding_events_for_the_log() {
+    let t0 = Instant::now();
+    let mut out = [0u8; 1500];
+    let mut quiet = new_nat();
+    forward(quiet.handle_v6(t0, &v6_udp(nsp(), client(1), 40000, SERVER, 53), &mut out));
+    assert_eq!(quiet.poll_binding_event(), None);
+
+    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
+    let mut config = Nat64Config::new(nsp(), pool4, Timeouts::default());
+    config.log_bindings = true;
+    let mut nat = Nat64::with_seed(config, 1);
+    forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 40000, SERVER, 53), &mut out));
+    forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 40000, SERVER2, 53), &mut out));
+    let created = nat.poll_binding_event().expect("one event per binding");
+    assert_eq!(created.change, BindingChange::Created);
+    assert_eq!(created.v6_client, SocketAddrV6::new(client(1), 40000, 0, 0));
+    assert_eq!(created.v4_local, SocketAddrV4::new(POOL, 40000));
+    assert_eq!(created.at, t0);
+    assert_eq!(
+        nat.poll_binding_event(),
+        None,
+        "a second session is no new binding"
+    );
+    let later = t0 + Duration::from_secs(400);
+    nat.handle_timeout(later);
+    let removed = nat.poll_binding_event().expect("removed with its sessions");
+    assert_eq!(removed.change, BindingChange::Removed);
+    assert_eq!(
+        (removed.v6_client, removed.v4_local),
+        (created.v6_client, created.v4_local)
+    );
+    assert_eq!(removed.at, later);
+    assert_eq!(nat.poll_binding_event(), None);
 }

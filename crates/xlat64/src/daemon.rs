@@ -1,6 +1,7 @@
 //! `xlat64 run`: sets up the TUN device, routes, DNS64 server and control
 //! socket, runs until SIGTERM/SIGINT, then removes what it set up.
 
+use crate::binding_log::BindingLog;
 use crate::config::{self, Config};
 use crate::control::{self, ControlState};
 use crate::datapath::{device, Datapath};
@@ -41,24 +42,43 @@ pub fn run(config: Config) -> i32 {
         let started = running.start(&config, died_tx).await;
         let code = match started {
             Ok(()) => {
-                tracing::info!("xlat64 running; SIGTERM or SIGINT stops it");
-                tokio::select! {
-                    signalled = wait_for_signal() => match signalled {
-                        Ok(name) => {
-                            tracing::info!(signal = name, "stopping");
-                            0
+                tracing::info!("xlat64 running; SIGTERM or SIGINT stops it, SIGHUP reopens the binding log");
+                let mut hangup = match signal(SignalKind::hangup()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: cannot wait for signals: {e}");
+                        running.stop().await;
+                        return 1;
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        _ = hangup.recv() => {
+                            match &running.binding_log {
+                                Some(log) => {
+                                    log.reopen();
+                                    tracing::info!("SIGHUP: reopening the binding log");
+                                }
+                                None => tracing::info!("SIGHUP: no binding log to reopen"),
+                            }
                         }
-                        Err(e) => {
-                            eprintln!("error: cannot wait for signals: {e}");
-                            1
+                        signalled = wait_for_signal() => break match signalled {
+                            Ok(name) => {
+                                tracing::info!(signal = name, "stopping");
+                                0
+                            }
+                            Err(e) => {
+                                eprintln!("error: cannot wait for signals: {e}");
+                                1
+                            }
+                        },
+                        // Never half alive: a dead part stops the whole daemon,
+                        // so that a supervisor restarts it.
+                        Some(why) = died.recv() => {
+                            tracing::error!("{why}; stopping, removing routes, exiting with status 1");
+                            eprintln!("error: {why}");
+                            break 1;
                         }
-                    },
-                    // Never half alive: a dead part stops the whole daemon,
-                    // so that a supervisor restarts it.
-                    Some(why) = died.recv() => {
-                        tracing::error!("{why}; stopping, removing routes, exiting with status 1");
-                        eprintln!("error: {why}");
-                        1
                     }
                 }
             }
@@ -79,6 +99,7 @@ struct Running {
     shutdown: CancellationToken,
     routes: Option<RouteSet>,
     datapath: Option<Datapath>,
+    binding_log: Option<BindingLog>,
     /// The control socket and the directory created for it.
     control: Option<(PathBuf, Option<PathBuf>)>,
     control_thread: Option<std::thread::JoinHandle<()>>,
@@ -175,8 +196,15 @@ impl Running {
             nat_config.shard = nat_config
                 .shard
                 .with_client_prefix(nat_section.limits.client_prefix);
+            if let Some(target) = nat_section.log.bindings_target() {
+                let log = BindingLog::start(target)?;
+                state.binding_log_dropped = Some(log.dropped_counter());
+                self.binding_log = Some(log);
+                nat_config.log_bindings = true;
+            }
+            let log_handle = self.binding_log.as_ref().map(BindingLog::handle);
             let workers = queues.queues.len();
-            let datapath = Datapath::start(queues, &nat_config, died.clone())
+            let datapath = Datapath::start(queues, &nat_config, log_handle, died.clone())
                 .map_err(|e| format!("cannot start the packet workers: {e}"))?;
             state.datapath = Some(datapath.view());
             self.datapath = Some(datapath);
@@ -236,6 +264,10 @@ impl Running {
             {
                 tracing::warn!("cannot wait for the packet workers to stop");
             }
+        }
+        // After the workers: what they queued is written.
+        if let Some(log) = self.binding_log.take() {
+            let _ = tokio::task::spawn_blocking(move || log.stop()).await;
         }
         if let Some(mut routes) = self.routes.take() {
             routes.remove_all().await;

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod binding_log;
 pub mod cli;
 pub mod config;
 pub mod control;

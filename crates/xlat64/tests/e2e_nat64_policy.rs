@@ -502,3 +502,71 @@ fn a_session_expires_under_a_short_configured_timeout() {
     );
     assert!(counter(&gateway, "nat64_sessions_expired") >= 1);
 }
+
+/// RFC 6888 REQ-12: the binding log names each flow's client and IPv4
+/// transport address; SIGHUP reopens it (logrotate) and the daemon goes on.
+#[test]
+fn rfc6888_req_12_binding_log_names_client_and_pool4_address() {
+    let Some(lab) =
+        common::can_run("bindlog", &["ip"]).then(|| Lab::create("bindlog").expect("lab"))
+    else {
+        return;
+    };
+    let path = lab.dir().join("bindings.jsonl");
+    let config = lab.gateway_config().replacen(
+        "[dns64]\n",
+        &format!(
+            "[nat64.log]\nbindings = \"{}\"\n\n[dns64]\n",
+            path.display()
+        ),
+        1,
+    );
+    let mut gateway = lab
+        .start_gateway_with(&common::exe(), &config)
+        .unwrap_or_else(|e| panic!("start the gateway: {e}"));
+    let send_from = |port: u16| {
+        lab.in_netns(lab.client(), move || {
+            UdpSocket::bind((CLIENT_V6, port))?.send_to(b"x", (embed_v4(SERVER_V4), 9999))
+        })
+        .expect("send")
+    };
+    let lines_of = |p: &std::path::Path| -> Vec<Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    };
+    send_from(41000);
+    lab::wait_until(Duration::from_secs(5), || Ok(!lines_of(&path).is_empty()))
+        .unwrap_or_else(|_| panic!("no binding log line:\n{}", gateway.log()));
+    let line = &lines_of(&path)[0];
+    assert_eq!(line["event"], "create");
+    assert_eq!(line["protocol"], "udp");
+    assert_eq!(line["v6_client"], format!("[{CLIENT_V6}]:41000"));
+    let local: SocketAddrV4 = line["v4_local"].as_str().unwrap().parse().unwrap();
+    assert_eq!(*local.ip(), POOL4);
+    assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
+    // logrotate: move the file, SIGHUP, new lines go to a new file.
+    let rotated = lab.dir().join("bindings.jsonl.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    // SAFETY: kill(2) on the gateway's pid, which this test started.
+    assert_eq!(unsafe { libc::kill(gateway.pid() as i32, libc::SIGHUP) }, 0);
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(gateway.log().contains("reopening the binding log"))
+    })
+    .unwrap_or_else(|_| panic!("SIGHUP not seen:\n{}", gateway.log()));
+    send_from(41001);
+    lab::wait_until(Duration::from_secs(5), || Ok(!lines_of(&path).is_empty()))
+        .unwrap_or_else(|_| panic!("nothing in the reopened log:\n{}", gateway.log()));
+    assert_eq!(
+        lines_of(&path)[0]["v6_client"],
+        format!("[{CLIENT_V6}]:41001")
+    );
+    assert_eq!(lines_of(&rotated).len(), 1);
+    assert!(
+        gateway.is_running(),
+        "SIGHUP stopped the daemon:\n{}",
+        gateway.log()
+    );
+}

@@ -25,11 +25,13 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
   [nat64.timeouts]  udp, icmp, tcp-established, tcp-transitory (seconds; a
                     session goes within 250 ms after its timeout)
   [nat64.fragments] max-datagrams, max-per-source, max-fragments, timeout
+  [nat64.log]       bindings (stderr or a file path: JSON lines; SIGHUP reopens it)
   [dns64]           listen, upstream, prefix, upstream-timeout-ms, exclude, mapped, exclude-mapped,
                     allow, synthesize-for, servfail, cache-size, parallel-a
   [[dns64.prefixes]] prefix, ipv4
   [control]         socket
   [runtime]         workers (packet workers; default: one per core), io-threads
+Signals: SIGTERM/SIGINT stop; SIGHUP reopens the binding log.
 Exit status: 0 after SIGTERM/SIGINT; 1 when it cannot start, or when a packet worker or the DNS64
 server dies (routes and control socket removed first).";
 

@@ -160,6 +160,29 @@ pub struct Nat64Section {
     /// Static bindings (`[[nat64.static]]`): port forwarding to IPv6 servers.
     #[serde(rename = "static", default, skip_serializing_if = "Vec::is_empty")]
     pub statics: Vec<StaticSection>,
+    /// `[nat64.log]`: the binding log.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[nat64.log]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `"stderr"` or a file path: one JSON line per binding created and
+    /// removed; absent: no binding log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bindings: Option<String>,
+}
+
+impl LogSection {
+    /// Where the binding log goes, if anywhere.
+    pub fn bindings_target(&self) -> Option<crate::binding_log::Target> {
+        self.bindings.as_ref().map(|b| match b.as_str() {
+            "stderr" => crate::binding_log::Target::Stderr,
+            path => crate::binding_log::Target::File(PathBuf::from(path)),
+        })
+    }
 }
 
 /// `[[nat64.static]]`: IPv4 hosts reach the IPv6 server `v6` at the pool4

@@ -37,6 +37,8 @@ pub struct ControlState {
     pub datapath: Option<DatapathView>,
     /// DNS64 counters, when `[dns64]` is configured.
     pub dns: Option<Arc<Dns64Counters>>,
+    /// Binding events the log writer dropped, when the log is on.
+    pub binding_log_dropped: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// The bound control socket and what `bind` created for it.
@@ -279,6 +281,9 @@ async fn stats(state: &ControlState) -> Value {
         ];
         for (name, v) in names.into_iter().zip(gauges) {
             out.insert(name.into(), v);
+        }
+        if let Some(d) = &state.binding_log_dropped {
+            sum.binding_log_dropped += d.load(Ordering::Relaxed);
         }
         for (name, v) in sum.named() {
             out.insert(name.into(), v);

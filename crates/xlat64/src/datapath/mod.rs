@@ -50,6 +50,7 @@ impl Datapath {
     pub fn start(
         queues: device::Queues,
         config: &Nat64Config,
+        binding_log: Option<crate::binding_log::Handle>,
         died: mpsc::UnboundedSender<String>,
     ) -> io::Result<Datapath> {
         let count = queues.queues.len();
@@ -84,7 +85,11 @@ impl Datapath {
             let f = &mut nat_config.fragments;
             f.max_datagrams = f.max_datagrams.div_ceil(count).max(1);
             f.max_per_source = f.max_per_source.min(f.max_datagrams);
-            let shard_parts = (counters[index].clone(), mailboxes.clone());
+            let shard_parts = (
+                counters[index].clone(),
+                mailboxes.clone(),
+                binding_log.clone(),
+            );
             let (stop, died) = (stop.clone(), died.clone());
             let offload = queues.offload;
             dev.set_nonblocking(true)?;
@@ -98,6 +103,7 @@ impl Datapath {
                             nat: Nat64::new(nat_config),
                             counters: shard_parts.0,
                             peers: shard_parts.1,
+                            binding_log: shard_parts.2,
                         };
                         if offload {
                             let max = shard.nat.max_output_len();

@@ -37,6 +37,8 @@ pub(crate) struct Shard {
     pub(crate) counters: Arc<PacketCounters>,
     /// Every worker's mailbox, by worker index (for hand-offs).
     pub(crate) peers: Arc<[Mailbox]>,
+    /// Where binding events go (`[nat64.log] bindings`), if anywhere.
+    pub(crate) binding_log: Option<crate::binding_log::Handle>,
 }
 
 impl Shard {
@@ -155,6 +157,17 @@ impl Shard {
         }
     }
 
+    /// Hands the NAT's binding events to the binding log (never waiting).
+    fn log_bindings(&mut self) {
+        let Some(log) = &self.binding_log else {
+            return;
+        };
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        while let Some(event) = self.nat.poll_binding_event() {
+            log.send(event, now, wall);
+        }
+    }
+
     /// Counts `packets` translated packets of `bytes` bytes written in `direction`.
     pub(crate) fn count_translated(&self, direction: Direction, packets: u64, bytes: u64) {
         let c = &*self.counters;
@@ -216,10 +229,12 @@ pub(crate) fn run(
             Err(e) => return Err(e),
         }
         serve(dev, io, shard, mailbox);
+        shard.log_bindings();
         let now = Instant::now();
         if shard.nat.poll_timeout().is_some_and(|t| t <= now) {
             shard.nat.handle_timeout(now);
             io.send_own(dev, shard, now);
+            shard.log_bindings();
             let sessions = shard.nat.session_count();
             peak = peak.max(sessions);
             // After a flood expired (the tables have shrunk): give the
