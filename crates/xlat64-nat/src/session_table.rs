@@ -126,8 +126,9 @@ pub(crate) struct SessionTable {
     /// Secret for address choice and port randomization.
     seed: u64,
     allocations: u64,
-    created: u64,
-    expired: u64,
+    /// Sessions created and expired, by protocol (TCP, UDP, ICMP).
+    created: [u64; 3],
+    expired: [u64; 3],
     /// When the last wake-up left an index resizing (more work is due).
     resize_due: Option<Instant>,
     /// Binding events for the operator's log.
@@ -210,8 +211,8 @@ impl SessionTable {
             used,
             seed,
             allocations: 0,
-            created: 0,
-            expired: 0,
+            created: [0; 3],
+            expired: [0; 3],
             resize_due: None,
             events: BindingEvents::new(false),
         }
@@ -522,7 +523,7 @@ impl SessionTable {
         self.wheel.schedule(&mut self.sessions.slab, slot, due);
         self.bindings.slab.get_mut(binding).sessions += 1;
         self.client_entry(&key.bind.addr).sessions += 1;
-        self.created += 1;
+        self.created[proto_index(key.bind.proto)] += 1;
     }
 
     /// A packet from `side` on the session in `slot`: its TCP state
@@ -660,7 +661,7 @@ impl SessionTable {
         let s = self
             .sessions
             .remove(slot, |slab, from, to| wheel.relocate(slab, from, to));
-        self.expired += 1;
+        self.expired[proto_index(s.proto)] += 1;
         let client = shard::client_of(&s.client, self.policy.client_prefix);
         let mut usage = self.clients.get(&client).copied().unwrap_or_default();
         usage.sessions = usage.sessions.saturating_sub(1);
@@ -710,11 +711,17 @@ impl SessionTable {
     }
 
     pub(crate) fn sessions_created(&self) -> u64 {
-        self.created
+        self.created.iter().sum()
     }
 
     pub(crate) fn sessions_expired(&self) -> u64 {
-        self.expired
+        self.expired.iter().sum()
+    }
+
+    /// Sessions created and expired of `proto`.
+    pub(crate) fn sessions_of(&self, proto: L4Proto) -> (u64, u64) {
+        let i = proto_index(proto);
+        (self.created[i], self.expired[i])
     }
 
     /// The sessions at positions `start..start + limit` of the table, in

@@ -769,6 +769,11 @@ impl Nat64 {
         self.core.table.sessions_expired()
     }
 
+    /// Sessions of `proto` created and expired since start.
+    pub fn sessions_of(&self, proto: L4Proto) -> (u64, u64) {
+        self.core.table.sessions_of(proto)
+    }
+
     /// ICMP error, fragmentation and reassembly counters.
     pub fn counters(&self) -> NatCounters {
         NatCounters {

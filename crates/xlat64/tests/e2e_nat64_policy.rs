@@ -215,6 +215,9 @@ fn rfc6146_3_8_hairpinning_between_two_clients_udp() {
     assert_eq!(got[0].0, b"to b");
     assert_eq!(got[0].1, SocketAddr::from((embed_v4(POOL4), a_port)));
     assert!(counter(&gateway, "hairpinned") >= 2);
+    // A's session to the server and one each way through the pool.
+    assert!(counter(&gateway, "nat64_sessions_created_udp") >= 3);
+    assert_eq!(counter(&gateway, "nat64_sessions_created_tcp"), 0);
 
     // The operator's filters, applied by the daemon.
     let count = |args: &[&str]| json(&gateway, args).as_array().map_or(0, Vec::len);

@@ -270,6 +270,15 @@ async fn stats(state: &ControlState) -> Value {
                 *g += v;
             }
             out.insert(format!("worker_{i}_nat64_sessions"), f.sessions);
+            for (proto, (created, expired)) in ["tcp", "udp", "icmp"]
+                .into_iter()
+                .zip(f.sessions_by_protocol)
+            {
+                *out.entry(format!("nat64_sessions_created_{proto}"))
+                    .or_default() += created;
+                *out.entry(format!("nat64_sessions_expired_{proto}"))
+                    .or_default() += expired;
+            }
         }
         let names = [
             "nat64_sessions",

@@ -29,6 +29,8 @@ pub struct NatFigures {
     pub sessions_created: u64,
     /// Sessions expired since start.
     pub sessions_expired: u64,
+    /// Sessions created and expired, by protocol: TCP, UDP, ICMP.
+    pub sessions_by_protocol: [(u64, u64); 3],
     /// ICMP error, fragmentation and reassembly counters.
     pub counters: NatCounters,
     /// Datagrams being reassembled.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tun_rs::{InterruptEvent, SyncDevice};
 use xlat64_nat::{Nat64, NatDrop, Verdict};
 use xlat64_packet::fragment::packets;
-use xlat64_packet::DropReason;
+use xlat64_packet::{DropReason, L4Proto};
 
 /// Longest wait between two looks at the session timers.
 const MAX_IDLE: Duration = Duration::from_secs(1);
@@ -264,6 +264,8 @@ fn serve(dev: &SyncDevice, io: &mut impl PacketIo, shard: &mut Shard, mailbox: &
                     bindings: nat.bib_count() as u64,
                     sessions_created: nat.sessions_created(),
                     sessions_expired: nat.sessions_expired(),
+                    sessions_by_protocol: [L4Proto::Tcp, L4Proto::Udp, L4Proto::Icmp]
+                        .map(|p| nat.sessions_of(p)),
                     counters: nat.counters(),
                     fragments_in_progress: in_progress as u64,
                     fragments_bytes_held: bytes as u64,
