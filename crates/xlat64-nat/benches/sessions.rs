@@ -12,6 +12,9 @@
 //!   last-level cache: mostly the CPU cost of a creation, page faults of
 //!   freshly grown tables included; with 100k and 1M most table accesses
 //!   miss the caches, as on a busy gateway.
+//! - `allocate/udp_new_binding/<P>pct_full`: a new binding in a one-address
+//!   pool already P% full (client ports taken, so each allocation
+//!   searches): the cost of port allocation as the pool fills.
 //! - `lookup/v6_existing/<N>_sessions`: packets of flows that already have a
 //!   session, in a precomputed random order, against a table of N sessions.
 //!   Both table sizes read the same length of packet stream (1M packets, read
@@ -199,6 +202,68 @@ fn creation(c: &mut Criterion, sizes: &Sizes) {
     g.finish();
 }
 
+/// A one-address pool (64,512 UDP ports) filled to `taken` bindings.
+fn one_address_nat(taken: usize, out: &mut [u8]) -> Nat64 {
+    let prefix = Prefix6052::new("2001:db8:64::/96".parse().unwrap()).unwrap();
+    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
+    let mut nat = Nat64::with_seed(Nat64Config::new(prefix, pool4, Timeouts::default()), 7);
+    let now = Instant::now();
+    let mut pkt = Vec::with_capacity(V6_LEN);
+    for i in 0..taken {
+        pkt.clear();
+        push_v6(i, &mut pkt);
+        let _ = nat.handle_v6(now, &pkt, out);
+    }
+    assert_eq!(nat.bib_count(), taken);
+    nat
+}
+
+/// Port allocation as the pool fills: a new binding (a new client port
+/// whose own port number is taken: flows reuse client ports 50000-50007)
+/// in a one-address pool already `pct`% full. RFC 6146 §3.5.1.1 keeps
+/// parity and range, so near the end most candidates are taken; the
+/// bitmap search looks at 64 ports per read.
+fn allocation(c: &mut Criterion, sizes: &Sizes) {
+    let mut g = c.benchmark_group("allocate");
+    g.throughput(Throughput::Elements(1));
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(if sizes.full { 5 } else { 1 }));
+    const PORTS: usize = 64_512;
+    let fills: &[usize] = if sizes.full { &[50, 90, 99] } else { &[50] };
+    for &pct in fills {
+        let taken = PORTS * pct / 100;
+        // Bindings created per filled NAT before it is rebuilt.
+        let room = (PORTS - taken) / 2;
+        g.bench_function(
+            BenchmarkId::new("udp_new_binding", format!("{pct}pct_full")),
+            |b| {
+                let mut out = vec![0u8; 2048];
+                b.iter_custom(|iters| {
+                    let mut timed = Duration::ZERO;
+                    let mut done = 0u64;
+                    while done < iters {
+                        let mut nat = one_address_nat(taken, &mut out);
+                        let mut stream = Vec::with_capacity(room * V6_LEN);
+                        (taken..taken + room).for_each(|i| push_v6(i, &mut stream));
+                        let now = Instant::now();
+                        let start = Instant::now();
+                        for pkt in stream.chunks_exact(V6_LEN) {
+                            let _ = black_box(nat.handle_v6(now, pkt, &mut out));
+                        }
+                        timed += start.elapsed();
+                        assert_eq!(nat.bib_count(), taken + room);
+                        done += room as u64;
+                    }
+                    timed.mul_f64(iters as f64 / done as f64)
+                });
+            },
+        );
+    }
+    g.finish();
+}
+
 /// A NAT holding `sessions` sessions and streams of packets of those flows,
 /// both directions, in random order.
 struct Lookup {
@@ -338,6 +403,7 @@ fn main() {
     let sizes = Sizes::from_args();
     let mut c = Criterion::default().configure_from_args();
     creation(&mut c, &sizes);
+    allocation(&mut c, &sizes);
     lookups(&mut c, &sizes);
     c.final_summary();
 }

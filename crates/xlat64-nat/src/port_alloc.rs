@@ -1,25 +1,80 @@
 //! Choosing a pool4 port for a new binding (RFC 6146 §3.5.1.1, RFC 6056).
 //!
 //! The client's own port is kept when it is free and inside the range. Else
-//! the port is searched from a pseudo-random start (RFC 6056 §3.3.3 style:
-//! a keyed hash of the client plus a counter), first among ports of the same
-//! range class (0-1023 or 1024-65535) and parity as the client's port, then
-//! among the rest, as RFC 6146 §3.5.1.1 asks ("if possible").
+//! the port is searched from a pseudo-random start (RFC 6056 §3.3.3,
+//! algorithm 3: a keyed hash of the client plus a counter), first among
+//! ports of the same range class (0-1023 or 1024-65535) and parity as the
+//! client's port, then among the rest, as RFC 6146 §3.5.1.1 asks ("if
+//! possible").
+//!
+//! Free ports are kept as bits ([`PortBits`]), 64 ports per word, so that a
+//! search looks at a whole word of candidates at once: finding a free port
+//! in a nearly full address costs at most 1024 word reads, never a table
+//! lookup per candidate.
 
 use std::ops::RangeInclusive;
 
 /// The boundary between the well-known/system ports and the others.
 const LOW_CLASS_END: u16 = 1023;
 
+/// Words of 64 ports.
+const WORDS: usize = 65536 / 64;
+
+/// One bit per port (or ICMP identifier).
+#[derive(Debug, Clone)]
+pub(crate) struct PortBits {
+    words: Box<[u64]>,
+}
+
+impl PortBits {
+    /// No port set.
+    pub(crate) fn empty() -> Self {
+        PortBits {
+            words: vec![0; WORDS].into_boxed_slice(),
+        }
+    }
+
+    /// The ports `owns` says yes to.
+    pub(crate) fn from_fn(owns: impl Fn(u16) -> bool) -> Self {
+        let mut bits = PortBits::empty();
+        for port in 0..=u16::MAX {
+            if owns(port) {
+                bits.set(port);
+            }
+        }
+        bits
+    }
+
+    pub(crate) fn set(&mut self, port: u16) {
+        self.words[usize::from(port) / 64] |= 1 << (port % 64);
+    }
+
+    pub(crate) fn clear(&mut self, port: u16) {
+        self.words[usize::from(port) / 64] &= !(1 << (port % 64));
+    }
+
+    /// Whether no port is set (a scan of 1024 words).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.words.iter().all(|&w| w == 0)
+    }
+
+    /// Word `w`: ports `64 * w .. 64 * w + 64`.
+    pub(crate) fn word(&self, w: usize) -> u64 {
+        self.words[w]
+    }
+}
+
 /// A free port in `range` for a client that uses `client_port`, or `None`
-/// when every port in `range` is taken. `start` is a pseudo-random value that
-/// decides where the search begins.
+/// when every port in `range` is taken. `free(w)` gives the free ports of
+/// word `w` as bits; `start` is a pseudo-random value that decides where
+/// the search begins.
 pub(crate) fn pick_port(
     range: RangeInclusive<u16>,
     client_port: u16,
     start: u64,
-    is_free: impl Fn(u16) -> bool,
+    free: impl Fn(usize) -> u64,
 ) -> Option<u16> {
+    let is_free = |p: u16| free(usize::from(p) / 64) & (1 << (p % 64)) != 0;
     if range.contains(&client_port) && is_free(client_port) {
         return Some(client_port);
     }
@@ -39,44 +94,78 @@ pub(crate) fn pick_port(
         (other_class, parity ^ 1),
     ]
     .into_iter()
-    .find_map(|(sub, parity)| search(sub, parity, start, &is_free))
+    .find_map(|(sub, parity)| search(sub, parity, start, &free))
 }
 
-/// Walks the ports of `parity` in `lo..=hi` once, from an offset given by `start`.
+/// The ports of one parity in a word: even ports are bits 0, 2, 4...
+const PARITY: [u64; 2] = [0x5555_5555_5555_5555, 0xaaaa_aaaa_aaaa_aaaa];
+
+/// Bits of word `w` for ports in `lo..=hi`.
+fn range_mask(w: u32, lo: u32, hi: u32) -> u64 {
+    let (first, last) = (w * 64, w * 64 + 63);
+    let from = lo.max(first) - first;
+    let to = hi.min(last) - first;
+    (u64::MAX << from) & (u64::MAX >> (63 - to))
+}
+
+/// Walks the words of `lo..=hi` once, from an offset given by `start`, and
+/// returns the first free port of `parity`.
 fn search(
     (lo, hi): (u32, u32),
     parity: u32,
     start: u64,
-    is_free: &impl Fn(u16) -> bool,
+    free: &impl Fn(usize) -> u64,
 ) -> Option<u16> {
-    let first = if lo & 1 == parity { lo } else { lo + 1 };
-    if first > hi {
+    if lo > hi {
         return None;
     }
-    let count = (hi - first) / 2 + 1;
-    let offset = (start % u64::from(count)) as u32;
-    (0..count)
-        .map(|i| first + 2 * ((offset + i) % count))
-        .map(|p| p as u16)
-        .find(|&p| is_free(p))
+    let (first_word, last_word) = (lo / 64, hi / 64);
+    let words = last_word - first_word + 1;
+    let span = hi - lo + 1;
+    let begin = lo + (start % u64::from(span)) as u32;
+    let begin_word = begin / 64 - first_word;
+    let begin_bit = begin % 64;
+    // Word `begin_word` twice: its bits from `begin_bit` first, the ones
+    // below at the end, so that every port is seen once.
+    (0..=words).find_map(|k| {
+        let w = first_word + (begin_word + k) % words;
+        let mut mask = free(w as usize) & PARITY[parity as usize] & range_mask(w, lo, hi);
+        if k == 0 {
+            mask &= u64::MAX << begin_bit;
+        } else if k == words {
+            mask &= !(u64::MAX << begin_bit);
+        }
+        (mask != 0).then(|| (w * 64 + mask.trailing_zeros()) as u16)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `free` from a per-port predicate.
+    fn by_port(is_free: impl Fn(u16) -> bool) -> impl Fn(usize) -> u64 {
+        let bits = PortBits::from_fn(is_free);
+        move |w| bits.word(w)
+    }
+
     #[test]
     fn keeps_the_client_port_when_free() {
-        assert_eq!(pick_port(1024..=65535, 40000, 7, |_| true), Some(40000));
+        assert_eq!(
+            pick_port(1024..=65535, 40000, 7, by_port(|_| true)),
+            Some(40000)
+        );
     }
 
     #[test]
     fn keeps_parity_and_class() {
+        let not_40001 = by_port(|p| p != 40001);
+        let not_80 = by_port(|p| p != 80);
         for start in 0..200u64 {
-            let p = pick_port(1024..=65535, 40001, start, |p| p != 40001).unwrap();
+            let p = pick_port(1024..=65535, 40001, start, &not_40001).unwrap();
             assert_eq!(p & 1, 1);
             assert!(p >= 1024);
-            let p = pick_port(0..=65535, 80, start, |p| p != 80).unwrap();
+            let p = pick_port(0..=65535, 80, start, &not_80).unwrap();
             assert_eq!(p & 1, 0);
             assert!(p <= 1023);
         }
@@ -85,16 +174,23 @@ mod tests {
     #[test]
     fn falls_back_to_other_parity_then_class() {
         // Only even ports free: an odd client port gets an even one.
-        assert_eq!(pick_port(2000..=2003, 2001, 0, |p| p == 2002), Some(2002));
+        assert_eq!(
+            pick_port(2000..=2003, 2001, 0, by_port(|p| p == 2002)),
+            Some(2002)
+        );
         // A low client port outside the range gets a port of the range.
-        assert_eq!(pick_port(1024..=1025, 80, 5, |p| p == 1025), Some(1025));
-        assert_eq!(pick_port(1024..=1025, 80, 5, |_| false), None);
+        assert_eq!(
+            pick_port(1024..=1025, 80, 5, by_port(|p| p == 1025)),
+            Some(1025)
+        );
+        assert_eq!(pick_port(1024..=1025, 80, 5, by_port(|_| false)), None);
     }
 
     #[test]
     fn start_spreads_the_choice() {
+        let free = by_port(|p| p != 5000);
         let picks: std::collections::HashSet<u16> = (0..50u64)
-            .map(|s| pick_port(1024..=65535, 5000, s * 7919, |p| p != 5000).unwrap())
+            .map(|s| pick_port(1024..=65535, 5000, s * 7919, &free).unwrap())
             .collect();
         assert!(picks.len() > 40);
     }
@@ -102,9 +198,29 @@ mod tests {
     #[test]
     fn every_port_reachable_in_a_tiny_range() {
         let mut taken = std::collections::HashSet::new();
-        while let Some(p) = pick_port(10..=14, 12, 3, |p| !taken.contains(&p)) {
+        loop {
+            let t = taken.clone();
+            let Some(p) = pick_port(10..=14, 12, 3, by_port(move |p| !t.contains(&p))) else {
+                break;
+            };
             taken.insert(p);
         }
         assert_eq!(taken.len(), 5);
+    }
+
+    /// The one free port of a nearly full range is found from any start,
+    /// including a start inside its own word after it.
+    #[test]
+    fn the_last_free_port_is_found_from_anywhere() {
+        for last in [1024u16, 1025, 1100, 30001, 65534, 65535] {
+            let free = by_port(move |p| p == last);
+            for start in [0u64, 1, 63, 64, 1000, 64511, u64::MAX] {
+                assert_eq!(
+                    pick_port(1024..=65535, 40000, start, &free),
+                    Some(last),
+                    "{last} {start}"
+                );
+            }
+        }
     }
 }

@@ -30,7 +30,7 @@ mod slab;
 pub(crate) use entries::{BindKey, SessionKey};
 
 use crate::binding_log::{BindingChange, BindingEvent, BindingEvents};
-use crate::port_alloc::pick_port;
+use crate::port_alloc::{pick_port, PortBits};
 use crate::shard::{self, Shard};
 use crate::tcp::{is_syn, Side};
 use crate::{BibEntry, Filtering, NatDrop, Pool4, SessionEntry, TcpState, Timeouts};
@@ -123,6 +123,11 @@ pub(crate) struct SessionTable {
     clock: Clock,
     /// Dynamic bindings per pool address and protocol, to skip full addresses.
     used: Vec<[u32; 3]>,
+    /// The pool4 ports this shard hands out.
+    owned: PortBits,
+    /// Ports held by bindings, per pool address and protocol; only while
+    /// the address has bindings of the protocol (8 KiB each).
+    taken: Vec<[Option<PortBits>; 3]>,
     /// Secret for address choice and port randomization.
     seed: u64,
     allocations: u64,
@@ -193,6 +198,8 @@ impl SessionTable {
         policy: TablePolicy,
     ) -> Self {
         let used = vec![[0; 3]; pool4.addrs().len()];
+        let taken = vec![[None, None, None]; pool4.addrs().len()];
+        let owned = PortBits::from_fn(|port| shard.owns(port));
         // Keys carry attacker-chosen ports and addresses, so the hash must
         // be keyed: foldhash with the table's secret seed.
         let state = FixedState::with_seed(seed);
@@ -209,6 +216,8 @@ impl SessionTable {
             wheel: ExpiryWheel::default(),
             clock: Clock::default(),
             used,
+            owned,
+            taken,
             seed,
             allocations: 0,
             created: [0; 3],
@@ -255,6 +264,7 @@ impl SessionTable {
             sessions: 0,
             links: [0; 2],
         });
+        self.mark_taken(usize::from(pool_index), proto, v4.port());
         true
     }
 
@@ -378,6 +388,7 @@ impl SessionTable {
                     links: [0; 2],
                 });
                 self.used[usize::from(pool_index)][proto_index(bind.proto)] += 1;
+                self.mark_taken(usize::from(pool_index), bind.proto, plan.v4_local.port());
                 self.client_entry(&bind.addr).ports[proto_index(bind.proto)] += 1;
                 self.events.push(BindingEvent {
                     at: now,
@@ -582,15 +593,11 @@ impl SessionTable {
                 return None;
             }
             let addr = self.pool4.addrs()[idx];
-            let is_free = |port| {
-                self.shard.owns(port)
-                    && self
-                        .find_binding_v4(bind.proto, SocketAddrV4::new(addr, port))
-                        .is_none()
-            };
+            let taken = self.taken[idx][p].as_ref();
+            let free = |w| self.owned.word(w) & !taken.map_or(0, |t| t.word(w));
             // A pool has at most 65,536 addresses (`Pool4::new`).
             let idx = u16::try_from(idx).ok()?;
-            pick_port(range.clone(), bind.port, start, is_free)
+            pick_port(range.clone(), bind.port, start, free)
                 .map(|port| (idx, SocketAddrV4::new(addr, port)))
         })
     }
@@ -680,6 +687,7 @@ impl SessionTable {
                     v4_local,
                 });
                 self.used[pool_index][proto_index(s.proto)] -= 1;
+                self.mark_free(pool_index, s.proto, v4_local.port());
                 let ports = &mut usage.ports[proto_index(s.proto)];
                 *ports = ports.saturating_sub(1);
             }
@@ -688,6 +696,28 @@ impl SessionTable {
             self.clients.remove(&client);
         } else {
             self.clients.insert(client, usage);
+        }
+    }
+
+    /// Marks `port` of pool address `idx` held by a binding of `proto`.
+    fn mark_taken(&mut self, idx: usize, proto: L4Proto, port: u16) {
+        if let Some(slot) = self.taken.get_mut(idx) {
+            slot[proto_index(proto)]
+                .get_or_insert_with(PortBits::empty)
+                .set(port);
+        }
+    }
+
+    /// Marks `port` free again; an address left without bindings of
+    /// `proto` gives its bits back.
+    fn mark_free(&mut self, idx: usize, proto: L4Proto, port: u16) {
+        let p = proto_index(proto);
+        let Some(bits) = self.taken.get_mut(idx).and_then(|s| s[p].as_mut()) else {
+            return;
+        };
+        bits.clear(port);
+        if self.used[idx][p] == 0 && bits.is_empty() {
+            self.taken[idx][p] = None;
         }
     }
 

@@ -166,6 +166,24 @@ pub(super) fn check_invariants(t: &SessionTable) {
         assert_eq!(t.find_binding_v6(&b.key()), Some(slot));
         assert_eq!(t.find_binding_v4(b.proto, b.local()), Some(slot));
     }
+    // The port bits are the bindings' pool4 ports, no more.
+    let mut held: std::collections::HashMap<(usize, usize), u32> = Default::default();
+    for slot in 0..t.bindings.len() as u32 {
+        let b = t.bindings.slab.get(slot);
+        let (idx, p) = (usize::from(b.pool_index), proto_index(b.proto));
+        let bits = t.taken[idx][p].as_ref().expect("bits of a used address");
+        let port = b.local_port;
+        assert!(bits.word(usize::from(port) / 64) & (1 << (port % 64)) != 0);
+        *held.entry((idx, p)).or_default() += 1;
+    }
+    for (idx, per_proto) in t.taken.iter().enumerate() {
+        for (p, bits) in per_proto.iter().enumerate() {
+            let set: u32 = bits
+                .as_ref()
+                .map_or(0, |b| (0..1024).map(|w| b.word(w).count_ones()).sum());
+            assert_eq!(set, held.get(&(idx, p)).copied().unwrap_or(0));
+        }
+    }
     // The per-client counts are the tables'.
     let mut usage: std::collections::HashMap<u128, (u32, [u32; 3])> = Default::default();
     for slot in 0..t.sessions.len() as u32 {
