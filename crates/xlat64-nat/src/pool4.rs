@@ -15,6 +15,9 @@ const MAX_ADDRS: u64 = 1 << 16;
 pub struct Pool4 {
     /// Sorted, without duplicates.
     addrs: Vec<Ipv4Addr>,
+    /// Per address (same order), a port range of its own for TCP, UDP and
+    /// ICMP alike (a pool4 entry `"ADDR:FIRST-LAST"`); `None`: the pool's.
+    own_ranges: Vec<Option<(u16, u16)>>,
     /// TCP and UDP ports handed out (inclusive).
     ports: (u16, u16),
     /// ICMP echo identifiers handed out (inclusive).
@@ -42,10 +45,50 @@ impl Pool4 {
         addrs.sort_unstable();
         addrs.dedup();
         Ok(Pool4 {
+            own_ranges: vec![None; addrs.len()],
             addrs,
             ports: (1024, 65535),
             icmp_ids: (0, 65535),
         })
+    }
+
+    /// Builds a pool from entries of which some carry a port range of their
+    /// own (`"203.0.113.1:61001-65535"`: a share of an address that other
+    /// services use too). An address in two entries with different ranges,
+    /// or an empty range, is an error.
+    pub fn with_entries(
+        entries: &[(Ipv4Net, Option<RangeInclusive<u16>>)],
+    ) -> Result<Self, String> {
+        let nets: Vec<Ipv4Net> = entries.iter().map(|(n, _)| *n).collect();
+        let mut pool = Pool4::new(&nets).map_err(String::from)?;
+        let mut ranged = vec![false; pool.addrs.len()];
+        for (net, range) in entries {
+            let own = match range {
+                Some(r) if r.is_empty() => {
+                    return Err(format!("the port range of {net} is empty"));
+                }
+                Some(r) => Some((*r.start(), *r.end())),
+                None => None,
+            };
+            for i in pool.index_range(net) {
+                if ranged[i] && pool.own_ranges[i] != own {
+                    return Err(format!(
+                        "{} is in two pool4 entries with different port ranges",
+                        pool.addrs[i]
+                    ));
+                }
+                ranged[i] = true;
+                pool.own_ranges[i] = own;
+            }
+        }
+        Ok(pool)
+    }
+
+    /// The indexes of the addresses of `net`.
+    fn index_range(&self, net: &Ipv4Net) -> std::ops::Range<usize> {
+        let lo = self.addrs.partition_point(|a| *a < net.network());
+        let hi = self.addrs.partition_point(|a| *a <= net.broadcast());
+        lo..hi
     }
 
     /// Restricts the TCP/UDP ports handed out (default 1024..=65535). An empty
@@ -78,7 +121,17 @@ impl Pool4 {
         &self.addrs
     }
 
-    /// The ports (TCP, UDP) or identifiers (ICMP) handed out for `proto`.
+    /// The ports (or ICMP identifiers) handed out on the address at `index`
+    /// of [`Self::addrs`] for `proto`: its own range if its entry has one.
+    pub fn port_range_of(&self, index: usize, proto: L4Proto) -> RangeInclusive<u16> {
+        match self.own_ranges.get(index).copied().flatten() {
+            Some((lo, hi)) => lo..=hi,
+            None => self.port_range(proto),
+        }
+    }
+
+    /// The ports (TCP, UDP) or identifiers (ICMP) handed out for `proto`
+    /// on addresses without a range of their own.
     pub fn port_range(&self, proto: L4Proto) -> RangeInclusive<u16> {
         let (lo, hi) = match proto {
             L4Proto::Tcp | L4Proto::Udp => self.ports,
@@ -107,6 +160,40 @@ mod tests {
         assert!(!pool.contains(Ipv4Addr::new(192, 0, 2, 2)));
         assert_eq!(pool.port_range(L4Proto::Udp), 1024..=65535);
         assert_eq!(pool.port_range(L4Proto::Icmp), 0..=65535);
+    }
+
+    #[test]
+    fn entries_with_their_own_port_ranges() {
+        let pool = Pool4::with_entries(&[
+            ("203.0.113.1/32".parse().unwrap(), Some(61001..=65535)),
+            ("192.0.2.0/31".parse().unwrap(), None),
+        ])
+        .unwrap();
+        let idx = |a: &str| pool.addrs().binary_search(&a.parse().unwrap()).unwrap();
+        assert_eq!(
+            pool.port_range_of(idx("203.0.113.1"), L4Proto::Udp),
+            61001..=65535
+        );
+        assert_eq!(
+            pool.port_range_of(idx("203.0.113.1"), L4Proto::Icmp),
+            61001..=65535
+        );
+        assert_eq!(
+            pool.port_range_of(idx("192.0.2.1"), L4Proto::Tcp),
+            1024..=65535
+        );
+        assert_eq!(
+            pool.port_range_of(idx("192.0.2.1"), L4Proto::Icmp),
+            0..=65535
+        );
+        let clash = Pool4::with_entries(&[
+            ("192.0.2.0/30".parse().unwrap(), None),
+            ("192.0.2.1/32".parse().unwrap(), Some(2000..=3000)),
+        ]);
+        assert!(clash.unwrap_err().contains("two pool4 entries"));
+        #[allow(clippy::reversed_empty_ranges)]
+        let empty = Pool4::with_entries(&[("192.0.2.1/32".parse().unwrap(), Some(10..=9))]);
+        assert!(empty.unwrap_err().contains("empty"));
     }
 
     #[test]

@@ -582,13 +582,13 @@ impl SessionTable {
     /// port is kept when the shard owns it.
     fn allocate(&mut self, bind: BindKey) -> Option<(u16, SocketAddrV4)> {
         let n = self.pool4.addrs().len();
-        let range = self.pool4.port_range(bind.proto);
-        let size = self.shard.owned_in(*range.start(), *range.end());
         let preferred = (self.keyed_hash(&bind.addr) % n as u64) as usize;
         self.allocations = self.allocations.wrapping_add(1);
         let start = self.keyed_hash(&(bind, self.allocations));
         let p = proto_index(bind.proto);
         (0..n).map(|j| (preferred + j) % n).find_map(|idx| {
+            let range = self.pool4.port_range_of(idx, bind.proto);
+            let size = self.shard.owned_in(*range.start(), *range.end());
             if self.used[idx][p] >= size {
                 return None;
             }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use xlat64_nat::{Nat64Config, Pool4};
+use xlat64_nat::Nat64Config;
 
 /// Runs the daemon; returns the process exit code (0 after a clean stop).
 pub fn run(config: Config) -> i32 {
@@ -116,7 +116,8 @@ impl Running {
         if let Some(nat_section) = &config.nat64 {
             let prefix = config.nat64_prefix().expect("validated with [nat64]");
             let nets: Vec<_> = nat_section.pool4.iter().map(|p| p.0).collect();
-            let pool4 = Pool4::new(&nets).map_err(|e| format!("nat64.pool4: {e}"))?;
+            let pool4 = config::Pool4Entry::to_pool(&nat_section.pool4)
+                .map_err(|e| format!("nat64.pool4: {e}"))?;
             warn_if_not_forwarding();
             let workers = config.runtime.workers();
             let queues = device::open(

@@ -573,3 +573,37 @@ fn rfc6888_req_12_binding_log_names_client_and_pool4_address() {
         gateway.log()
     );
 }
+
+/// A pool4 entry with a port range of its own: the gateway hands out only
+/// those ports of the address.
+#[test]
+fn a_pool4_entry_with_a_port_range_hands_out_only_its_ports() {
+    let Some((lab, gateway)) = lab_with("prange", "") else {
+        return;
+    };
+    drop(gateway);
+    let config = lab.gateway_config().replacen(
+        &format!("pool4 = [\"{POOL4}\"]"),
+        &format!("pool4 = [\"{POOL4}:61000-61099\"]"),
+        1,
+    );
+    assert!(config.contains("61000-61099"), "{config}");
+    let gateway = lab
+        .start_gateway_with(&common::exe(), &config)
+        .unwrap_or_else(|e| panic!("start the gateway: {e}"));
+    lab.in_netns(lab.client(), || {
+        for port in 42000..42010 {
+            UdpSocket::bind((CLIENT_V6, port))?.send_to(b"x", (embed_v4(SERVER_V4), 9999))?;
+        }
+        Ok(())
+    })
+    .expect("send");
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(json(&gateway, &["bib"]).as_array().map_or(0, Vec::len) == 10)
+    })
+    .unwrap_or_else(|_| panic!("bindings: {}", json(&gateway, &["bib"])));
+    for b in json(&gateway, &["bib"]).as_array().unwrap() {
+        let local: SocketAddrV4 = b["v4_local"].as_str().unwrap().parse().unwrap();
+        assert!((61000..=61099).contains(&local.port()), "{b}");
+    }
+}

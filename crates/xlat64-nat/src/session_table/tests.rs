@@ -1040,3 +1040,29 @@ fn rfc6888_req_4_a_subscriber_prefix_is_one_client() {
     };
     out(&mut t, t0, other, SERVER).unwrap();
 }
+
+#[test]
+fn a_pool4_entry_with_its_own_port_range_hands_out_only_those() {
+    let t0 = Instant::now();
+    let p = Pool4::with_entries(&[("192.0.2.1/32".parse().unwrap(), Some(61000..=61003))]).unwrap();
+    let mut t = SessionTable::new(p, Timeouts::default(), 1, Shard::ONE, usize::MAX, EIF);
+    let mut ports = Vec::new();
+    for c in 1..=4 {
+        ports.push(
+            out(&mut t, t0, flow6(L4Proto::Udp, c, 5000, 53, 0), SERVER)
+                .unwrap()
+                .port(),
+        );
+    }
+    ports.sort_unstable();
+    assert_eq!(ports, [61000, 61001, 61002, 61003]);
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Udp, 5, 5000, 53, 0), SERVER),
+        Err(NatDrop::PoolExhausted)
+    );
+    // ICMP identifiers come from the same range.
+    let id = out(&mut t, t0, flow6(L4Proto::Icmp, 1, 7, 7, 0), SERVER)
+        .unwrap()
+        .port();
+    assert!((61000..=61003).contains(&id));
+}

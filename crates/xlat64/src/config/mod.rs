@@ -422,16 +422,30 @@ impl TimeoutsSection {
     }
 }
 
-/// A pool4 entry: `"192.0.2.1"` or `"192.0.2.0/28"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pool4Entry(pub Ipv4Net);
+/// A pool4 entry: `"ADDRESS[/LEN][:FIRST-LAST]"`, e.g. `"192.0.2.1"`,
+/// `"192.0.2.0/28"` or `"203.0.113.1:61001-65535"` (TCP and UDP ports and
+/// ICMP identifiers of the entry's addresses; without: the pool's ranges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool4Entry(pub Ipv4Net, pub Option<std::ops::RangeInclusive<u16>>);
+
+impl Pool4Entry {
+    /// The entries as the NAT core takes them.
+    pub fn to_pool(entries: &[Pool4Entry]) -> Result<xlat64_nat::Pool4, String> {
+        let parts: Vec<_> = entries.iter().map(|e| (e.0, e.1.clone())).collect();
+        xlat64_nat::Pool4::with_entries(&parts)
+    }
+}
 
 impl Serialize for Pool4Entry {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.prefix_len() == 32 {
-            s.serialize_str(&self.0.addr().to_string())
+        let net = if self.0.prefix_len() == 32 {
+            self.0.addr().to_string()
         } else {
-            s.serialize_str(&self.0.to_string())
+            self.0.to_string()
+        };
+        match &self.1 {
+            Some(r) => s.serialize_str(&format!("{net}:{}-{}", r.start(), r.end())),
+            None => s.serialize_str(&net),
         }
     }
 }
@@ -439,16 +453,33 @@ impl Serialize for Pool4Entry {
 impl<'de> Deserialize<'de> for Pool4Entry {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if let Ok(addr) = s.parse::<Ipv4Addr>() {
-            return Ok(Pool4Entry(Ipv4Net::from(addr)));
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "`{s}` is not ADDRESS[/LEN][:FIRST-LAST] (e.g. \"192.0.2.1\", \"192.0.2.0/28\" or \"203.0.113.1:61001-65535\")"
+            ))
+        };
+        let (net, range) = match s.split_once(':') {
+            Some((net, range)) => {
+                let (lo, hi) = range.split_once('-').ok_or_else(bad)?;
+                let (lo, hi) = (
+                    lo.parse::<u16>().map_err(|_| bad())?,
+                    hi.parse::<u16>().map_err(|_| bad())?,
+                );
+                if lo > hi {
+                    return Err(serde::de::Error::custom(format!(
+                        "`{s}`: the port range {lo}-{hi} is empty (FIRST must not exceed LAST)"
+                    )));
+                }
+                (net, Some(lo..=hi))
+            }
+            None => (s.as_str(), None),
+        };
+        if let Ok(addr) = net.parse::<Ipv4Addr>() {
+            return Ok(Pool4Entry(Ipv4Net::from(addr), range));
         }
-        s.parse::<Ipv4Net>()
-            .map(|n| Pool4Entry(n.trunc()))
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "`{s}` is not an IPv4 address or prefix (e.g. \"192.0.2.1\" or \"192.0.2.0/28\")"
-                ))
-            })
+        net.parse::<Ipv4Net>()
+            .map(|n| Pool4Entry(n.trunc(), range))
+            .map_err(|_| bad())
     }
 }
 
@@ -615,7 +646,7 @@ fn default_prefix() -> Ipv6Net {
     Prefix6052::WELL_KNOWN.net()
 }
 fn default_pool4() -> Vec<Pool4Entry> {
-    vec![Pool4Entry(Ipv4Net::from(Ipv4Addr::new(192, 0, 2, 1)))]
+    vec![Pool4Entry(Ipv4Net::from(Ipv4Addr::new(192, 0, 2, 1)), None)]
 }
 fn default_tun() -> String {
     "nat64".to_string()
@@ -907,8 +938,7 @@ impl Config {
             None => None,
         };
         if let Some(nat) = &mut self.nat64 {
-            let nets: Vec<Ipv4Net> = nat.pool4.iter().map(|p| p.0).collect();
-            if let Err(e) = xlat64_nat::Pool4::new(&nets) {
+            if let Err(e) = Pool4Entry::to_pool(&nat.pool4) {
                 return Err(ConfigError::new("nat64.pool4", e));
             }
             let max = nat.limits.max_sessions();
@@ -1241,6 +1271,26 @@ mod tests {
         Config::from_toml(&format!("{base}{}", one.replace("tcp", "udp") + one)).unwrap();
         let e = Config::from_toml(&format!("{base}[[nat64.static]]\nprotocol = \"sctp\"\nv6 = \"[2001:db8:1::6]:53\"\nv4 = \"192.0.2.1:53\"\n")).unwrap_err();
         assert!(e.key.contains("static"), "{e:?}");
+    }
+
+    #[test]
+    fn pool4_entries_with_port_ranges() {
+        let c =
+            Config::from_toml("[nat64]\npool4 = [\"203.0.113.1:61001-65535\", \"192.0.2.0/30\"]\n")
+                .unwrap();
+        let pool = &c.nat64.as_ref().unwrap().pool4;
+        assert_eq!(pool[0].1, Some(61001..=65535));
+        assert_eq!(pool[1].1, None);
+        let text = c.to_toml();
+        assert!(text.contains("203.0.113.1:61001-65535"), "{text}");
+        assert_eq!(Config::from_toml(&text).unwrap(), c);
+        for bad in ["192.0.2.1:80", "192.0.2.1:2000-1000", "192.0.2.1:x-9"] {
+            let e = Config::from_toml(&format!("[nat64]\npool4 = [\"{bad}\"]\n")).unwrap_err();
+            assert!(e.key.contains("pool4"), "{bad}: {e:?}");
+        }
+        let e = Config::from_toml("[nat64]\npool4 = [\"192.0.2.0/30\", \"192.0.2.1:2000-3000\"]\n")
+            .unwrap_err();
+        assert!(e.message.contains("overlap"), "{e:?}");
     }
 
     #[test]
