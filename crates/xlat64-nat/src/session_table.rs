@@ -199,7 +199,7 @@ impl SessionTable {
     ) -> Self {
         let used = vec![[0; 3]; pool4.addrs().len()];
         let taken = vec![[None, None, None]; pool4.addrs().len()];
-        let owned = PortBits::from_fn(|port| shard.owns(port));
+        let owned = PortBits::of_shard(shard.index, shard.count);
         // Keys carry attacker-chosen ports and addresses, so the hash must
         // be keyed: foldhash with the table's secret seed.
         let state = FixedState::with_seed(seed);

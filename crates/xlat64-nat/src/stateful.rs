@@ -429,7 +429,7 @@ struct Core {
     static_owners: std::collections::HashMap<(L4Proto, SocketAddrV6), u16, FixedState>,
     syns: SynStore,
     /// Where a hairpinned packet's IPv4 form waits to be translated back
-    /// (allocated once, at the largest datagram).
+    /// (allocated at the first hairpinned packet, at the largest datagram).
     hairpin: Box<[u8]>,
     ipv4_ids: Ipv4Ids,
     rate: IcmpRateLimit,
@@ -482,7 +482,7 @@ impl Nat64 {
                 table,
                 static_owners,
                 syns: SynStore::new(config.max_simultaneous_opens),
-                hairpin: vec![0; MAX_DATAGRAM].into_boxed_slice(),
+                hairpin: Box::default(),
                 ipv4_ids: Ipv4Ids::new(seed),
                 rate: IcmpRateLimit::new(config.icmp_errors_per_second),
                 hasher: FixedState::with_seed(seed.rotate_left(41)),
@@ -1132,6 +1132,9 @@ impl Core {
             _ => {}
         }
         let mut v4 = std::mem::take(&mut self.hairpin);
+        if v4.is_empty() {
+            v4 = vec![0; MAX_DATAGRAM].into_boxed_slice();
+        }
         let verdict = match v4.get_mut(..len) {
             Some(pkt) => {
                 pkt.copy_from_slice(&out[..len]);
