@@ -43,6 +43,15 @@ impl Ipv4Ids {
         *counter = counter.wrapping_add(1);
         counter.wrapping_add((h >> 32) as u16)
     }
+
+    /// Takes back the last [`Self::next`] for the same addresses, for a
+    /// packet that was not sent after all: the next one gets that id.
+    pub(crate) fn give_back(&mut self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8) {
+        let bucket = (self.key.hash_one((src, dst, proto)) as usize) % BUCKETS;
+        if let Some(counter) = self.counters.get_mut(bucket) {
+            *counter = counter.wrapping_sub(1);
+        }
+    }
 }
 
 #[cfg(test)]

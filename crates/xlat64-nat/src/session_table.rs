@@ -388,6 +388,7 @@ impl SessionTable {
                     links: [0; 2],
                 });
                 self.used[usize::from(pool_index)][proto_index(bind.proto)] += 1;
+                self.allocations = self.allocations.wrapping_add(1);
                 self.mark_taken(usize::from(pool_index), bind.proto, plan.v4_local.port());
                 self.client_entry(&bind.addr).ports[proto_index(bind.proto)] += 1;
                 self.events.push(BindingEvent {
@@ -583,7 +584,9 @@ impl SessionTable {
     fn allocate(&mut self, bind: BindKey) -> Option<(u16, SocketAddrV4)> {
         let n = self.pool4.addrs().len();
         let preferred = (self.keyed_hash(&bind.addr) % n as u64) as usize;
-        self.allocations = self.allocations.wrapping_add(1);
+        // The counter moves when a binding is committed, not here: a plan
+        // made twice (the in-place path falling back to the copying one)
+        // picks the same port.
         let start = self.keyed_hash(&(bind, self.allocations));
         let p = proto_index(bind.proto);
         (0..n).map(|j| (preferred + j) % n).find_map(|idx| {

@@ -30,6 +30,15 @@ use xlat64_packet::{
     Prefix6052,
 };
 
+/// The IPv4 protocol number of `proto`.
+fn ip_proto(proto: L4Proto) -> u8 {
+    match proto {
+        L4Proto::Tcp => 6,
+        L4Proto::Udp => 17,
+        L4Proto::Icmp => 1,
+    }
+}
+
 /// The largest reassembled datagram: 64 KiB plus the longest IPv4 header.
 const MAX_DATAGRAM: usize = 65535 + 60;
 
@@ -1162,12 +1171,7 @@ impl Core {
             L4Proto::Icmp => src.port(),
             L4Proto::Tcp | L4Proto::Udp => flow.dst_port,
         };
-        let proto = match flow.proto {
-            L4Proto::Tcp => 6,
-            L4Proto::Udp => 17,
-            L4Proto::Icmp => 1,
-        };
-        let id = self.ipv4_ids.next(*src.ip(), server, proto);
+        let id = self.ipv4_ids.next(*src.ip(), server, ip_proto(flow.proto));
         (src, SocketAddrV4::new(server, dst_port), id)
     }
 
@@ -1265,7 +1269,13 @@ impl Core {
         }
         let plan = self.table.plan_outbound(&flow, server).ok()?;
         let (src, dst, id) = self.outbound_addrs(&flow, server, &plan);
-        let new_start = translate_6to4_in_place(buf, start, &parsed, src, dst, id).ok()?;
+        let Ok(new_start) = translate_6to4_in_place(buf, start, &parsed, src, dst, id) else {
+            // The copying path takes the packet again: it must see the
+            // state this attempt found (same id, same port).
+            self.ipv4_ids
+                .give_back(*src.ip(), *dst.ip(), ip_proto(flow.proto));
+            return None;
+        };
         self.commit_outbound(now, plan, &flow, dst);
         let out_len = 20 + parsed.total_len - parsed.l4_offset;
         self.clamp_mss(flow.proto, buf.get_mut(new_start + 20..new_start + out_len));
