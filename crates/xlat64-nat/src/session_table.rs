@@ -35,8 +35,8 @@ use crate::shard::{self, Shard};
 use crate::tcp::{is_syn, Side};
 use crate::{BibEntry, Filtering, NatDrop, Pool4, SessionEntry, TcpState, Timeouts};
 use entries::{
-    bind_hash, binding_chain, local_hash, server_hash, session_chain, v4_hash, v6_hash, Binding,
-    Session, TimerClass,
+    bind_hash, binding_chain, client_hash, local_hash, server_hash, session_chain, v4_hash,
+    v6_hash, Binding, ClientUse, ServerUse, Session, TimerClass,
 };
 use expiry_wheel::{due_tick, Clock, ExpiryWheel};
 use foldhash::fast::FixedState;
@@ -116,8 +116,11 @@ pub(crate) struct SessionTable {
     policy: TablePolicy,
     /// What each client holds, by client (`shard::client_of`); only
     /// clients that hold something.
-    clients: std::collections::HashMap<u128, ClientUse, FixedState>,
-    sessions: Indexed<Session, 3>,
+    clients: Indexed<ClientUse, 1>,
+    /// Sessions per (binding, server address), with address-dependent
+    /// filtering only.
+    servers: Indexed<ServerUse, 1>,
+    sessions: Indexed<Session, 2>,
     bindings: Indexed<Binding, 2>,
     wheel: ExpiryWheel,
     clock: Clock,
@@ -174,20 +177,6 @@ impl TablePolicy {
     };
 }
 
-/// What one client holds: the per-client limits count it.
-#[derive(Debug, Default, Clone, Copy)]
-struct ClientUse {
-    sessions: u32,
-    /// Bindings by protocol (TCP, UDP, ICMP).
-    ports: [u32; 3],
-}
-
-impl ClientUse {
-    fn is_empty(&self) -> bool {
-        self.sessions == 0 && self.ports == [0; 3]
-    }
-}
-
 impl SessionTable {
     pub(crate) fn new(
         pool4: Pool4,
@@ -210,7 +199,8 @@ impl SessionTable {
             // Slots and links are u32.
             max_sessions: max_sessions.min(u32::MAX as usize / 2),
             policy,
-            clients: std::collections::HashMap::with_hasher(FixedState::with_seed(seed ^ 0xc11e)),
+            clients: Indexed::new(FixedState::with_seed(seed ^ 0xc11e)),
+            servers: Indexed::new(FixedState::with_seed(seed ^ 0x5e7e)),
             sessions: Indexed::new(state.clone()),
             bindings: Indexed::new(state),
             wheel: ExpiryWheel::default(),
@@ -332,14 +322,16 @@ impl SessionTable {
         if self.sessions.len() >= self.max_sessions {
             return Err(NatDrop::SessionLimit);
         }
-        let usage = self.client_use(&flow.src);
-        if usage.sessions >= self.policy.max_sessions_per_client {
+        let (sessions, ports) = self.client_use(&flow.src);
+        let binding = self.find_binding_v6(&key.bind);
+        let is_static = binding.is_some_and(|b| self.bindings.slab.get(b).is_static);
+        if sessions >= self.policy.max_sessions_per_client && !is_static {
             return Err(NatDrop::ClientSessionLimit);
         }
-        let (v4_local, found) = match self.find_binding_v6(&key.bind) {
+        let (v4_local, found) = match binding {
             Some(slot) => (self.bindings.slab.get(slot).local(), Found::Binding(slot)),
             None => {
-                if usage.ports[proto_index(flow.proto)] >= self.policy.max_ports_per_client {
+                if ports[proto_index(flow.proto)] >= self.policy.max_ports_per_client {
                     return Err(NatDrop::ClientPortLimit);
                 }
                 let (idx, v4) = self.allocate(key.bind).ok_or(NatDrop::PoolExhausted)?;
@@ -461,7 +453,7 @@ impl SessionTable {
             return Err(NatDrop::SessionLimit);
         }
         let b = self.bindings.slab.get(binding);
-        if self.client_use(&b.client).sessions >= self.policy.max_sessions_per_client {
+        if !b.is_static && self.client_use(&b.client).0 >= self.policy.max_sessions_per_client {
             return Err(NatDrop::ClientSessionLimit);
         }
         Ok(InboundPlan {
@@ -481,17 +473,7 @@ impl SessionTable {
     fn lets_in(&self, proto: L4Proto, local: SocketAddrV4, server: Ipv4Addr) -> bool {
         match self.policy.filtering {
             Filtering::EndpointIndependent => true,
-            Filtering::AddressDependent => {
-                let hash = server_hash(self.sessions.state(), proto, local, server);
-                self.sessions
-                    .find(session_chain::SERVER, hash, |s| {
-                        s.server == server
-                            && s.local == *local.ip()
-                            && s.local_port == local.port()
-                            && s.proto == proto
-                    })
-                    .is_some()
-            }
+            Filtering::AddressDependent => self.find_server(proto, local, server).is_some(),
         }
     }
 
@@ -528,13 +510,31 @@ impl SessionTable {
             tcp,
             tick,
             due,
-            links: [0; 3],
+            links: [0; 2],
             prev: 0,
             next: 0,
         });
         self.wheel.schedule(&mut self.sessions.slab, slot, due);
-        self.bindings.slab.get_mut(binding).sessions += 1;
-        self.client_entry(&key.bind.addr).sessions += 1;
+        let b = self.bindings.slab.get_mut(binding);
+        b.sessions += 1;
+        // A published server is not limited as a client.
+        if !b.is_static {
+            self.client_entry(&key.bind.addr).sessions += 1;
+        }
+        if self.policy.filtering == Filtering::AddressDependent {
+            match self.find_server(key.bind.proto, local, key.server) {
+                Some(s) => self.servers.slab.get_mut(s).sessions += 1,
+                None => {
+                    self.servers.insert(ServerUse {
+                        local,
+                        server: key.server,
+                        proto: key.bind.proto,
+                        sessions: 1,
+                        link: 0,
+                    });
+                }
+            }
+        }
         self.created[proto_index(key.bind.proto)] += 1;
     }
 
@@ -662,7 +662,9 @@ impl SessionTable {
         }
         let sessions = self.sessions.maintain(RESIZE_BUDGET);
         let bindings = self.bindings.maintain(RESIZE_BUDGET);
-        self.resize_due = (left || sessions || bindings).then_some(now);
+        let clients = self.clients.maintain(RESIZE_BUDGET);
+        let servers = self.servers.maintain(RESIZE_BUDGET);
+        self.resize_due = (left || sessions || bindings || clients || servers).then_some(now);
     }
 
     fn remove_session(&mut self, now: Instant, slot: u32) {
@@ -672,12 +674,21 @@ impl SessionTable {
             .sessions
             .remove(slot, |slab, from, to| wheel.relocate(slab, from, to));
         self.expired[proto_index(s.proto)] += 1;
-        let client = shard::client_of(&s.client, self.policy.client_prefix);
-        let mut usage = self.clients.get(&client).copied().unwrap_or_default();
-        usage.sessions = usage.sessions.saturating_sub(1);
+        if self.policy.filtering == Filtering::AddressDependent {
+            if let Some(slot) = self.find_server(s.proto, s.local(), s.server) {
+                let use_ = self.servers.slab.get_mut(slot);
+                use_.sessions -= 1;
+                if use_.sessions == 0 {
+                    self.servers.remove(slot, |_, _, _| {});
+                }
+            }
+        }
+        let mut sessions_released = 0;
+        let mut port_released = false;
         if let Some(binding) = self.find_binding_v6(&s.bind_key()) {
             let b = self.bindings.slab.get_mut(binding);
             b.sessions -= 1;
+            sessions_released = u32::from(!b.is_static);
             if b.sessions == 0 && !b.is_static {
                 let pool_index = usize::from(b.pool_index);
                 let v4_local = b.local();
@@ -691,15 +702,35 @@ impl SessionTable {
                 });
                 self.used[pool_index][proto_index(s.proto)] -= 1;
                 self.mark_free(pool_index, s.proto, v4_local.port());
+                port_released = true;
+            }
+        }
+        let client = shard::client_of(&s.client, self.policy.client_prefix);
+        if let Some(slot) = self.find_client(client) {
+            let usage = self.clients.slab.get_mut(slot);
+            usage.sessions = usage.sessions.saturating_sub(sessions_released);
+            if port_released {
                 let ports = &mut usage.ports[proto_index(s.proto)];
                 *ports = ports.saturating_sub(1);
             }
+            if usage.is_empty() {
+                self.clients.remove(slot, |_, _, _| {});
+            }
         }
-        if usage.is_empty() {
-            self.clients.remove(&client);
-        } else {
-            self.clients.insert(client, usage);
-        }
+    }
+
+    /// The filtering entry of (binding at `local`, `server`).
+    fn find_server(&self, proto: L4Proto, local: SocketAddrV4, server: Ipv4Addr) -> Option<u32> {
+        let hash = server_hash(self.servers.state(), proto, local, server);
+        self.servers.find(0, hash, |s| {
+            s.server == server && s.local == local && s.proto == proto
+        })
+    }
+
+    /// The entry of `client`.
+    fn find_client(&self, client: u128) -> Option<u32> {
+        let hash = client_hash(self.clients.state(), client);
+        self.clients.find(0, hash, |c| c.client == client)
     }
 
     /// Marks `port` of pool address `idx` held by a binding of `proto`.
@@ -724,15 +755,26 @@ impl SessionTable {
         }
     }
 
-    /// What the client of IPv6 address `addr` holds.
-    fn client_use(&self, addr: &Ipv6Addr) -> ClientUse {
+    /// What the client of IPv6 address `addr` holds: sessions and ports.
+    fn client_use(&self, addr: &Ipv6Addr) -> (u32, [u32; 3]) {
         let client = shard::client_of(addr, self.policy.client_prefix);
-        self.clients.get(&client).copied().unwrap_or_default()
+        self.find_client(client).map_or((0, [0; 3]), |slot| {
+            let c = self.clients.slab.get(slot);
+            (c.sessions, c.ports)
+        })
     }
 
+    /// The entry of the client of `addr`, made if missing.
     fn client_entry(&mut self, addr: &Ipv6Addr) -> &mut ClientUse {
         let client = shard::client_of(addr, self.policy.client_prefix);
-        self.clients.entry(client).or_default()
+        let slot = match self.find_client(client) {
+            Some(slot) => slot,
+            None => self.clients.insert(ClientUse {
+                client,
+                ..ClientUse::default()
+            }),
+        };
+        self.clients.slab.get_mut(slot)
     }
 
     pub(crate) fn session_count(&self) -> usize {

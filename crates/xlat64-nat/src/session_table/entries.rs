@@ -46,9 +46,6 @@ pub(super) mod session_chain {
     pub(in super::super) const V6: usize = 0;
     /// By pool4 transport address plus server transport address: inbound.
     pub(in super::super) const V4: usize = 1;
-    /// By pool4 transport address plus server address (no port):
-    /// address-dependent filtering asks whether any session matches.
-    pub(in super::super) const SERVER: usize = 2;
 }
 
 /// The chains a binding is on.
@@ -127,7 +124,7 @@ pub(super) struct Session {
     /// The tick of the expiry wheel slot the session waits in.
     pub(super) due: u32,
     /// Links on the chains of [`session_chain`].
-    pub(super) links: [Link; 3],
+    pub(super) links: [Link; 2],
     /// Neighbours in the wheel slot's list.
     pub(super) prev: Link,
     pub(super) next: Link,
@@ -186,9 +183,73 @@ impl Chained for Session {
     fn key_hash(&self, chain: usize, state: &FixedState) -> u64 {
         match chain {
             session_chain::V6 => v6_hash(state, &self.key()),
-            session_chain::V4 => v4_hash(state, self.proto, self.local(), self.server()),
-            _ => server_hash(state, self.proto, self.local(), self.server),
+            _ => v4_hash(state, self.proto, self.local(), self.server()),
         }
+    }
+}
+
+/// How many sessions a binding has with one server address: what
+/// address-dependent filtering asks. One entry per (binding, server
+/// address), so that its index never holds a long chain of equal keys (a
+/// client scanning one host from one port would otherwise make every
+/// removal walk them all).
+#[derive(Debug)]
+pub(super) struct ServerUse {
+    pub(super) local: SocketAddrV4,
+    pub(super) server: Ipv4Addr,
+    pub(super) proto: L4Proto,
+    pub(super) sessions: u32,
+    pub(super) link: Link,
+}
+
+impl Chained for ServerUse {
+    fn link(&self, _: usize) -> Link {
+        self.link
+    }
+
+    fn set_link(&mut self, _: usize, link: Link) {
+        self.link = link;
+    }
+
+    fn key_hash(&self, _: usize, state: &FixedState) -> u64 {
+        server_hash(state, self.proto, self.local, self.server)
+    }
+}
+
+/// What one client (`shard::client_of`) holds: the per-client limits count
+/// it. Kept only while it holds something.
+#[derive(Debug, Default)]
+pub(super) struct ClientUse {
+    pub(super) client: u128,
+    /// Sessions, those of static bindings aside.
+    pub(super) sessions: u32,
+    /// Dynamic bindings by protocol (TCP, UDP, ICMP).
+    pub(super) ports: [u32; 3],
+    pub(super) link: Link,
+}
+
+impl ClientUse {
+    pub(super) fn is_empty(&self) -> bool {
+        self.sessions == 0 && self.ports == [0; 3]
+    }
+}
+
+/// The hash of a client.
+pub(super) fn client_hash(state: &FixedState, client: u128) -> u64 {
+    state.hash_one(client)
+}
+
+impl Chained for ClientUse {
+    fn link(&self, _: usize) -> Link {
+        self.link
+    }
+
+    fn set_link(&mut self, _: usize, link: Link) {
+        self.link = link;
+    }
+
+    fn key_hash(&self, _: usize, state: &FixedState) -> u64 {
+        client_hash(state, self.client)
     }
 }
 

@@ -281,7 +281,7 @@ mod tests {
             tcp: None,
             tick: 0,
             due: 0,
-            links: [0; 3],
+            links: [0; 2],
             prev: 0,
             next: 0,
         }

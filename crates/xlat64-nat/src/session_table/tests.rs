@@ -184,21 +184,30 @@ pub(super) fn check_invariants(t: &SessionTable) {
             assert_eq!(set, held.get(&(idx, p)).copied().unwrap_or(0));
         }
     }
-    // The per-client counts are the tables'.
+    // The per-client counts are the tables' (static bindings aside), and so
+    // are the filtering counts.
     let mut usage: std::collections::HashMap<u128, (u32, [u32; 3])> = Default::default();
+    let mut servers: std::collections::HashMap<(L4Proto, SocketAddrV4, Ipv4Addr), u32> =
+        Default::default();
     for slot in 0..t.sessions.len() as u32 {
         let s = t.sessions.slab.get(slot);
-        usage
-            .entry(shard::client_of(&s.client, t.policy.client_prefix))
-            .or_default()
-            .0 += 1;
+        *servers.entry((s.proto, s.local(), s.server)).or_default() += 1;
+        let binding = t.find_binding_v6(&s.bind_key()).unwrap();
+        if !t.bindings.slab.get(binding).is_static {
+            usage
+                .entry(shard::client_of(&s.client, t.policy.client_prefix))
+                .or_default()
+                .0 += 1;
+        }
     }
     for slot in 0..t.bindings.len() as u32 {
         let b = t.bindings.slab.get(slot);
-        usage
-            .entry(shard::client_of(&b.client, t.policy.client_prefix))
-            .or_default()
-            .1[proto_index(b.proto)] += 1;
+        if !b.is_static {
+            usage
+                .entry(shard::client_of(&b.client, t.policy.client_prefix))
+                .or_default()
+                .1[proto_index(b.proto)] += 1;
+        }
     }
     assert_eq!(
         usage.len(),
@@ -206,8 +215,22 @@ pub(super) fn check_invariants(t: &SessionTable) {
         "clients holding nothing are forgotten"
     );
     for (client, (sessions, ports)) in usage {
-        let u = t.clients[&client];
+        let u = t
+            .clients
+            .slab
+            .get(t.find_client(client).expect("the client's entry"));
         assert_eq!((u.sessions, u.ports), (sessions, ports));
+    }
+    if t.policy.filtering == Filtering::AddressDependent {
+        assert_eq!(servers.len(), t.servers.len());
+        for ((proto, local, server), n) in servers {
+            let slot = t
+                .find_server(proto, local, server)
+                .expect("the filtering entry");
+            assert_eq!(t.servers.slab.get(slot).sessions, n);
+        }
+    } else {
+        assert_eq!(t.servers.len(), 0);
     }
     // Every session waits in the wheel, never later than it is due.
     let queued = t.wheel.check(&t.sessions.slab);
@@ -747,7 +770,7 @@ fn a_hundred_thousand_sessions() {
         t.sessions.slab.capacity()
     );
     assert!(t.bindings.slab.capacity() <= 4096);
-    assert_eq!(t.sessions.buckets(), 3 * 1024);
+    assert_eq!(t.sessions.buckets(), 2 * 1024);
     assert_eq!(t.bindings.buckets(), 2 * 1024);
     assert_eq!(t.bib_count(), 0);
     assert!(t.used.iter().all(|u| *u == [0; 3]));
@@ -991,7 +1014,7 @@ fn rfc6888_req_3_ports_per_client_per_protocol() {
     out(&mut t, t0, flow6(L4Proto::Udp, 2, 5002, 53, 0), SERVER).unwrap();
     // Ports come back when the bindings expire.
     expire_all(&mut t, t0 + 5 * MIN + EXPIRY_RESOLUTION);
-    assert!(t.clients.is_empty());
+    assert_eq!(t.clients.len(), 0);
     out(
         &mut t,
         t0 + 6 * MIN,
@@ -1021,7 +1044,7 @@ fn rfc6888_req_4_sessions_per_client_both_ways() {
     out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
     out(&mut t, t0, flow6(L4Proto::Udp, 2, 5000, 53, 0), third).unwrap();
     expire_all(&mut t, t0 + 5 * MIN + EXPIRY_RESOLUTION);
-    assert!(t.clients.is_empty(), "nothing held, nothing kept");
+    assert_eq!(t.clients.len(), 0, "nothing held, nothing kept");
 }
 
 #[test]
@@ -1065,4 +1088,55 @@ fn a_pool4_entry_with_its_own_port_range_hands_out_only_those() {
         .unwrap()
         .port();
     assert!((61000..=61003).contains(&id));
+}
+
+/// A client that opens many sessions from one port to one server address
+/// (a port scan) leaves one filtering entry, not a chain of equal keys:
+/// their removal stays cheap (the entry counts them).
+#[test]
+fn many_sessions_to_one_server_keep_one_filtering_entry() {
+    let t0 = Instant::now();
+    let mut t = SessionTable::new(
+        pool(&["192.0.2.1/32"]),
+        Timeouts::default(),
+        3,
+        Shard::ONE,
+        usize::MAX,
+        ADF,
+    );
+    for port in 1..=2000u16 {
+        let f = Flow6 {
+            dst_port: port,
+            ..flow6(L4Proto::Udp, 1, 5000, port, 0)
+        };
+        let plan = t.plan_outbound(&f, SERVER).unwrap();
+        t.commit_outbound(t0, plan, 0);
+    }
+    assert_eq!(t.session_count(), 2000);
+    assert_eq!(t.servers.len(), 1);
+    check_invariants(&t);
+    expire_all(&mut t, t0 + 5 * MIN + EXPIRY_RESOLUTION);
+    assert_eq!(
+        (t.session_count(), t.servers.len(), t.clients.len()),
+        (0, 0, 0)
+    );
+}
+
+/// Sessions through a static binding do not count against the server's
+/// per-client session limit.
+#[test]
+fn a_static_bindings_sessions_are_not_limited_as_a_client() {
+    let t0 = Instant::now();
+    let mut t = limited(2, u32::MAX, 128);
+    let published = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 8080);
+    assert!(t.add_static(
+        L4Proto::Udp,
+        SocketAddrV6::new(client(9), 53, 0, 0),
+        published
+    ));
+    for port in 1000..1005 {
+        inb(&mut t, t0, flow4(L4Proto::Udp, SERVER, port, published, 0)).unwrap();
+    }
+    assert_eq!(t.session_count(), 5);
+    assert_eq!(t.clients.len(), 0);
 }

@@ -308,6 +308,10 @@ pub fn limit(n: usize) -> usize {
     }
 }
 
+/// The largest `nat64.limits.max-simultaneous-opens` accepted: each held
+/// SYN is looked at for every new one (a small store, searched linearly).
+pub const MAX_SIMULTANEOUS_OPENS: usize = 4096;
+
 /// The largest `nat64.limits.max-sessions` accepted.
 pub const MAX_SESSIONS_LIMIT: usize = 64 << 20;
 
@@ -950,6 +954,15 @@ impl Config {
             }
             nat.limits.max_sessions = Some(max);
             check_statics(nat)?;
+            if nat.limits.max_simultaneous_opens > MAX_SIMULTANEOUS_OPENS {
+                return Err(ConfigError::new(
+                    "nat64.limits.max-simultaneous-opens",
+                    format!(
+                        "{} is out of range; use 0 (hold none) to {MAX_SIMULTANEOUS_OPENS}",
+                        nat.limits.max_simultaneous_opens
+                    ),
+                ));
+            }
             if !(32..=128).contains(&nat.limits.client_prefix) {
                 return Err(ConfigError::new(
                     "nat64.limits.client-prefix",
