@@ -322,7 +322,7 @@ impl SessionTable {
         if self.sessions.len() >= self.max_sessions {
             return Err(NatDrop::SessionLimit);
         }
-        let (sessions, ports) = self.client_use(&flow.src);
+        let (sessions, _, ports) = self.client_use(&flow.src);
         let binding = self.find_binding_v6(&key.bind);
         let is_static = binding.is_some_and(|b| self.bindings.slab.get(b).is_static);
         if sessions >= self.policy.max_sessions_per_client && !is_static {
@@ -398,7 +398,7 @@ impl SessionTable {
             Found::Session(slot) => self.refresh(tick, slot, Side::V6, tcp_flags),
             Found::Binding(binding) => {
                 let tcp = (bind.proto == L4Proto::Tcp).then_some(TcpState::V6Init);
-                self.create_session(tick, plan.key, plan.v4_local, binding, tcp);
+                self.create_session(tick, plan.key, plan.v4_local, binding, tcp, false);
             }
             Found::Nothing(_) => {}
         }
@@ -453,7 +453,11 @@ impl SessionTable {
             return Err(NatDrop::SessionLimit);
         }
         let b = self.bindings.slab.get(binding);
-        if !b.is_static && self.client_use(&b.client).0 >= self.policy.max_sessions_per_client {
+        // Sessions opened from outside have a budget of their own, half the
+        // client's: with endpoint-independent filtering anyone may open
+        // them, and must not use up what the client needs for its own.
+        let inbound_cap = self.policy.max_sessions_per_client.div_ceil(2);
+        if !b.is_static && self.client_use(&b.client).1 >= inbound_cap {
             return Err(NatDrop::ClientSessionLimit);
         }
         Ok(InboundPlan {
@@ -484,7 +488,7 @@ impl SessionTable {
             Found::Session(slot) => self.refresh(tick, slot, Side::V4, tcp_flags),
             Found::Binding(binding) => {
                 let tcp = (plan.key.bind.proto == L4Proto::Tcp).then_some(TcpState::V4Init);
-                self.create_session(tick, plan.key, plan.v4_local, binding, tcp);
+                self.create_session(tick, plan.key, plan.v4_local, binding, tcp, true);
             }
             Found::Nothing(_) => {}
         }
@@ -497,6 +501,7 @@ impl SessionTable {
         local: SocketAddrV4,
         binding: u32,
         tcp: Option<TcpState>,
+        inbound: bool,
     ) {
         let due = due_tick(tick, self.lifetime(Session::class_of(key.bind.proto, tcp)));
         let slot = self.sessions.insert(Session {
@@ -508,6 +513,7 @@ impl SessionTable {
             local_port: local.port(),
             proto: key.bind.proto,
             tcp,
+            inbound,
             tick,
             due,
             links: [0; 2],
@@ -519,7 +525,12 @@ impl SessionTable {
         b.sessions += 1;
         // A published server is not limited as a client.
         if !b.is_static {
-            self.client_entry(&key.bind.addr).sessions += 1;
+            let c = self.client_entry(&key.bind.addr);
+            if inbound {
+                c.inbound += 1;
+            } else {
+                c.sessions += 1;
+            }
         }
         if self.policy.filtering == Filtering::AddressDependent {
             match self.find_server(key.bind.proto, local, key.server) {
@@ -708,7 +719,12 @@ impl SessionTable {
         let client = shard::client_of(&s.client, self.policy.client_prefix);
         if let Some(slot) = self.find_client(client) {
             let usage = self.clients.slab.get_mut(slot);
-            usage.sessions = usage.sessions.saturating_sub(sessions_released);
+            let count = if s.inbound {
+                &mut usage.inbound
+            } else {
+                &mut usage.sessions
+            };
+            *count = count.saturating_sub(sessions_released);
             if port_released {
                 let ports = &mut usage.ports[proto_index(s.proto)];
                 *ports = ports.saturating_sub(1);
@@ -755,12 +771,13 @@ impl SessionTable {
         }
     }
 
-    /// What the client of IPv6 address `addr` holds: sessions and ports.
-    fn client_use(&self, addr: &Ipv6Addr) -> (u32, [u32; 3]) {
+    /// What the client of IPv6 address `addr` holds: sessions it opened,
+    /// sessions opened from the IPv4 side, ports.
+    fn client_use(&self, addr: &Ipv6Addr) -> (u32, u32, [u32; 3]) {
         let client = shard::client_of(addr, self.policy.client_prefix);
-        self.find_client(client).map_or((0, [0; 3]), |slot| {
+        self.find_client(client).map_or((0, 0, [0; 3]), |slot| {
             let c = self.clients.slab.get(slot);
-            (c.sessions, c.ports)
+            (c.sessions, c.inbound, c.ports)
         })
     }
 

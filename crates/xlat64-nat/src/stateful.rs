@@ -93,9 +93,10 @@ pub struct Nat64Config {
     /// Inbound SYNs held at most for a simultaneous open (RFC 6146
     /// §3.5.2.2); a SYN beyond is dropped ([`NatDrop::TcpInboundSyn`]).
     pub max_simultaneous_opens: usize,
-    /// Sessions one client (see [`Shard::client_prefix`]) holds at most
+    /// Sessions one client (see [`Shard::client_prefix`]) opens at most
     /// (RFC 6888 REQ-4); a new flow beyond is refused
-    /// ([`NatDrop::ClientSessionLimit`]).
+    /// ([`NatDrop::ClientSessionLimit`]). Sessions opened from the IPv4 side
+    /// through its bindings count apart, at most half as many.
     pub max_sessions_per_client: usize,
     /// Pool4 ports (bindings) one client holds at most, per protocol
     /// (RFC 6888 REQ-3); a new binding beyond is refused

@@ -119,6 +119,8 @@ pub(super) struct Session {
     pub(super) local_port: u16,
     pub(super) proto: L4Proto,
     pub(super) tcp: Option<TcpState>,
+    /// Opened by a packet from the IPv4 side (through the binding).
+    pub(super) inbound: bool,
     /// The clock tick of the last packet (see `expiry_wheel`).
     pub(super) tick: u32,
     /// The tick of the expiry wheel slot the session waits in.
@@ -221,8 +223,10 @@ impl Chained for ServerUse {
 #[derive(Debug, Default)]
 pub(super) struct ClientUse {
     pub(super) client: u128,
-    /// Sessions, those of static bindings aside.
+    /// Sessions the client opened, those of static bindings aside.
     pub(super) sessions: u32,
+    /// Sessions opened from the IPv4 side through its bindings.
+    pub(super) inbound: u32,
     /// Dynamic bindings by protocol (TCP, UDP, ICMP).
     pub(super) ports: [u32; 3],
     pub(super) link: Link,
@@ -230,7 +234,7 @@ pub(super) struct ClientUse {
 
 impl ClientUse {
     pub(super) fn is_empty(&self) -> bool {
-        self.sessions == 0 && self.ports == [0; 3]
+        self.sessions == 0 && self.inbound == 0 && self.ports == [0; 3]
     }
 }
 

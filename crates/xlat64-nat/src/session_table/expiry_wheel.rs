@@ -279,6 +279,7 @@ mod tests {
             local_port: 3,
             proto: xlat64_packet::L4Proto::Udp,
             tcp: None,
+            inbound: false,
             tick: 0,
             due: 0,
             links: [0; 2],

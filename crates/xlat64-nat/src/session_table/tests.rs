@@ -186,7 +186,7 @@ pub(super) fn check_invariants(t: &SessionTable) {
     }
     // The per-client counts are the tables' (static bindings aside), and so
     // are the filtering counts.
-    let mut usage: std::collections::HashMap<u128, (u32, [u32; 3])> = Default::default();
+    let mut usage: std::collections::HashMap<u128, (u32, u32, [u32; 3])> = Default::default();
     let mut servers: std::collections::HashMap<(L4Proto, SocketAddrV4, Ipv4Addr), u32> =
         Default::default();
     for slot in 0..t.sessions.len() as u32 {
@@ -194,10 +194,14 @@ pub(super) fn check_invariants(t: &SessionTable) {
         *servers.entry((s.proto, s.local(), s.server)).or_default() += 1;
         let binding = t.find_binding_v6(&s.bind_key()).unwrap();
         if !t.bindings.slab.get(binding).is_static {
-            usage
+            let u = usage
                 .entry(shard::client_of(&s.client, t.policy.client_prefix))
-                .or_default()
-                .0 += 1;
+                .or_default();
+            if s.inbound {
+                u.1 += 1;
+            } else {
+                u.0 += 1;
+            }
         }
     }
     for slot in 0..t.bindings.len() as u32 {
@@ -206,7 +210,7 @@ pub(super) fn check_invariants(t: &SessionTable) {
             usage
                 .entry(shard::client_of(&b.client, t.policy.client_prefix))
                 .or_default()
-                .1[proto_index(b.proto)] += 1;
+                .2[proto_index(b.proto)] += 1;
         }
     }
     assert_eq!(
@@ -214,12 +218,12 @@ pub(super) fn check_invariants(t: &SessionTable) {
         t.clients.len(),
         "clients holding nothing are forgotten"
     );
-    for (client, (sessions, ports)) in usage {
+    for (client, (sessions, inbound, ports)) in usage {
         let u = t
             .clients
             .slab
             .get(t.find_client(client).expect("the client's entry"));
-        assert_eq!((u.sessions, u.ports), (sessions, ports));
+        assert_eq!((u.sessions, u.inbound, u.ports), (sessions, inbound, ports));
     }
     if t.policy.filtering == Filtering::AddressDependent {
         assert_eq!(servers.len(), t.servers.len());
@@ -1035,9 +1039,11 @@ fn rfc6888_req_4_sessions_per_client_both_ways() {
         out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), third),
         Err(NatDrop::ClientSessionLimit)
     );
-    // From the IPv4 side through the binding too.
+    // From the IPv4 side through the binding: a budget of its own, half
+    // the client's, so that outsiders cannot use up the client's.
+    inb(&mut t, t0, flow4(L4Proto::Udp, third, 53, local, 0)).unwrap();
     assert_eq!(
-        inb(&mut t, t0, flow4(L4Proto::Udp, third, 53, local, 0)),
+        inb(&mut t, t0, flow4(L4Proto::Udp, third, 54, local, 0)),
         Err(NatDrop::ClientSessionLimit)
     );
     // Existing sessions go on; another client is unaffected.
