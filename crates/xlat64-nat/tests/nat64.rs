@@ -19,9 +19,14 @@ fn nsp() -> Prefix6052 {
     Prefix6052::new("2001:db8:64::/96".parse().unwrap()).unwrap()
 }
 
-fn nat_with(prefix: Prefix6052) -> Nat64 {
+/// The tests' configuration: one pool4 address, the network-specific prefix.
+fn config() -> Nat64Config {
     let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
-    Nat64::with_seed(Nat64Config::new(prefix, pool4, Timeouts::default()), 99)
+    Nat64Config::new(nsp(), pool4, Timeouts::default())
+}
+
+fn nat_with(prefix: Prefix6052) -> Nat64 {
+    Nat64::with_seed(Nat64Config { prefix, ..config() }, 99)
 }
 
 fn new_nat() -> Nat64 {
@@ -30,8 +35,7 @@ fn new_nat() -> Nat64 {
 
 /// A NAT64 with address-dependent filtering.
 fn adf_nat() -> Nat64 {
-    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
-    let mut config = Nat64Config::new(nsp(), pool4, Timeouts::default());
+    let mut config = config();
     config.filtering = Filtering::AddressDependent;
     Nat64::with_seed(config, 99)
 }
@@ -624,8 +628,7 @@ fn rfc6146_3_5_2_2_simultaneous_open() {
 #[test]
 fn held_syns_are_bounded() {
     let t0 = Instant::now();
-    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
-    let mut config = Nat64Config::new(nsp(), pool4, Timeouts::default());
+    let mut config = config();
     config.max_simultaneous_opens = 2;
     let mut nat = Nat64::with_seed(config, 1);
     let mut out = [0u8; 1500];
@@ -644,8 +647,7 @@ fn held_syns_are_bounded() {
 #[test]
 fn rfc6146_3_5_2_2_externally_initiated_tcp_dropped_by_policy() {
     let t0 = Instant::now();
-    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
-    let mut config = Nat64Config::new(nsp(), pool4, Timeouts::default());
+    let mut config = config();
     config.drop_external_tcp = true;
     let mut nat = Nat64::with_seed(config, 1);
     let mut out = [0u8; 1500];
@@ -663,8 +665,7 @@ fn rfc6146_3_5_2_2_externally_initiated_tcp_dropped_by_policy() {
 #[test]
 fn rfc6146_3_1_static_binding_publishes_an_ipv6_server() {
     let t0 = Instant::now();
-    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
-    let mut config = Nat64Config::new(nsp(), pool4, Timeouts::default());
+    let mut config = config();
     config.filtering = Filtering::AddressDependent;
     config.drop_external_tcp = true;
     let published = SocketAddrV4::new(POOL, 8080);
@@ -720,8 +721,7 @@ fn rfc6888_req_12_binding_events_for_the_log() {
     forward(quiet.handle_v6(t0, &v6_udp(nsp(), client(1), 40000, SERVER, 53), &mut out));
     assert_eq!(quiet.poll_binding_event(), None);
 
-    let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
-    let mut config = Nat64Config::new(nsp(), pool4, Timeouts::default());
+    let mut config = config();
     config.log_bindings = true;
     let mut nat = Nat64::with_seed(config, 1);
     forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 40000, SERVER, 53), &mut out));

@@ -44,6 +44,16 @@ fn ip_ok(lab: &Lab, ns: &str, args: &[&str]) {
     assert!(out.status.success(), "{args:?}: {out:?}");
 }
 
+/// Gives the client namespace the second client's address.
+fn add_client_b(lab: &Lab) {
+    let addr = format!("{CLIENT_B}/64");
+    ip_ok(
+        lab,
+        lab.client(),
+        &["ip", "addr", "add", &addr, "dev", "c0", "nodad"],
+    );
+}
+
 fn json(gateway: &Gateway, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
@@ -163,19 +173,7 @@ fn rfc6146_3_8_hairpinning_between_two_clients_udp() {
     let Some((lab, gateway)) = lab_with("hairpin", "") else {
         return;
     };
-    ip_ok(
-        &lab,
-        lab.client(),
-        &[
-            "ip",
-            "addr",
-            "add",
-            &format!("{CLIENT_B}/64"),
-            "dev",
-            "c0",
-            "nodad",
-        ],
-    );
+    add_client_b(&lab);
     let (a, b) = lab
         .in_netns(lab.client(), || {
             Ok((
@@ -283,19 +281,7 @@ fn rfc6888_req_3_a_client_at_its_port_limit_does_not_starve_another() {
     else {
         return;
     };
-    ip_ok(
-        &lab,
-        lab.client(),
-        &[
-            "ip",
-            "addr",
-            "add",
-            &format!("{CLIENT_B}/64"),
-            "dev",
-            "c0",
-            "nodad",
-        ],
-    );
+    add_client_b(&lab);
     let server6 = SocketAddr::from((embed_v4(SERVER_V4), 9999));
     lab.in_netns(lab.client(), || {
         for _ in 0..40 {
