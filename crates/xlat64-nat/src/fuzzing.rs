@@ -33,6 +33,7 @@
 //!   verdicts; a fallback leaves the buffer untouched.
 
 use crate::{InPlace, Nat64, Nat64Config, NatDrop, Pool4, ReassemblyLimits, Timeouts, Verdict};
+use ipnet::Ipv4Net;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -221,6 +222,7 @@ impl Harness {
             .and_then(|p| p.with_port_range(1024..=1024 + u16::from(ports & 7)))
             .and_then(|p| p.with_icmp_id_range(7..=7 + u16::from(ports >> 5)))
             .expect("valid pool");
+        let first_pool4 = pool.addrs()[0];
         let mut config = Nat64Config::new(prefix, pool, Timeouts::default());
         config.icmp_errors_per_second = match (b0 >> 2) & 3 {
             1 => 0,
@@ -232,6 +234,12 @@ impl Harness {
         }
         if b0 & 0x20 != 0 {
             config.local_v4 = vec!["10.0.0.1/24".parse().expect("literal net")];
+        }
+        if ports & 0x08 != 0 {
+            // The host holds the first pool4 address too (its uplink
+            // address, shared by port range).
+            let net = Ipv4Net::new(first_pool4, 24).expect("valid length");
+            config.local_v4.push(net);
         }
         if b0 & 0x40 != 0 {
             config.icmp_source_v6 = Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1));
@@ -871,6 +879,7 @@ impl Harness {
                 remember(&mut self.v4_sent, output);
             }
             Verdict::SynHeld => panic!("handle_v6 held a SYN: {}", hex(pkt)),
+            Verdict::ToHost(_) => panic!("handle_v6 gave a packet to the host: {}", hex(pkt)),
             Verdict::Reject(reason, len) => {
                 assert!(len <= bound, "Reject({reason:?}, {len}) beyond the buffer");
                 let output = self.out[..len].to_vec();
@@ -929,6 +938,16 @@ impl Harness {
                     parse_v4(pkt),
                     Err(DropReason::Fragment),
                     "Held a whole packet"
+                );
+            }
+            // Unchanged, an ICMP message to a pool4 address the host holds.
+            Verdict::ToHost(len) => {
+                assert_eq!(&self.out[..len], pkt, "ToHost changed the packet");
+                let to = Ipv4Addr::from(<[u8; 4]>::try_from(&pkt[16..20]).unwrap());
+                assert!(
+                    pkt[9] == 1 && self.nat.config().local_v4.iter().any(|n| n.addr() == to),
+                    "ToHost of a packet not ICMP to the host: {}",
+                    hex(pkt)
                 );
             }
             // A SYN, or the fragment that completed one.
@@ -1016,7 +1035,8 @@ impl Harness {
             PROTO_ICMP => {
                 let t = l4[0];
                 assert!(
-                    matches!(t, 8 | 3 | 11 | 12),
+                    // Echo reply: a client's, to an IPv4 host's request.
+                    matches!(t, 0 | 8 | 3 | 11 | 12),
                     "ICMPv4 type {t} sent\n{}",
                     ctx()
                 );
@@ -1026,7 +1046,7 @@ impl Harness {
                     "ICMPv4 checksum\n{}",
                     ctx()
                 );
-                if t != 8 {
+                if !matches!(t, 0 | 8) {
                     assert!(p.len() <= 576, "ICMPv4 error longer than 576\n{}", ctx());
                     check_quoted_v4_header(l4).unwrap_or_else(|e| panic!("{e}\n{}", ctx()));
                     return;
@@ -1090,7 +1110,12 @@ impl Harness {
         match whole[6] {
             PROTO_ICMPV6 => {
                 let t = l4.first().copied().unwrap_or(0);
-                assert!(matches!(t, 1..=4 | 129), "ICMPv6 type {t} sent\n{}", ctx());
+                // Echo request: an IPv4 host's, through a client's binding.
+                assert!(
+                    matches!(t, 1..=4 | 128 | 129),
+                    "ICMPv6 type {t} sent\n{}",
+                    ctx()
+                );
                 assert_eq!(
                     residual_v6(PROTO_ICMPV6, &src, &dst, l4),
                     Some(0),

@@ -123,6 +123,13 @@ pub struct StaticBinding {
 }
 
 /// A limit as the tables count: at most `u32::MAX`.
+/// Whether `pkt` (parsed as `parsed`) is an ICMPv6 Echo Reply.
+fn is_echo_reply_v6(pkt: &[u8], parsed: &Parsed6) -> bool {
+    parsed.flow.proto == L4Proto::Icmp
+        && parsed.icmp_error.is_none()
+        && pkt.get(parsed.l4_offset) == Some(&xlat64_packet::icmp_map::v6::ECHO_REPLY)
+}
+
 fn clamp_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -228,12 +235,16 @@ pub enum NatDrop {
     /// A new binding of a client that holds its maximum of pool4 ports for
     /// the protocol (RFC 6888 REQ-3; ICMPv6 Address Unreachable back).
     ClientPortLimit,
+    /// An ICMPv6 Echo Reply with no session: a reply answers an IPv4 host's
+    /// request that came in through a binding (RFC 6146 §3.5.3), and never
+    /// opens state of its own.
+    EchoReplyNoSession,
 }
 
 impl NatDrop {
     /// The NAT-specific reasons (the packet ones are `DropReason::ALL`, the
     /// fragment ones `FragmentDrop::ALL`).
-    pub const NAT_ONLY: [NatDrop; 18] = [
+    pub const NAT_ONLY: [NatDrop; 19] = [
         NatDrop::NotInPrefix,
         NatDrop::NonGlobalUnderWellKnown,
         NatDrop::NotInPool4,
@@ -252,6 +263,7 @@ impl NatDrop {
         NatDrop::SessionLimit,
         NatDrop::ClientSessionLimit,
         NatDrop::ClientPortLimit,
+        NatDrop::EchoReplyNoSession,
     ];
 
     /// Counter name for `xlat64 stats`.
@@ -277,6 +289,7 @@ impl NatDrop {
             NatDrop::SessionLimit => "drop_session_limit",
             NatDrop::ClientSessionLimit => "drop_client_session_limit",
             NatDrop::ClientPortLimit => "drop_client_port_limit",
+            NatDrop::EchoReplyNoSession => "drop_echo_reply_no_session",
         }
     }
 }
@@ -318,6 +331,13 @@ pub enum Verdict {
         /// Its length in `out`.
         len: usize,
     },
+    /// `out[..len]` holds the IPv4 packet unchanged: an ICMP message to a
+    /// pool4 address the gateway host holds itself (its uplink address,
+    /// shared by port range) that no binding or session claims (a ping to
+    /// the host, an error about one of the host's own connections). Give it
+    /// back to the host's stack (write it into the TUN device, whence the
+    /// kernel delivers it locally).
+    ToHost(usize),
 }
 
 /// What [`Nat64::translate_in_place`] did.
@@ -364,11 +384,14 @@ pub struct NatCounters {
     /// Binding events not queued for the log: more than the queue holds
     /// between two drains.
     pub binding_log_dropped: u64,
+    /// ICMP messages to a pool4 address the host holds that belong to the
+    /// host, not to the NAT, given back ([`Verdict::ToHost`]).
+    pub icmp_to_host: u64,
 }
 
 impl NatCounters {
     /// Every counter with its `stats` name.
-    pub fn named(&self) -> [(&'static str, u64); 12] {
+    pub fn named(&self) -> [(&'static str, u64); 13] {
         [
             ("icmp_errors_sent", self.icmp_errors_sent),
             ("icmp_errors_rate_limited", self.icmp_errors_rate_limited),
@@ -382,6 +405,7 @@ impl NatCounters {
             ("tcp_syns_unanswered", self.tcp_syns_unanswered),
             ("hairpinned", self.hairpinned),
             ("binding_log_dropped", self.binding_log_dropped),
+            ("icmp_to_host", self.icmp_to_host),
         ]
     }
 
@@ -400,6 +424,7 @@ impl NatCounters {
             tcp_syns_unanswered,
             hairpinned,
             binding_log_dropped,
+            icmp_to_host,
         } = other;
         self.icmp_errors_sent += icmp_errors_sent;
         self.icmp_errors_rate_limited += icmp_errors_rate_limited;
@@ -413,6 +438,7 @@ impl NatCounters {
         self.tcp_syns_unanswered += tcp_syns_unanswered;
         self.hairpinned += hairpinned;
         self.binding_log_dropped += binding_log_dropped;
+        self.icmp_to_host += icmp_to_host;
     }
 }
 
@@ -635,7 +661,10 @@ impl Nat64 {
                     }
                 }
             },
-            Ok(parsed) => self.core.inbound(now, pkt, parsed, out),
+            Ok(parsed) => match self.core.inbound(now, pkt, parsed, out) {
+                Verdict::Drop(reason) => self.core.host_or_drop(pkt, reason, out),
+                verdict => verdict,
+            },
             Err(reason) => self.core.reject_v4(now, pkt, reason.into(), out),
         }
     }
@@ -1031,12 +1060,12 @@ impl Core {
         if never_a_host(server) {
             return Err(NatDrop::SpecialIpv4Destination);
         }
-        if self
-            .config
-            .local_v4
-            .iter()
-            .any(|net| server == net.addr() || (net.prefix_len() < 31 && server == net.broadcast()))
-        {
+        // A pool4 address the host holds too is another client's, reached
+        // by hairpinning (RFC 6146 §3.8), not the host.
+        let gateway = self.config.local_v4.iter().any(|net| {
+            server == net.addr() || (net.prefix_len() < 31 && server == net.broadcast())
+        });
+        if gateway && !self.config.pool4.contains(server) {
             return Err(NatDrop::GatewayIpv4Destination);
         }
         Ok(server)
@@ -1083,6 +1112,9 @@ impl Core {
             };
         }
         let plan = match self.table.plan_outbound(&flow, server) {
+            Ok(plan) if plan.creates_session() && is_echo_reply_v6(pkt, &parsed) => {
+                return Verdict::Drop(NatDrop::EchoReplyNoSession)
+            }
             Ok(plan) => plan,
             Err(reason) => return self.reject_v6(now, pkt, reason, out),
         };
@@ -1149,7 +1181,12 @@ impl Core {
             Some(pkt) => {
                 pkt.copy_from_slice(&out[..len]);
                 match parse_v4(pkt) {
-                    Ok(parsed) => self.inbound(now, pkt, parsed, out),
+                    // An ICMPv4 error about it would go to the pool itself:
+                    // the packet is dropped instead.
+                    Ok(parsed) => match self.inbound(now, pkt, parsed, out) {
+                        Verdict::Reject(reason, _) => Verdict::Drop(reason),
+                        verdict => verdict,
+                    },
                     Err(reason) => Verdict::Drop(reason.into()),
                 }
             }
@@ -1269,6 +1306,9 @@ impl Core {
             return None; // another shard's static binding: `handle_v6` hands it over
         }
         let plan = self.table.plan_outbound(&flow, server).ok()?;
+        if plan.creates_session() && is_echo_reply_v6(pkt, &parsed) {
+            return None;
+        }
         let (src, dst, id) = self.outbound_addrs(&flow, server, &plan);
         let Ok(new_start) = translate_6to4_in_place(buf, start, &parsed, src, dst, id) else {
             // The copying path takes the packet again: it must see the
@@ -1375,6 +1415,36 @@ impl Core {
         };
         self.table.commit_inbound(now, plan, flow.tcp_flags);
         Verdict::Forward(len)
+    }
+
+    /// An ICMP message to a pool4 address the host holds itself, which the
+    /// NAT would drop for want of a binding or session, is the host's: the
+    /// kernel steers every ICMP message to such an address here (routing
+    /// rules cannot tell echo identifiers apart), so that echo replies and
+    /// errors for the NAT's ranges reach it, and everything else goes back.
+    fn host_or_drop(&mut self, pkt: &[u8], reason: NatDrop, out: &mut [u8]) -> Verdict {
+        let unclaimed = matches!(
+            reason,
+            NatDrop::NoBinding | NatDrop::IcmpErrorNoSession | NatDrop::Filtered
+        );
+        let to = pkt
+            .first_chunk::<20>()
+            .filter(|h| h[9] == 1)
+            .map(|h| Ipv4Addr::new(h[16], h[17], h[18], h[19]));
+        match (to, out.get_mut(..pkt.len())) {
+            (Some(to), Some(o)) if unclaimed && self.held_by_host(to) => {
+                o.copy_from_slice(pkt);
+                self.counters.icmp_to_host += 1;
+                Verdict::ToHost(pkt.len())
+            }
+            _ => Verdict::Drop(reason),
+        }
+    }
+
+    /// Whether the gateway host itself holds `addr` (one of its interface
+    /// addresses, in `local_v4`).
+    fn held_by_host(&self, addr: Ipv4Addr) -> bool {
+        self.config.local_v4.iter().any(|net| net.addr() == addr)
     }
 
     /// RFC 6146 §3.5.2.2: an IPv4 SYN that no binding lets in is held 6 s

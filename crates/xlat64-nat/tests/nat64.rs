@@ -747,3 +747,149 @@ fn rfc6888_req_12_binding_events_for_the_log() {
     assert_eq!(removed.at, later);
     assert_eq!(nat.poll_binding_event(), None);
 }
+
+/// A pool4 address the gateway host holds itself (its uplink address,
+/// shared by port range): the kernel steers every ICMP message to it into
+/// the NAT, which keeps what its bindings claim and gives back the rest
+/// unchanged; TCP and UDP without a binding are dropped as always; and a
+/// client reaches another client through it (RFC 6146 §3.8).
+#[test]
+fn pool4_address_shared_with_the_host_gives_back_unclaimed_icmp() {
+    let t0 = Instant::now();
+    let mut config = config();
+    config.local_v4 = vec!["192.0.2.1/24".parse().unwrap()];
+    let mut nat = Nat64::with_seed(config, 99);
+    let mut out = [0u8; 1500];
+    // A ping to the host itself: given back as it came.
+    let mut ping = Vec::new();
+    PacketBuilder::ipv4(SERVER.octets(), POOL.octets(), 64)
+        .icmpv4_echo_request(0x4242, 1)
+        .write(&mut ping, b"host?")
+        .unwrap();
+    let verdict = nat.handle_v4(t0, &ping, &mut out);
+    assert_eq!(verdict, Verdict::ToHost(ping.len()));
+    assert_eq!(&out[..ping.len()], &ping[..]);
+    // A reply to the host's own ping: the same.
+    let reply = v4_echo_reply(SERVER, SocketAddrV4::new(POOL, 0x4243));
+    assert_eq!(
+        nat.handle_v4(t0, &reply, &mut out),
+        Verdict::ToHost(reply.len())
+    );
+    // A client's ping: its reply is the NAT's.
+    let n = forward(nat.handle_v6(t0, &v6_echo(client(1), 7, SERVER), &mut out));
+    let local = SocketAddrV4::new(POOL, seen_v4(&out[..n]).sport);
+    let n = forward(nat.handle_v4(t0, &v4_echo_reply(SERVER, local), &mut out));
+    assert_eq!(seen_v6(&out[..n]).dst, client(1));
+    // TCP and UDP to the address without a binding: not the host's (its
+    // port range is the NAT's; the kernel routes only that range here).
+    assert_eq!(
+        nat.handle_v4(
+            t0,
+            &v4_udp(SERVER, 53, SocketAddrV4::new(POOL, 40000)),
+            &mut out
+        ),
+        Verdict::Drop(NatDrop::NoBinding)
+    );
+    // Hairpinning through the shared address: client 2 reaches client 1's
+    // UDP binding, rather than being refused as the gateway's own address.
+    let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 53), &mut out));
+    let b1 = SocketAddrV4::new(POOL, seen_v4(&out[..n]).sport);
+    let n = forward(nat.handle_v6(
+        t0,
+        &v6_udp(nsp(), client(2), 6000, POOL, b1.port()),
+        &mut out,
+    ));
+    let s = seen_v6(&out[..n]);
+    assert_eq!((s.dst, s.dport), (client(1), 5000));
+    assert_eq!(nat.counters().icmp_to_host, 2);
+}
+
+fn v4_echo_request(s: Ipv4Addr, local: SocketAddrV4) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(s.octets(), local.ip().octets(), 64)
+        .icmpv4_echo_request(local.port(), 3)
+        .write(&mut v, b"are you there")
+        .unwrap();
+    v
+}
+
+fn v6_echo_reply(c: Ipv6Addr, id: u16, s: Ipv4Addr) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv6(c.octets(), nsp().embed(s).octets(), 64)
+        .icmpv6_echo_reply(id, 3)
+        .write(&mut v, b"are you there")
+        .unwrap();
+    v
+}
+
+/// RFC 6146 §3.5.3: an IPv4 Echo Request to a client's existing ICMP
+/// binding reaches the client (filtering as for UDP), and the client's
+/// Echo Reply goes back; a reply with no session opens nothing, and a
+/// request with no binding stays out.
+#[test]
+fn rfc6146_3_5_3_echo_request_through_an_icmp_binding() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    assert_eq!(
+        nat.handle_v6(t0, &v6_echo_reply(client(1), 7, SERVER), &mut out),
+        Verdict::Drop(NatDrop::EchoReplyNoSession)
+    );
+    assert_eq!(nat.bib_count(), 0);
+    let n = forward(nat.handle_v6(t0, &v6_echo(client(1), 7, SERVER), &mut out));
+    let local = SocketAddrV4::new(POOL, seen_v4(&out[..n]).sport);
+    // Another IPv4 host pings the binding: endpoint-independent filtering
+    // lets it in, as an ICMPv6 Echo Request with the client's identifier.
+    let n = forward(nat.handle_v4(t0, &v4_echo_request(SERVER2, local), &mut out));
+    let s = seen_v6(&out[..n]);
+    assert_eq!(
+        (s.src, s.dst, s.dport),
+        (nsp().embed(SERVER2), client(1), 7)
+    );
+    assert_eq!(out[40], 128, "ICMPv6 Echo Request");
+    // The client answers: an Echo Reply from the pool4 identifier.
+    let n = forward(nat.handle_v6(t0, &v6_echo_reply(client(1), 7, SERVER2), &mut out));
+    let s = seen_v4(&out[..n]);
+    assert_eq!((s.src, s.dst, s.sport), (POOL, SERVER2, local.port()));
+    assert_eq!(out[20], 0, "ICMPv4 Echo Reply");
+    assert_eq!(nat.session_count(), 2);
+    // No binding: out.
+    let other = SocketAddrV4::new(POOL, local.port().wrapping_add(1));
+    assert_eq!(
+        nat.handle_v4(t0, &v4_echo_request(SERVER2, other), &mut out),
+        Verdict::Drop(NatDrop::NoBinding)
+    );
+    // Address-dependent filtering: only a server the client pinged.
+    let mut nat = adf_nat();
+    let n = forward(nat.handle_v6(t0, &v6_echo(client(1), 7, SERVER), &mut out));
+    let local = SocketAddrV4::new(POOL, seen_v4(&out[..n]).sport);
+    assert_eq!(
+        nat.handle_v4(t0, &v4_echo_request(SERVER2, local), &mut out),
+        Verdict::Drop(NatDrop::Filtered)
+    );
+    forward(nat.handle_v4(t0, &v4_echo_request(SERVER, local), &mut out));
+}
+
+/// RFC 6146 §3.8 for ICMP: the echo identifier is both ends' "port", so a
+/// ping to a pool4 address goes back in through the sender's own binding:
+/// the sender gets the request (and its stack answers it), and the answer
+/// comes back as the reply, both hairpinned.
+#[test]
+fn rfc6146_3_8_ping_of_a_pool4_address_is_hairpinned() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    let n = forward(nat.handle_v6(t0, &v6_echo(client(2), 9, POOL), &mut out));
+    let s = seen_v6(&out[..n]);
+    assert_eq!(
+        (s.src, s.dst, s.dport, out[40]),
+        (nsp().embed(POOL), client(2), 9, 128)
+    );
+    let n = forward(nat.handle_v6(t0, &v6_echo_reply(client(2), 9, POOL), &mut out));
+    let s = seen_v6(&out[..n]);
+    assert_eq!(
+        (s.src, s.dst, s.dport, out[40]),
+        (nsp().embed(POOL), client(2), 9, 129)
+    );
+    assert_eq!(nat.counters().hairpinned, 2);
+}

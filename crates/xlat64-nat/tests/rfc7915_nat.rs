@@ -85,7 +85,10 @@ fn run(nat: &mut Nat64, now: Instant, pkt: &[u8], from_v6: bool) -> (Verdict, Ve
         nat.handle_v4(now, pkt, &mut out)
     };
     let len = match verdict {
-        Verdict::Forward(n) | Verdict::Reject(_, n) | Verdict::Elsewhere { len: n, .. } => n,
+        Verdict::Forward(n)
+        | Verdict::Reject(_, n)
+        | Verdict::ToHost(n)
+        | Verdict::Elsewhere { len: n, .. } => n,
         Verdict::Held | Verdict::SynHeld | Verdict::Drop(_) => 0,
     };
     out.truncate(len);

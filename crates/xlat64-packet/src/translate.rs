@@ -213,7 +213,9 @@ pub fn parse_v6(pkt: &[u8]) -> Result<Parsed6, DropReason> {
                 .first_chunk::<ICMP_HEADER_LEN>()
                 .ok_or(DropReason::TruncatedTransport)?;
             match ih[0] {
-                icmp6::ECHO_REQUEST => {
+                // A reply: to an IPv4 host's request through the client's
+                // binding (RFC 6146 §3.5.3).
+                icmp6::ECHO_REQUEST | icmp6::ECHO_REPLY => {
                     check_icmpv6(&src, &dst, l4)?;
                     let id = be16([ih[4], ih[5]]);
                     (L4Proto::Icmp, id, id, 0)
@@ -487,7 +489,8 @@ pub fn parse_v4(pkt: &[u8]) -> Result<Parsed4, DropReason> {
                 .first_chunk::<ICMP_HEADER_LEN>()
                 .ok_or(DropReason::TruncatedTransport)?;
             match ih[0] {
-                icmp4::ECHO_REPLY => {
+                // A request: to a client's binding (RFC 6146 §3.5.3).
+                icmp4::ECHO_REPLY | icmp4::ECHO_REQUEST => {
                     // Recomputed with a pseudo-header on translation: verify first.
                     if !is_valid(sum(l4)) {
                         return Err(DropReason::BadTransportChecksum);
@@ -719,7 +722,14 @@ fn headers_6to4(
             rewrite_ports(flow.proto, l4, old, new, src.port(), dst.port())?;
         }
         // ICMPv4 has no pseudo-header (RFC 792).
-        L4Proto::Icmp => rewrite_echo(l4, icmp4::ECHO_REQUEST, src.port(), 0)?,
+        L4Proto::Icmp => {
+            // RFC 7915 §5.2: echo request 128 -> 8, echo reply 129 -> 0.
+            let icmp_type = match l4.first() {
+                Some(&icmp6::ECHO_REPLY) => icmp4::ECHO_REPLY,
+                _ => icmp4::ECHO_REQUEST,
+            };
+            rewrite_echo(l4, icmp_type, src.port(), 0)?
+        }
     }
     Ok(ip4)
 }
@@ -835,7 +845,12 @@ fn headers_4to6(
         }
         L4Proto::Icmp => {
             let pseudo = pseudo_v6(src.ip(), dst.ip(), proto::ICMPV6, u32::from(payload_len));
-            rewrite_echo(l4, icmp6::ECHO_REPLY, dst.port(), pseudo)?;
+            // RFC 7915 §4.2: echo request 8 -> 128, echo reply 0 -> 129.
+            let icmp_type = match l4.first() {
+                Some(&icmp4::ECHO_REQUEST) => icmp6::ECHO_REQUEST,
+                _ => icmp6::ECHO_REPLY,
+            };
+            rewrite_echo(l4, icmp_type, dst.port(), pseudo)?;
         }
     }
     Ok(ip6)

@@ -249,6 +249,54 @@ fn rfc7915_4_2_echo_reply_4to6_byte_exact() {
     assert_same(&v6, &expected);
 }
 
+/// RFC 7915 §4.2 with RFC 6146 §3.5.3: an IPv4 host's Echo Request (8) to a
+/// client's binding becomes an ICMPv6 Echo Request (128) for the client.
+#[test]
+fn rfc7915_4_2_echo_request_4to6_byte_exact() {
+    let data = payload(24);
+    let request = |id| L4::Echo {
+        request: true,
+        id,
+        seq: 5,
+    };
+    let v4 = build(
+        v4_header(SERVER4, POOL4, 64, 0, 1, false),
+        &request(0x7777),
+        &data,
+    );
+    let v6 = four_to_six(&v4, 0x0bad, 0x0bad);
+    let expected = build(
+        v6_header(server6(), CLIENT6, 65, 0, 0),
+        &request(0x0bad),
+        &data,
+    );
+    assert_same(&v6, &expected);
+}
+
+/// RFC 7915 §5.2 with RFC 6146 §3.5.3: the client's Echo Reply (129) goes
+/// back to the IPv4 host as an Echo Reply (0).
+#[test]
+fn rfc7915_5_2_echo_reply_6to4_byte_exact() {
+    let data = payload(24);
+    let reply = |id| L4::Echo {
+        request: false,
+        id,
+        seq: 5,
+    };
+    let v6 = build(
+        v6_header(CLIENT6, server6(), 64, 0, 0),
+        &reply(0x0bad),
+        &data,
+    );
+    let v4 = six_to_four(&v6, 0x7777, 0x7777, 0x1234);
+    let expected = build(
+        v4_header(POOL4, SERVER4, 65, 0, 0x1234, false),
+        &reply(0x7777),
+        &data,
+    );
+    assert_same(&v4, &expected);
+}
+
 /// RFC 7915 §4.1: options other than source route are ignored, not translated.
 #[test]
 fn rfc7915_4_1_options_ignored() {
@@ -639,7 +687,13 @@ fn drop_icmpv6_type_unsupported() {
         seq: 1,
     };
     let v6 = build(v6_header(CLIENT6, server6(), 64, 0, 0), &reply, &[]);
-    assert_eq!(parse_v6(&v6), Err(DropReason::Icmpv6TypeUnsupported));
+    // An echo reply is translated (to an IPv4 host's request, RFC 6146
+    // §3.5.3); informational types other than echo are not (RFC 7915 §5.2).
+    let parsed = parse_v6(&v6).expect("echo reply");
+    assert_eq!(
+        (parsed.flow.proto, parsed.flow.src_port),
+        (L4Proto::Icmp, 1)
+    );
     for t in [130u8, 133, 134, 135, 136, 137, 200] {
         let mut other = v6.clone();
         other[40] = t;
@@ -659,7 +713,13 @@ fn drop_icmpv4_type_unsupported() {
         seq: 1,
     };
     let v4 = build(v4_header(SERVER4, POOL4, 64, 0, 0, false), &request, &[]);
-    assert_eq!(parse_v4(&v4), Err(DropReason::Icmpv4TypeUnsupported));
+    // An echo request is translated (to a client's binding, RFC 6146
+    // §3.5.3); other query types are not (RFC 7915 §4.2).
+    let parsed = parse_v4(&v4).expect("echo request");
+    assert_eq!(
+        (parsed.flow.proto, parsed.flow.dst_port),
+        (L4Proto::Icmp, 1)
+    );
     for t in [4u8, 5, 9, 10, 13, 14, 15, 17] {
         let mut other = v4.clone();
         other[20] = t;

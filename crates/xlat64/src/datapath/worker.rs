@@ -101,6 +101,8 @@ impl Shard {
             }
             // Counted by the NAT (`tcp_syns_held`).
             Verdict::SynHeld => None,
+            // Counted by the NAT (`icmp_to_host`); written back unchanged.
+            Verdict::ToHost(len) => Some((len, false)),
             Verdict::Elsewhere { owner, len } => {
                 let posted = self.peers.get(usize::from(owner)).is_some_and(|peer| {
                     peer.try_post(Request::HandOff(out[..len].to_vec())) == Posted::Sent
