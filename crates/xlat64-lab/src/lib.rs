@@ -682,6 +682,10 @@ impl Lab {
                     NAT64_PREFIX.into(),
                 ],
             ));
+        }
+        // (A pool4 of other addresses, the gateway's own for one, is routed
+        // otherwise; the control socket comes after those routes anyway.)
+        if config.contains(&format!("\"{POOL4}\"")) {
             ready.push((
                 "the route to pool4",
                 vec![

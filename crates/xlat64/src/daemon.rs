@@ -8,6 +8,7 @@ use crate::datapath::{device, Datapath};
 use crate::dns64::Dns64Server;
 use crate::sys::host_addrs;
 use crate::sys::netlink::RouteSet;
+use crate::sys::shared_address::{SharedRules, ROUTE_TABLE};
 use ipnet::IpNet;
 use std::io;
 use std::path::PathBuf;
@@ -98,6 +99,8 @@ pub fn run(config: Config) -> i32 {
 struct Running {
     shutdown: CancellationToken,
     routes: Option<RouteSet>,
+    /// The policy rules of pool4 addresses shared with the host.
+    shared_rules: Option<SharedRules>,
     datapath: Option<Datapath>,
     binding_log: Option<BindingLog>,
     /// The control socket and the directory created for it.
@@ -116,7 +119,8 @@ impl Running {
         if let Some(nat_section) = &config.nat64 {
             let prefix = config.nat64_prefix().expect("validated with [nat64]");
             let nets: Vec<_> = nat_section.pool4.iter().map(|p| p.0).collect();
-            let pool4 = config::Pool4Entry::to_pool(&nat_section.pool4)
+            let host = host_addrs::networks().unwrap_or_default();
+            let pool4 = config::Pool4Entry::to_pool(&config.pool4_on_host(&host))
                 .map_err(|e| format!("nat64.pool4: {e}"))?;
             warn_if_not_forwarding();
             let workers = config.runtime.workers();
@@ -141,10 +145,17 @@ impl Running {
             })?;
             let mut routes =
                 RouteSet::new(ifindex).map_err(|e| format!("cannot open a netlink socket: {e}"))?;
+            // Pool4 addresses the host holds itself are shared by port
+            // range: routed in a table of their own, by policy rules.
+            let shared = config.shared_with_host(&host);
             let added = async {
                 routes.add(IpNet::V6(prefix.net())).await?;
                 for net in &nets {
-                    routes.add(IpNet::V4(*net)).await?;
+                    if net.prefix_len() == 32 && shared.iter().any(|s| s.addr == net.addr()) {
+                        routes.add_in(IpNet::V4(*net), ROUTE_TABLE).await?;
+                    } else {
+                        routes.add(IpNet::V4(*net)).await?;
+                    }
                 }
                 Ok::<(), String>(())
             }
@@ -154,8 +165,18 @@ impl Running {
                 self.tasks
                     .push(tokio::spawn(routes.watch(self.shutdown.clone())));
             }
+            let handle = routes.handle();
             self.routes = Some(routes);
             added?;
+            if !shared.is_empty() {
+                self.shared_rules =
+                    Some(SharedRules::install(handle, &nat_section.tun, &shared).await?);
+                tracing::info!(
+                    shared = ?shared,
+                    table = ROUTE_TABLE,
+                    "pool4 addresses of this host shared by port range: policy rules installed before the local table"
+                );
+            }
             let local_v4 = host_addrs::ipv4_networks().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot list the host's IPv4 addresses; they are not protected from translation");
                 Vec::new()
@@ -269,6 +290,9 @@ impl Running {
         // After the workers: what they queued is written.
         if let Some(log) = self.binding_log.take() {
             let _ = tokio::task::spawn_blocking(move || log.stop()).await;
+        }
+        if let Some(mut rules) = self.shared_rules.take() {
+            rules.remove().await;
         }
         if let Some(mut routes) = self.routes.take() {
             routes.remove_all().await;

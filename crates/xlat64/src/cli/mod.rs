@@ -114,14 +114,14 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Demo => crate::cli::demo::run_demo(),
-        Command::Check => match load(&cli.config).and_then(check_host) {
+        Command::Check => match load(&cli.config).and_then(|c| check_host(c, Warn::Stderr)) {
             Ok(config) => {
                 emit(&config.to_toml());
                 0
             }
             Err(code) => code,
         },
-        Command::Run => match load(&cli.config).and_then(check_host) {
+        Command::Run => match load(&cli.config).and_then(|c| check_host(c, Warn::Log)) {
             Ok(config) => crate::daemon::run(config),
             Err(code) => code,
         },
@@ -159,8 +159,20 @@ fn load(path: &Option<PathBuf>) -> Result<Config, i32> {
     })
 }
 
-/// The checks of the configuration against this host's networks.
-fn check_host(config: Config) -> Result<Config, i32> {
+/// Where [`check_host`] says what it warns about.
+#[derive(Clone, Copy)]
+enum Warn {
+    /// `check`: `warning: ...` lines on stderr, beside the effective
+    /// configuration on stdout.
+    Stderr,
+    /// `run`: the log.
+    Log,
+}
+
+/// The checks of the configuration against this host's networks, and the
+/// warnings about it (a shared pool4 range overlapping the kernel's local
+/// port range).
+fn check_host(config: Config, warn: Warn) -> Result<Config, i32> {
     let host = match crate::sys::host_addrs::networks() {
         Ok(nets) => nets,
         Err(e) => {
@@ -169,7 +181,16 @@ fn check_host(config: Config) -> Result<Config, i32> {
         }
     };
     match config.check_host(&host) {
-        Ok(()) => Ok(config),
+        Ok(()) => {
+            let local_ports = crate::sys::host_addrs::local_port_range();
+            for w in config.host_warnings(&host, local_ports) {
+                match warn {
+                    Warn::Stderr => eprintln!("warning: {w}"),
+                    Warn::Log => tracing::warn!("{w}"),
+                }
+            }
+            Ok(config)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             Err(1)

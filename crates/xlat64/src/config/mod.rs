@@ -1102,6 +1102,11 @@ impl Config {
     /// overlaps a network the gateway is attached to. (A pool4 inside an
     /// uplink network that holds no address of the gateway is allowed: the
     /// upstream router then reaches it by proxy ARP.)
+    ///
+    /// A pool4 entry that is exactly an address of the gateway, with a port
+    /// range, is the exception: the gateway shares its own address (a small
+    /// site's one uplink address), see [`Config::shared_with_host`]. Its
+    /// range must leave the gateway's own services (below 1024) out.
     pub fn check_host(&self, host: &[IpNet]) -> Result<(), ConfigError> {
         let Some(nat) = &self.nat64 else {
             return Ok(());
@@ -1110,6 +1115,10 @@ impl Config {
             match net {
                 IpNet::V4(n) if !n.addr().is_loopback() => {
                     for e in &nat.pool4 {
+                        if e.0.prefix_len() == 32 && e.0.addr() == n.addr() {
+                            check_shared_entry(e)?;
+                            continue;
+                        }
                         // Holding the gateway's address covers holding the
                         // whole network it is on.
                         if e.0.contains(&n.addr()) {
@@ -1144,6 +1153,105 @@ impl Config {
 /// The `[dns64]` keys beyond listen/upstream/prefix.
 /// `[[nat64.static]]`: inside pool4, outside the prefix, no transport
 /// address twice on either side.
+/// A pool4 entry that is an address of the gateway itself: it needs a port
+/// range, above the gateway's own services.
+fn check_shared_entry(e: &Pool4Entry) -> Result<(), ConfigError> {
+    let addr = e.0.addr();
+    match &e.1 {
+        None => Err(ConfigError::new(
+            "nat64.pool4",
+            format!("{addr} is an address of this gateway: share it by a port range that leaves the gateway's own ports out, e.g. \"{addr}:61001-65535\""),
+        )),
+        Some(r) if *r.start() > MAX_SHARED_PORT => Err(ConfigError::new(
+            "nat64.pool4",
+            format!("{addr} is an address of this gateway: its shared range must hold ports below 65535, which policy rules cannot match, e.g. \"{addr}:61001-65535\""),
+        )),
+        Some(r) if *r.start() < 1024 => Err(ConfigError::new(
+            "nat64.pool4",
+            format!("{addr} is an address of this gateway: its port range {}-{} would take the ports of the gateway's own services (below 1024); use a range above them, e.g. \"{addr}:61001-65535\"", r.start(), r.end()),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The highest port of a pool4 address shared with the host: the kernel's
+/// policy rules cannot match port 65535 (it refuses port ranges that end
+/// there), so a shared range ending at 65535 ends at 65534 instead.
+pub const MAX_SHARED_PORT: u16 = 65534;
+
+/// A pool4 address the gateway host holds itself, shared with it: the
+/// TCP and UDP ports and ICMP identifiers of `ports` are the NAT's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedAddress {
+    /// The address (one of the host's interfaces').
+    pub addr: Ipv4Addr,
+    /// The NAT's share of its ports.
+    pub ports: std::ops::RangeInclusive<u16>,
+}
+
+impl Config {
+    /// The pool4 entries that are an address of the host (`host`, as
+    /// `host_addrs::networks` lists them), with their port ranges: the
+    /// daemon steers those ranges to the TUN device by policy routing.
+    pub fn shared_with_host(&self, host: &[IpNet]) -> Vec<SharedAddress> {
+        let Some(nat) = &self.nat64 else {
+            return Vec::new();
+        };
+        nat.pool4
+            .iter()
+            .filter(|e| e.0.prefix_len() == 32)
+            .filter(|e| host.iter().any(|n| n.addr() == IpAddr::V4(e.0.addr())))
+            .filter_map(|e| {
+                e.1.clone().map(|ports| SharedAddress {
+                    addr: e.0.addr(),
+                    ports: *ports.start()..=(*ports.end()).min(MAX_SHARED_PORT),
+                })
+            })
+            .collect()
+    }
+
+    /// The pool4 entries as the NAT uses them on this host (`host`): those
+    /// shared with the host end at [`MAX_SHARED_PORT`].
+    pub fn pool4_on_host(&self, host: &[IpNet]) -> Vec<Pool4Entry> {
+        let shared = self.shared_with_host(host);
+        let Some(nat) = &self.nat64 else {
+            return Vec::new();
+        };
+        nat.pool4
+            .iter()
+            .map(
+                |e| match shared.iter().find(|s| e.0 == Ipv4Net::from(s.addr)) {
+                    Some(s) => Pool4Entry(e.0, Some(s.ports.clone())),
+                    None => e.clone(),
+                },
+            )
+            .collect()
+    }
+
+    /// Warnings `check` prints and `run` logs about the host: a shared
+    /// address whose range overlaps the kernel's local port range
+    /// (`net.ipv4.ip_local_port_range`, `local_ports`), from which the
+    /// host's own connections take their ports: replies to those would go
+    /// to the NAT.
+    pub fn host_warnings(&self, host: &[IpNet], local_ports: Option<(u16, u16)>) -> Vec<String> {
+        let Some((lo, hi)) = local_ports else {
+            return Vec::new();
+        };
+        self.shared_with_host(host)
+            .iter()
+            .filter(|s| *s.ports.start() <= hi && lo <= *s.ports.end())
+            .map(|s| {
+                format!(
+                    "nat64.pool4: the range {}-{} of {}, an address of this gateway, overlaps the kernel's local port range {lo}-{hi} (net.ipv4.ip_local_port_range): the gateway's own connections would lose replies to the NAT; narrow one of them (the pool4 range, or sysctl net.ipv4.ip_local_port_range)",
+                    s.ports.start(),
+                    s.ports.end(),
+                    s.addr,
+                )
+            })
+            .collect()
+    }
+}
+
 fn check_statics(nat: &Nat64Section) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for (i, st) in nat.statics.iter().enumerate() {
@@ -1152,6 +1260,22 @@ fn check_statics(nat: &Nat64Section) -> Result<(), ConfigError> {
             return Err(ConfigError::new(
                 key("v4"),
                 format!("{} is not in pool4: a static binding publishes a pool4 address, e.g. \"{}:8080\"", st.v4.ip(), nat.pool4.first().map(|p| p.0.addr().to_string()).unwrap_or_default()),
+            ));
+        }
+        let range = nat
+            .pool4
+            .iter()
+            .find(|p| p.0.contains(st.v4.ip()))
+            .and_then(|p| p.1.clone());
+        if let Some(r) = range.filter(|r| !r.contains(&st.v4.port())) {
+            return Err(ConfigError::new(
+                key("v4"),
+                format!(
+                    "port {} is outside the range {}-{} of its pool4 entry; publish a port of that range",
+                    st.v4.port(),
+                    r.start(),
+                    r.end()
+                ),
             ));
         }
         if nat.prefix.contains(st.v6.ip()) {
@@ -1284,6 +1408,12 @@ mod tests {
         Config::from_toml(&format!("{base}{}", one.replace("tcp", "udp") + one)).unwrap();
         let e = Config::from_toml(&format!("{base}[[nat64.static]]\nprotocol = \"sctp\"\nv6 = \"[2001:db8:1::6]:53\"\nv4 = \"192.0.2.1:53\"\n")).unwrap_err();
         assert!(e.key.contains("static"), "{e:?}");
+        // A ranged pool4 entry publishes only ports of its range.
+        let ranged = "[nat64]\npool4 = [\"192.0.2.1:61001-65535\"]\n";
+        let e = Config::from_toml(&format!("{ranged}{one}")).unwrap_err();
+        assert_eq!(e.key, "nat64.static[0].v4");
+        assert!(e.message.contains("outside the range 61001-65535"), "{e}");
+        Config::from_toml(&format!("{ranged}{}", one.replace(":8080", ":61080"))).unwrap();
     }
 
     #[test]
@@ -1400,6 +1530,34 @@ mod tests {
         assert_eq!(e.key, "nat64.pool4", "{e}");
         // A pool4 inside the uplink network, without the gateway's address.
         assert!(c.check_host(&host(&["192.0.2.100/24"])).is_ok());
+        // The gateway's own address, shared by a port range above its
+        // services: allowed, and listed as shared.
+        let shared = |entry: &str| {
+            Config::from_toml(&format!(
+                "[nat64]\nprefix = \"2001:db8:64::/96\"\npool4 = [\"{entry}\"]\n"
+            ))
+            .unwrap()
+        };
+        let uplink = host(&["192.0.2.5/24"]);
+        let c = shared("192.0.2.5:61001-65535");
+        assert!(c.check_host(&uplink).is_ok());
+        assert_eq!(
+            c.shared_with_host(&uplink),
+            vec![SharedAddress {
+                addr: "192.0.2.5".parse().unwrap(),
+                ports: 61001..=65534
+            }]
+        );
+        assert!(c.host_warnings(&uplink, Some((32768, 60999))).is_empty());
+        let w = c.host_warnings(&uplink, Some((32768, 61500)));
+        assert!(w[0].contains("ip_local_port_range"), "{w:?}");
+        // Without a range, or with one over the services' ports: refused.
+        let e = shared("192.0.2.5").check_host(&uplink).unwrap_err();
+        assert!(e.to_string().contains("192.0.2.5:61001-65535"), "{e}");
+        let e = shared("192.0.2.5:22-65535")
+            .check_host(&uplink)
+            .unwrap_err();
+        assert!(e.to_string().contains("below 1024"), "{e}");
         // The prefix overlaps an attached network.
         let e = c.check_host(&host(&["2001:db8:64::1/64"])).unwrap_err();
         assert_eq!(e.key, "nat64.prefix");

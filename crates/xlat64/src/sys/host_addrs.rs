@@ -81,6 +81,14 @@ fn sockaddr_v6(sa: *const libc::sockaddr) -> Option<Ipv6Addr> {
     }
 }
 
+/// The kernel's local port range (`net.ipv4.ip_local_port_range`), from
+/// which the host's own connections take their ports; `None` if unreadable.
+pub fn local_port_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut words = text.split_whitespace().map(|w| w.parse::<u16>().ok());
+    Some((words.next()??, words.next()??))
+}
+
 /// The address the kernel would send from towards `towards` (source
 /// address selection, RFC 6724), without sending anything: a connected UDP
 /// socket's local address.
@@ -98,6 +106,12 @@ pub fn source_towards(towards: Ipv6Addr) -> Option<Ipv6Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_port_range_is_read() {
+        let (lo, hi) = local_port_range().expect("readable");
+        assert!(lo <= hi);
+    }
 
     #[test]
     fn loopback_network_is_listed() {

@@ -6,4 +6,5 @@ pub mod host_addrs;
 pub(crate) mod memory;
 pub mod netlink;
 pub(crate) mod process;
+pub mod shared_address;
 pub(crate) mod udp_batch;

@@ -1,7 +1,7 @@
 //! Routes to the TUN device over rtnetlink, their restoration when the
 //! kernel drops them, and their removal at shutdown.
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 use rtnetlink::packet_core::NetlinkMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -11,8 +11,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub struct RouteSet {
     handle: Handle,
     ifindex: u32,
-    added: Vec<IpNet>,
+    /// Each route with its routing table (`RT_TABLE_MAIN` for most).
+    added: Vec<(IpNet, u32)>,
 }
+
+/// The kernel's main routing table.
+pub const MAIN_TABLE: u32 = 254;
 
 impl RouteSet {
     /// Opens a netlink connection (its task runs on the current tokio runtime).
@@ -29,37 +33,37 @@ impl RouteSet {
     /// Routes `net` to the device. An existing route to `net` is an error:
     /// replacing it silently could hide a configuration mistake.
     pub async fn add(&mut self, net: IpNet) -> Result<(), String> {
-        match add_route(&self.handle, self.ifindex, net).await {
+        self.add_in(net, MAIN_TABLE).await
+    }
+
+    /// Routes `net` to the device in routing table `table`.
+    pub async fn add_in(&mut self, net: IpNet, table: u32) -> Result<(), String> {
+        match add_route(&self.handle, self.ifindex, net, table).await {
             Ok(()) => {
-                self.added.push(net);
+                self.added.push((net, table));
                 Ok(())
             }
             Err(e) if is_exists(&e) => Err(format!(
-                "a route to {net} already exists (see `ip route show {net}`); remove it or change the configuration"
+                "a route to {net} already exists in table {table} (see `ip route show table {table} {net}`); remove it or change the configuration"
             )),
-            Err(e) => Err(format!("cannot add route to {net}: {e}")),
+            Err(e) => Err(format!("cannot add route to {net} in table {table}: {e}")),
         }
+    }
+
+    /// The netlink handle (for the policy rules of shared addresses).
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
     }
 
     /// Removes the routes this set added, in reverse order; failures are logged.
     pub async fn remove_all(&mut self) {
-        while let Some(net) = self.added.pop() {
-            let result = match net {
-                IpNet::V4(n) => {
-                    self.handle
-                        .route()
-                        .del(v4_route(n, self.ifindex))
-                        .execute()
-                        .await
-                }
-                IpNet::V6(n) => {
-                    self.handle
-                        .route()
-                        .del(v6_route(n, self.ifindex))
-                        .execute()
-                        .await
-                }
-            };
+        while let Some((net, table)) = self.added.pop() {
+            let result = self
+                .handle
+                .route()
+                .del(route(net, self.ifindex, table))
+                .execute()
+                .await;
             match result {
                 Ok(()) => tracing::info!(%net, "route removed"),
                 // The device may already be gone, taking its routes with it.
@@ -69,12 +73,19 @@ impl RouteSet {
     }
 }
 
-/// Adds the route `net` -> the device `ifindex` (failing if one exists).
-async fn add_route(handle: &Handle, ifindex: u32, net: IpNet) -> Result<(), rtnetlink::Error> {
-    match net {
-        IpNet::V4(n) => handle.route().add(v4_route(n, ifindex)).execute().await,
-        IpNet::V6(n) => handle.route().add(v6_route(n, ifindex)).execute().await,
-    }
+/// Adds the route `net` -> the device `ifindex` in `table` (failing if one
+/// exists).
+async fn add_route(
+    handle: &Handle,
+    ifindex: u32,
+    net: IpNet,
+    table: u32,
+) -> Result<(), rtnetlink::Error> {
+    handle
+        .route()
+        .add(route(net, ifindex, table))
+        .execute()
+        .await
 }
 
 impl RouteSet {
@@ -112,8 +123,8 @@ impl RouteSet {
                     }
                 }
                 let mut down = false;
-                for &net in &routes {
-                    match add_route(&handle, ifindex, net).await {
+                for &(net, table) in &routes {
+                    match add_route(&handle, ifindex, net, table).await {
                         Ok(()) => {
                             tracing::warn!(%net, "route to the TUN device was gone (device set down?); restored")
                         }
@@ -197,20 +208,23 @@ fn concerns(event: &Event, ifindex: u32) -> bool {
     }
 }
 
-fn v4_route(n: Ipv4Net, ifindex: u32) -> rtnetlink::packet_route::route::RouteMessage {
-    RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(n.network(), n.prefix_len())
-        .output_interface(ifindex)
-        .build()
+/// The route `net` -> the device `ifindex` in `table`.
+fn route(net: IpNet, ifindex: u32, table: u32) -> rtnetlink::packet_route::route::RouteMessage {
+    match net {
+        IpNet::V4(n) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(n.network(), n.prefix_len())
+            .output_interface(ifindex)
+            .table_id(table)
+            .build(),
+        IpNet::V6(n) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(n.network(), n.prefix_len())
+            .output_interface(ifindex)
+            .table_id(table)
+            .build(),
+    }
 }
 
-fn v6_route(n: Ipv6Net, ifindex: u32) -> rtnetlink::packet_route::route::RouteMessage {
-    RouteMessageBuilder::<Ipv6Addr>::new()
-        .destination_prefix(n.network(), n.prefix_len())
-        .output_interface(ifindex)
-        .build()
-}
-
-fn is_exists(e: &rtnetlink::Error) -> bool {
+/// Whether a netlink request failed because what it adds exists (EEXIST).
+pub fn is_exists(e: &rtnetlink::Error) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
 }
