@@ -1,11 +1,12 @@
 //! Binding events for the operator's log (RFC 6888 REQ-12, RFC 7422 §1:
 //! who held which IPv4 transport address, and when): one event when a
-//! dynamic binding is created and one when it is removed. The NAT queues
+//! dynamic binding (with port blocks: a block) is created and one when it
+//! is removed. The NAT queues
 //! them (bounded, allocated once) and the daemon drains them after each
 //! batch of packets and writes them off the packet path.
 
 use std::collections::VecDeque;
-use std::net::{SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::Instant;
 use xlat64_packet::L4Proto;
 
@@ -31,19 +32,44 @@ impl BindingChange {
     }
 }
 
-/// One binding event.
+/// What a client held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// One binding.
+    Binding {
+        /// The protocol.
+        proto: L4Proto,
+        /// The client's transport address.
+        v6_client: SocketAddrV6,
+        /// The pool4 transport address it held.
+        v4_local: SocketAddrV4,
+    },
+    /// A port block (RFC 7422): ports `first..=last` of `v4`, for every
+    /// protocol, held by a client (an address, or with a client prefix
+    /// shorter than 128 a subscriber's prefix).
+    Block {
+        /// The client: its address, or its prefix's first address.
+        client: Ipv6Addr,
+        /// The client's prefix length (128: one address).
+        client_prefix: u8,
+        /// The pool4 address.
+        v4: Ipv4Addr,
+        /// The block's first port.
+        first: u16,
+        /// The block's last port.
+        last: u16,
+    },
+}
+
+/// One binding (or port block) event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BindingEvent {
     /// When.
     pub at: Instant,
     /// Created or removed.
     pub change: BindingChange,
-    /// The protocol.
-    pub proto: L4Proto,
-    /// The client's transport address.
-    pub v6_client: SocketAddrV6,
-    /// The pool4 transport address it held.
-    pub v4_local: SocketAddrV4,
+    /// What was created or removed.
+    pub held: Held,
 }
 
 /// The queue of events, or nothing when the log is off.

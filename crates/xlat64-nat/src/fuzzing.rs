@@ -235,6 +235,10 @@ impl Harness {
         if b0 & 0x20 != 0 {
             config.local_v4 = vec!["10.0.0.1/24".parse().expect("literal net")];
         }
+        if ports & 0x10 != 0 {
+            // Port blocks (RFC 7422), small enough for the tiny range.
+            config.port_block = 2;
+        }
         if ports & 0x08 != 0 {
             // The host holds the first pool4 address too (its uplink
             // address, shared by port range).

@@ -22,7 +22,7 @@ pub mod table;
 mod tcp;
 pub mod timeouts;
 
-pub use binding_log::{BindingChange, BindingEvent};
+pub use binding_log::{BindingChange, BindingEvent, Held};
 pub use pool4::Pool4;
 pub use reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 pub use shard::Shard;

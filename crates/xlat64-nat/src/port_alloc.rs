@@ -34,26 +34,13 @@ impl PortBits {
         }
     }
 
-    /// The ports of shard `index` of `count`: pairs of ports dealt
-    /// round-robin (`crate::shard::owner_of_port`), set a pair at a time.
-    pub(crate) fn of_shard(index: u16, count: u16) -> Self {
-        let count = u32::from(count.max(1));
-        let index = u32::from(index) % count;
-        let mut bits = PortBits::empty();
-        for (w, word) in bits.words.iter_mut().enumerate() {
-            // Pairs 32w .. 32w + 31; the first owned one, then every `count`th.
-            let first_pair = 32 * w as u32;
-            let mut j = (index + count - first_pair % count) % count;
-            while j < 32 {
-                *word |= 0b11 << (2 * j);
-                j += count;
-            }
-        }
-        bits
+    /// The ports of `shard`: runs of ports dealt round-robin (pairs, or
+    /// port blocks; `crate::shard::owner_of_port`).
+    pub(crate) fn of_shard(shard: &crate::shard::Shard) -> Self {
+        PortBits::from_fn(|port| shard.owns(port))
     }
 
     /// The ports `owns` says yes to.
-    #[cfg(test)]
     pub(crate) fn from_fn(owns: impl Fn(u16) -> bool) -> Self {
         let mut bits = PortBits::empty();
         for port in 0..=u16::MAX {
@@ -172,9 +159,9 @@ mod tests {
     fn shard_bits_are_the_shards_ports() {
         for count in [1u16, 2, 3, 7] {
             for index in 0..count {
-                let bits = PortBits::of_shard(index, count);
+                let bits = PortBits::of_shard(&crate::shard::Shard::new(index, count).unwrap());
                 let reference =
-                    PortBits::from_fn(|p| crate::shard::owner_of_port(p, count) == index);
+                    PortBits::from_fn(|p| crate::shard::owner_of_port(p, count, 1) == index);
                 assert!(
                     (0..WORDS).all(|w| bits.word(w) == reference.word(w)),
                     "{index}/{count}"

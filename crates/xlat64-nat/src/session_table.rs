@@ -25,11 +25,12 @@ mod chain_index;
 mod entries;
 mod expiry_wheel;
 mod indexed;
+mod port_blocks;
 mod slab;
 
 pub(crate) use entries::{BindKey, SessionKey};
 
-use crate::binding_log::{BindingChange, BindingEvent, BindingEvents};
+use crate::binding_log::{BindingChange, BindingEvent, BindingEvents, Held};
 use crate::port_alloc::{pick_port, PortBits};
 use crate::shard::{self, Shard};
 use crate::tcp::{is_syn, Side};
@@ -41,6 +42,7 @@ use entries::{
 use expiry_wheel::{due_tick, Clock, ExpiryWheel};
 use foldhash::fast::FixedState;
 use indexed::Indexed;
+use port_blocks::{BlockChange, PortBlocks};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
@@ -131,6 +133,8 @@ pub(crate) struct SessionTable {
     /// Ports held by bindings, per pool address and protocol; only while
     /// the address has bindings of the protocol (8 KiB each).
     taken: Vec<[Option<PortBits>; 3]>,
+    /// With `port-block`: the blocks clients hold (RFC 7422).
+    blocks: Option<PortBlocks>,
     /// Secret for address choice and port randomization.
     seed: u64,
     allocations: u64,
@@ -163,6 +167,8 @@ pub(crate) struct TablePolicy {
     pub(crate) max_sessions_per_client: u32,
     /// Pool4 ports (bindings) one client holds at most, per protocol.
     pub(crate) max_ports_per_client: u32,
+    /// Ports per block (RFC 7422), a power of two; 0: ports one by one.
+    pub(crate) port_block: u16,
 }
 
 impl TablePolicy {
@@ -174,6 +180,7 @@ impl TablePolicy {
         client_prefix: 128,
         max_sessions_per_client: u32::MAX,
         max_ports_per_client: u32::MAX,
+        port_block: 0,
     };
 }
 
@@ -186,9 +193,10 @@ impl SessionTable {
         max_sessions: usize,
         policy: TablePolicy,
     ) -> Self {
-        let used = vec![[0; 3]; pool4.addrs().len()];
+        let addrs = pool4.addrs().len();
+        let used = vec![[0; 3]; addrs];
         let taken = vec![[None, None, None]; pool4.addrs().len()];
-        let owned = PortBits::of_shard(shard.index, shard.count);
+        let owned = PortBits::of_shard(&shard);
         // Keys carry attacker-chosen ports and addresses, so the hash must
         // be keyed: foldhash with the table's secret seed.
         let state = FixedState::with_seed(seed);
@@ -208,6 +216,13 @@ impl SessionTable {
             used,
             owned,
             taken,
+            blocks: (policy.port_block >= 2).then(|| {
+                PortBlocks::new(
+                    policy.port_block,
+                    addrs,
+                    FixedState::with_seed(seed ^ 0xb10c),
+                )
+            }),
             seed,
             allocations: 0,
             created: [0; 3],
@@ -334,7 +349,7 @@ impl SessionTable {
                 if ports[proto_index(flow.proto)] >= self.policy.max_ports_per_client {
                     return Err(NatDrop::ClientPortLimit);
                 }
-                let (idx, v4) = self.allocate(key.bind).ok_or(NatDrop::PoolExhausted)?;
+                let (idx, v4) = self.allocate(key.bind)?;
                 (v4, Found::Nothing(idx))
             }
         };
@@ -383,13 +398,25 @@ impl SessionTable {
                 self.allocations = self.allocations.wrapping_add(1);
                 self.mark_taken(usize::from(pool_index), bind.proto, plan.v4_local.port());
                 self.client_entry(&bind.addr).ports[proto_index(bind.proto)] += 1;
-                self.events.push(BindingEvent {
-                    at: now,
-                    change: BindingChange::Created,
+                let held = Held::Binding {
                     proto: bind.proto,
                     v6_client: SocketAddrV6::new(bind.addr, bind.port, 0, 0),
                     v4_local: plan.v4_local,
-                });
+                };
+                let client = shard::client_of(&bind.addr, self.policy.client_prefix);
+                match &mut self.blocks {
+                    // One event per block, not per binding in it.
+                    Some(blocks) => {
+                        if let Some(block) = blocks.bind(client, pool_index, plan.v4_local.port()) {
+                            self.push_block(now, BindingChange::Created, block);
+                        }
+                    }
+                    None => self.events.push(BindingEvent {
+                        at: now,
+                        change: BindingChange::Created,
+                        held,
+                    }),
+                }
                 Found::Binding(slot)
             }
             found => found,
@@ -591,29 +618,135 @@ impl SessionTable {
     /// addresses are tried.
     ///
     /// Only ports of this table's shard are handed out; the client's own
-    /// port is kept when the shard owns it.
-    fn allocate(&mut self, bind: BindKey) -> Option<(u16, SocketAddrV4)> {
+    /// port is kept when the shard owns it. With port blocks, only ports of
+    /// the client's blocks, or of a new one ([`Self::allocate_in_blocks`]).
+    fn allocate(&self, bind: BindKey) -> Result<(u16, SocketAddrV4), NatDrop> {
+        if self.blocks.is_some() {
+            return self.allocate_in_blocks(bind);
+        }
         let n = self.pool4.addrs().len();
         let preferred = (self.keyed_hash(&bind.addr) % n as u64) as usize;
-        // The counter moves when a binding is committed, not here: a plan
-        // made twice (the in-place path falling back to the copying one)
-        // picks the same port.
-        let start = self.keyed_hash(&(bind, self.allocations));
+        let start = self.allocation_start(bind);
         let p = proto_index(bind.proto);
-        (0..n).map(|j| (preferred + j) % n).find_map(|idx| {
-            let range = self.pool4.port_range_of(idx, bind.proto);
-            let size = self.shard.owned_in(*range.start(), *range.end());
-            if self.used[idx][p] >= size {
-                return None;
-            }
-            let addr = self.pool4.addrs()[idx];
-            let taken = self.taken[idx][p].as_ref();
-            let free = |w| self.owned.word(w) & !taken.map_or(0, |t| t.word(w));
-            // A pool has at most 65,536 addresses (`Pool4::new`).
-            let idx = u16::try_from(idx).ok()?;
-            pick_port(range.clone(), bind.port, start, free)
-                .map(|port| (idx, SocketAddrV4::new(addr, port)))
-        })
+        (0..n)
+            .map(|j| (preferred + j) % n)
+            .find_map(|idx| {
+                let range = self.pool4.port_range_of(idx, bind.proto);
+                let size = self.shard.owned_in(*range.start(), *range.end());
+                if self.used[idx][p] >= size {
+                    return None;
+                }
+                let idx = u16::try_from(idx).ok()?;
+                self.pick_in(idx, bind, range, start)
+            })
+            .ok_or(NatDrop::PoolExhausted)
+    }
+
+    /// Where a port search for `bind` starts: a keyed hash of the binding
+    /// and a counter (RFC 6056 algorithm 3). The counter moves when a
+    /// binding is committed, not here: a plan made twice (the in-place path
+    /// falling back to the copying one) picks the same port.
+    fn allocation_start(&self, bind: BindKey) -> u64 {
+        self.keyed_hash(&(bind, self.allocations))
+    }
+
+    /// A free port for `bind` in `range` of address `idx`, among this
+    /// shard's ports.
+    fn pick_in(
+        &self,
+        idx: u16,
+        bind: BindKey,
+        range: std::ops::RangeInclusive<u16>,
+        start: u64,
+    ) -> Option<(u16, SocketAddrV4)> {
+        let i = usize::from(idx);
+        let addr = *self.pool4.addrs().get(i)?;
+        let taken = self.taken[i][proto_index(bind.proto)].as_ref();
+        let free = |w| self.owned.word(w) & !taken.map_or(0, |t| t.word(w));
+        pick_port(range, bind.port, start, free).map(|port| (idx, SocketAddrV4::new(addr, port)))
+    }
+
+    /// RFC 7422 port blocks: a free port in one of the client's blocks, or
+    /// in a free block of this shard (on the address of the client's other
+    /// blocks first: paired pooling), unless the client holds as many
+    /// blocks as its port limit allows.
+    fn allocate_in_blocks(&self, bind: BindKey) -> Result<(u16, SocketAddrV4), NatDrop> {
+        let blocks = self.blocks.as_ref().expect("port blocks on");
+        let client = shard::client_of(&bind.addr, self.policy.client_prefix);
+        let start = self.allocation_start(bind);
+        let in_block = |idx: u16, number: u16| {
+            let range = self.pool4.port_range_of(usize::from(idx), bind.proto);
+            let ports = blocks.ports(number);
+            let lo = (*ports.start()).max(*range.start());
+            let hi = (*ports.end()).min(*range.end());
+            (lo <= hi)
+                .then(|| self.pick_in(idx, bind, lo..=hi, start))
+                .flatten()
+        };
+        if let Some((idx, port)) =
+            blocks.in_held(client, |idx, n| in_block(idx, n).map(|f| f.1.port()))
+        {
+            let addr = self.pool4.addrs()[usize::from(idx)];
+            return Ok((idx, SocketAddrV4::new(addr, port)));
+        }
+        let max_blocks = self
+            .policy
+            .max_ports_per_client
+            .div_ceil(blocks.size())
+            .max(1);
+        if blocks.count_of(client) >= max_blocks {
+            return Err(NatDrop::ClientPortLimit);
+        }
+        let n = self.pool4.addrs().len();
+        let preferred = match blocks.address_of(client) {
+            Some(idx) => usize::from(idx),
+            None => (self.keyed_hash(&client) % n as u64) as usize,
+        };
+        (0..n)
+            .map(|j| (preferred + j) % n)
+            .find_map(|i| {
+                let idx = u16::try_from(i).ok()?;
+                let numbers = blocks.numbers_in(&self.block_span(i))?;
+                let count = numbers.end() - numbers.start() + 1;
+                let offset = (start % u64::from(count)) as u32;
+                (0..count)
+                    .map(|k| numbers.start() + (offset + k) % count)
+                    .filter_map(|number| u16::try_from(number).ok())
+                    .filter(|&number| {
+                        self.shard.owns(*blocks.ports(number).start())
+                            && !blocks.is_held(idx, number)
+                    })
+                    .find_map(|number| in_block(idx, number))
+            })
+            .ok_or(NatDrop::PoolExhausted)
+    }
+
+    /// The ports of address `idx` that every protocol may use: blocks are
+    /// taken only inside it, so that a block serves TCP, UDP and ICMP.
+    fn block_span(&self, idx: usize) -> std::ops::RangeInclusive<u16> {
+        let ranges =
+            [L4Proto::Tcp, L4Proto::Udp, L4Proto::Icmp].map(|p| self.pool4.port_range_of(idx, p));
+        let lo = ranges.iter().map(|r| *r.start()).max().unwrap_or(0);
+        let hi = ranges.iter().map(|r| *r.end()).min().unwrap_or(0);
+        lo..=hi
+    }
+
+    /// Queues the log event of a block handed out or taken back.
+    fn push_block(&mut self, now: Instant, change: BindingChange, block: BlockChange) {
+        let Some(&v4) = self.pool4.addrs().get(usize::from(block.pool_index)) else {
+            return;
+        };
+        self.events.push(BindingEvent {
+            at: now,
+            change,
+            held: Held::Block {
+                client: Ipv6Addr::from(block.client),
+                client_prefix: self.policy.client_prefix,
+                v4,
+                first: block.first,
+                last: block.last,
+            },
+        });
     }
 
     fn lifetime(&self, class: TimerClass) -> Duration {
@@ -675,7 +808,12 @@ impl SessionTable {
         let bindings = self.bindings.maintain(RESIZE_BUDGET);
         let clients = self.clients.maintain(RESIZE_BUDGET);
         let servers = self.servers.maintain(RESIZE_BUDGET);
-        self.resize_due = (left || sessions || bindings || clients || servers).then_some(now);
+        let blocks = self
+            .blocks
+            .as_mut()
+            .is_some_and(|b| b.maintain(RESIZE_BUDGET));
+        self.resize_due =
+            (left || sessions || bindings || clients || servers || blocks).then_some(now);
     }
 
     fn remove_session(&mut self, now: Instant, slot: u32) {
@@ -704,13 +842,22 @@ impl SessionTable {
                 let pool_index = usize::from(b.pool_index);
                 let v4_local = b.local();
                 let removed = self.bindings.remove(binding, |_, _, _| {});
-                self.events.push(BindingEvent {
-                    at: now,
-                    change: BindingChange::Removed,
-                    proto: removed.proto,
-                    v6_client: SocketAddrV6::new(removed.client, removed.client_port, 0, 0),
-                    v4_local,
-                });
+                match &mut self.blocks {
+                    Some(blocks) => {
+                        if let Some(block) = blocks.unbind(removed.pool_index, v4_local.port()) {
+                            self.push_block(now, BindingChange::Removed, block);
+                        }
+                    }
+                    None => self.events.push(BindingEvent {
+                        at: now,
+                        change: BindingChange::Removed,
+                        held: Held::Binding {
+                            proto: removed.proto,
+                            v6_client: SocketAddrV6::new(removed.client, removed.client_port, 0, 0),
+                            v4_local,
+                        },
+                    }),
+                }
                 self.used[pool_index][proto_index(s.proto)] -= 1;
                 self.mark_free(pool_index, s.proto, v4_local.port());
                 port_released = true;
@@ -792,6 +939,10 @@ impl SessionTable {
             }),
         };
         self.clients.slab.get_mut(slot)
+    }
+
+    pub(crate) fn port_block_count(&self) -> usize {
+        self.blocks.as_ref().map_or(0, PortBlocks::len)
     }
 
     pub(crate) fn session_count(&self) -> usize {

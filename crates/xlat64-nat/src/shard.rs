@@ -7,7 +7,9 @@
 //! address's ports (and ICMP identifiers): pairs of ports, dealt round-robin
 //! (`(port >> 1) % count`), so that each shard has ports of both parities and
 //! of both ranges (0-1023 and 1024-65535) that RFC 6146 §3.5.1.1 asks port
-//! allocation to keep. A reply therefore names its owner in its destination
+//! allocation to keep. With port blocks of 2^k ports (RFC 7422), whole
+//! blocks are dealt instead (`(port >> k) % count`), so that a client's
+//! block belongs to its shard. A reply therefore names its owner in its destination
 //! port, and a packet from a client in its source address: both directions
 //! reach the owner without any table shared between shards.
 //!
@@ -29,6 +31,9 @@ pub struct Shard {
     /// addresses all live in one shard, so that per-client limits and
     /// paired pooling hold for the whole prefix).
     pub client_prefix: u8,
+    /// Ports are dealt to shards in runs of `1 << port_shift`: 1 (pairs),
+    /// or the size of a port block.
+    pub port_shift: u8,
 }
 
 impl Shard {
@@ -37,6 +42,7 @@ impl Shard {
         index: 0,
         count: 1,
         client_prefix: 128,
+        port_shift: 1,
     };
 
     /// Shard `index` of `count`, clients by address; `None` when `index` is
@@ -46,7 +52,19 @@ impl Shard {
             index,
             count,
             client_prefix: 128,
+            port_shift: 1,
         })
+    }
+
+    /// The same shard with ports dealt in blocks of `block` ports (a power
+    /// of two from 2 to 32768; anything else keeps pairs).
+    pub fn with_port_block(self, block: u16) -> Shard {
+        let port_shift = if block.is_power_of_two() && block >= 2 {
+            block.trailing_zeros() as u8
+        } else {
+            1
+        };
+        Shard { port_shift, ..self }
     }
 
     /// The same shard with clients of `client_prefix` bits (at most 128).
@@ -59,7 +77,7 @@ impl Shard {
 
     /// Whether pool4 port (or ICMP identifier) `port` is this shard's.
     pub fn owns(&self, port: u16) -> bool {
-        owner_of_port(port, self.count) == self.index
+        owner_of_port(port, self.count, self.port_shift) == self.index
     }
 
     /// How many ports of `lo..=hi` this shard owns.
@@ -67,28 +85,30 @@ impl Shard {
         if lo > hi {
             return 0;
         }
-        // Whole rounds of `2 * count` ports give 2 to each shard; count the
-        // ragged ends one by one (fewer than 4 * count ports).
-        let round = 2 * u32::from(self.count);
+        // Whole rounds of `run * count` ports give `run` to each shard;
+        // count the ragged ends one by one (fewer than 2 rounds).
+        let run = 1u32 << self.port_shift;
+        let round = run * u32::from(self.count);
         let (lo, hi) = (u32::from(lo), u32::from(hi));
         let first_round = lo.div_ceil(round) * round;
         let last_round = (hi + 1) / round * round;
         if first_round >= last_round {
             return (lo..=hi).filter(|&p| self.owns(p as u16)).count() as u32;
         }
-        let whole = (last_round - first_round) / round * 2;
+        let whole = (last_round - first_round) / round * run;
         let head = (lo..first_round).filter(|&p| self.owns(p as u16)).count() as u32;
         let tail = (last_round..=hi).filter(|&p| self.owns(p as u16)).count() as u32;
         whole + head + tail
     }
 }
 
-/// The shard of `count` that owns pool4 port (or ICMP identifier) `port`.
-pub fn owner_of_port(port: u16, count: u16) -> u16 {
+/// The shard of `count` that owns pool4 port (or ICMP identifier) `port`,
+/// ports being dealt in runs of `1 << shift` ([`Shard::port_shift`]).
+pub fn owner_of_port(port: u16, count: u16, shift: u8) -> u16 {
     if count <= 1 {
         0
     } else {
-        (port >> 1) % count
+        (port >> shift.min(15)) % count
     }
 }
 
@@ -152,7 +172,7 @@ pub fn owner_of_v6(pkt: &[u8], client_prefix: u8, count: u16) -> Option<u16> {
 /// without transport header goes by its identification (the reassembled
 /// datagram is then handed to its owner). `None` when it names no port
 /// (too short, another protocol or ICMP type).
-pub fn owner_of_v4(pkt: &[u8], count: u16) -> Option<u16> {
+pub fn owner_of_v4(pkt: &[u8], count: u16, shift: u8) -> Option<u16> {
     let hdr = pkt.first_chunk::<20>()?;
     if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x3fff != 0 {
         return Some(u16::from_be_bytes([hdr[4], hdr[5]]) % count.max(1));
@@ -175,7 +195,7 @@ pub fn owner_of_v4(pkt: &[u8], count: u16) -> Option<u16> {
         },
         _ => return None,
     };
-    Some(owner_of_port(port, count))
+    Some(owner_of_port(port, count, shift))
 }
 
 #[cfg(test)]
@@ -189,7 +209,7 @@ mod tests {
                 let owners: Vec<u16> = (0..count)
                     .filter(|&i| Shard::new(i, count).unwrap().owns(port))
                     .collect();
-                assert_eq!(owners, vec![owner_of_port(port, count)]);
+                assert_eq!(owners, vec![owner_of_port(port, count, 1)]);
             }
         }
     }
@@ -205,14 +225,18 @@ mod tests {
                 (5, 4),
                 (61001, 65535),
             ] {
-                for index in 0..count {
-                    let s = Shard::new(index, count).unwrap();
+                for (index, block) in (0..count).flat_map(|i| [(i, 0), (i, 512), (i, 8)]) {
+                    let s = Shard::new(index, count).unwrap().with_port_block(block);
                     let slow = if lo > hi {
                         0
                     } else {
                         (lo..=hi).filter(|&p| s.owns(p)).count() as u32
                     };
-                    assert_eq!(s.owned_in(lo, hi), slow, "{count} {index} {lo}-{hi}");
+                    assert_eq!(
+                        s.owned_in(lo, hi),
+                        slow,
+                        "{count} {index} {block} {lo}-{hi}"
+                    );
                 }
             }
         }
@@ -270,12 +294,12 @@ mod tests {
         udp[0] = 0x45;
         udp[9] = 17;
         udp[22..24].copy_from_slice(&4001u16.to_be_bytes());
-        assert_eq!(owner_of_v4(&udp, 3), Some(owner_of_port(4001, 3)));
+        assert_eq!(owner_of_v4(&udp, 3, 1), Some(owner_of_port(4001, 3, 1)));
         let mut echo = [0u8; 28];
         echo[0] = 0x45;
         echo[9] = 1;
         echo[24..26].copy_from_slice(&777u16.to_be_bytes());
-        assert_eq!(owner_of_v4(&echo, 3), Some(owner_of_port(777, 3)));
+        assert_eq!(owner_of_v4(&echo, 3, 1), Some(owner_of_port(777, 3, 1)));
         // Time Exceeded quoting a UDP packet from pool port 5003.
         let mut err = [0u8; 56];
         err[0] = 0x45;
@@ -284,14 +308,14 @@ mod tests {
         err[28] = 0x45;
         err[37] = 17;
         err[48..50].copy_from_slice(&5003u16.to_be_bytes());
-        assert_eq!(owner_of_v4(&err, 3), Some(owner_of_port(5003, 3)));
+        assert_eq!(owner_of_v4(&err, 3, 1), Some(owner_of_port(5003, 3, 1)));
         let mut frag = udp;
         frag[6] = 0x20; // MF
         frag[4..6].copy_from_slice(&7u16.to_be_bytes());
-        assert_eq!(owner_of_v4(&frag, 3), Some(1));
+        assert_eq!(owner_of_v4(&frag, 3, 1), Some(1));
         let mut gre = udp;
         gre[9] = 47;
-        assert_eq!(owner_of_v4(&gre, 3), None);
+        assert_eq!(owner_of_v4(&gre, 3, 1), None);
     }
 
     #[test]

@@ -109,6 +109,11 @@ pub struct Nat64Config {
     /// Queue binding events for [`Nat64::poll_binding_event`] (the binding
     /// log); off: none are kept.
     pub log_bindings: bool,
+    /// Port blocks (RFC 7422): each client's bindings take ports from
+    /// blocks of this many ports (a power of two, 2 to 32768) that it holds,
+    /// one log event per block; 0: ports one by one. The shard then owns
+    /// whole blocks ([`Shard::with_port_block`]).
+    pub port_block: u16,
 }
 
 /// A binding made by configuration: IPv4 hosts reach `v6` at `v4`.
@@ -122,7 +127,6 @@ pub struct StaticBinding {
     pub v4: SocketAddrV4,
 }
 
-/// A limit as the tables count: at most `u32::MAX`.
 /// Whether `pkt` (parsed as `parsed`) is an ICMPv6 Echo Reply.
 fn is_echo_reply_v6(pkt: &[u8], parsed: &Parsed6) -> bool {
     parsed.flow.proto == L4Proto::Icmp
@@ -130,6 +134,7 @@ fn is_echo_reply_v6(pkt: &[u8], parsed: &Parsed6) -> bool {
         && pkt.get(parsed.l4_offset) == Some(&xlat64_packet::icmp_map::v6::ECHO_REPLY)
 }
 
+/// A limit as the tables count: at most `u32::MAX`.
 fn clamp_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -171,6 +176,7 @@ impl Nat64Config {
             max_ports_per_client: usize::MAX,
             statics: Vec::new(),
             log_bindings: false,
+            port_block: 0,
         }
     }
 }
@@ -483,7 +489,13 @@ impl Nat64 {
 
     /// A NAT64 whose port allocation and IPv4 identifications follow from
     /// `seed` (deterministic, for tests and reproducible runs).
-    pub fn with_seed(config: Nat64Config, seed: u64) -> Self {
+    pub fn with_seed(mut config: Nat64Config, seed: u64) -> Self {
+        let blocks = config.port_block.is_power_of_two() && config.port_block >= 2;
+        if blocks {
+            config.shard = config.shard.with_port_block(config.port_block);
+        } else {
+            config.port_block = 0;
+        }
         let mut table = SessionTable::new(
             config.pool4.clone(),
             config.timeouts,
@@ -496,6 +508,7 @@ impl Nat64 {
                 client_prefix: config.shard.client_prefix,
                 max_sessions_per_client: clamp_u32(config.max_sessions_per_client),
                 max_ports_per_client: clamp_u32(config.max_ports_per_client),
+                port_block: config.port_block,
             },
         );
         table.events = BindingEvents::new(config.log_bindings);
@@ -503,7 +516,7 @@ impl Nat64 {
         let mut static_owners =
             std::collections::HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(7)));
         for s in &config.statics {
-            let owner = owner_of_port(s.v4.port(), shard.count);
+            let owner = owner_of_port(s.v4.port(), shard.count, shard.port_shift);
             // Duplicates and addresses outside the pool are the
             // configuration check's to refuse; one that slips through is
             // not installed.
@@ -640,7 +653,7 @@ impl Nat64 {
                 Ok(Some(whole)) => {
                     self.core.counters.fragments_reassembled += 1;
                     let shard = self.core.config.shard;
-                    match owner_of_v4(whole, shard.count) {
+                    match owner_of_v4(whole, shard.count, shard.port_shift) {
                         Some(owner) if owner != shard.index => {
                             return match out.get_mut(..whole.len()) {
                                 Some(o) => {
@@ -796,6 +809,11 @@ impl Nat64 {
     /// Number of BIB entries (without building a snapshot).
     pub fn bib_count(&self) -> usize {
         self.core.table.bib_count()
+    }
+
+    /// Port blocks clients hold (RFC 7422; 0 without `port_block`).
+    pub fn port_block_count(&self) -> usize {
+        self.core.table.port_block_count()
     }
 
     /// Sessions created since start.
@@ -1169,7 +1187,7 @@ impl Core {
     fn hairpin(&mut self, now: Instant, out: &mut [u8], len: usize) -> Verdict {
         self.counters.hairpinned += 1;
         let shard = self.config.shard;
-        match owner_of_v4(&out[..len], shard.count) {
+        match owner_of_v4(&out[..len], shard.count, shard.port_shift) {
             Some(owner) if owner != shard.index => return Verdict::Elsewhere { owner, len },
             _ => {}
         }

@@ -6,7 +6,7 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 use xlat64_nat::{
-    BindingChange, Filtering, Nat64, Nat64Config, NatDrop, Pool4, StaticBinding, TcpState,
+    BindingChange, Filtering, Held, Nat64, Nat64Config, NatDrop, Pool4, StaticBinding, TcpState,
     Timeouts, Verdict, EXPIRY_RESOLUTION,
 };
 use xlat64_packet::{DropReason, L4Proto, Prefix6052};
@@ -728,8 +728,14 @@ fn rfc6888_req_12_binding_events_for_the_log() {
     forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 40000, SERVER2, 53), &mut out));
     let created = nat.poll_binding_event().expect("one event per binding");
     assert_eq!(created.change, BindingChange::Created);
-    assert_eq!(created.v6_client, SocketAddrV6::new(client(1), 40000, 0, 0));
-    assert_eq!(created.v4_local, SocketAddrV4::new(POOL, 40000));
+    assert_eq!(
+        created.held,
+        Held::Binding {
+            proto: L4Proto::Udp,
+            v6_client: SocketAddrV6::new(client(1), 40000, 0, 0),
+            v4_local: SocketAddrV4::new(POOL, 40000),
+        }
+    );
     assert_eq!(created.at, t0);
     assert_eq!(
         nat.poll_binding_event(),
@@ -740,10 +746,7 @@ fn rfc6888_req_12_binding_events_for_the_log() {
     nat.handle_timeout(later);
     let removed = nat.poll_binding_event().expect("removed with its sessions");
     assert_eq!(removed.change, BindingChange::Removed);
-    assert_eq!(
-        (removed.v6_client, removed.v4_local),
-        (created.v6_client, created.v4_local)
-    );
+    assert_eq!(removed.held, created.held);
     assert_eq!(removed.at, later);
     assert_eq!(nat.poll_binding_event(), None);
 }

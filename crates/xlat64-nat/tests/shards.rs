@@ -61,16 +61,19 @@ fn each_shard_hands_out_only_its_own_ports_and_replies_name_it() {
                 panic!("not forwarded");
             };
             let local = translated_source(&out[..n]);
-            assert_eq!(owner_of_port(local.port(), count), index);
+            assert_eq!(owner_of_port(local.port(), count, 1), index);
             // The client's own port is kept exactly when the shard owns it.
-            assert_eq!(local.port() == cport, owner_of_port(cport, count) == index);
+            assert_eq!(
+                local.port() == cport,
+                owner_of_port(cport, count, 1) == index
+            );
             // The reply's owner, as the steering computes it, is this shard.
             let mut reply = Vec::new();
             PacketBuilder::ipv4(SERVER.octets(), local.ip().octets(), 64)
                 .udp(53, local.port())
                 .write(&mut reply, b"answer")
                 .unwrap();
-            assert_eq!(owner_of_v4(&reply, count), Some(index));
+            assert_eq!(owner_of_v4(&reply, count, 1), Some(index));
             assert!(matches!(
                 nat.handle_v4(t0, &reply, &mut out),
                 Verdict::Forward(_)
@@ -99,7 +102,7 @@ fn a_datagram_reassembled_by_another_shard_is_handed_to_its_owner() {
         panic!("not forwarded");
     };
     let local = translated_source(&out[..n]);
-    assert_eq!(owner_of_port(local.port(), 2), 1);
+    assert_eq!(owner_of_port(local.port(), 2, 1), 1);
     // A 3000-byte answer in two fragments whose identification steers them
     // to shard 0.
     let mut whole = Vec::new();
@@ -123,14 +126,14 @@ fn a_datagram_reassembled_by_another_shard_is_handed_to_its_owner() {
     };
     let payload = whole.len() - 20;
     let (first, last) = (fragment(0, 1480, true), fragment(1480, payload, false));
-    assert_eq!(owner_of_v4(&first, 2), Some(0));
-    assert_eq!(owner_of_v4(&last, 2), Some(0));
+    assert_eq!(owner_of_v4(&first, 2, 1), Some(0));
+    assert_eq!(owner_of_v4(&last, 2, 1), Some(0));
     assert_eq!(other.handle_v4(t0, &first, &mut out), Verdict::Held);
     let Verdict::Elsewhere { owner: 1, len } = other.handle_v4(t0, &last, &mut out) else {
         panic!("not handed over");
     };
     let datagram = out[..len].to_vec();
-    assert_eq!(owner_of_v4(&datagram, 2), Some(1));
+    assert_eq!(owner_of_v4(&datagram, 2, 1), Some(1));
     let verdict = owner.handle_v4(t0, &datagram, &mut out);
     let Verdict::Forward(n) = verdict else {
         panic!("the owner did not translate the handed-over datagram: {verdict:?}");
@@ -236,7 +239,7 @@ fn an_icmpv6_error_behind_extension_headers_reaches_the_sessions_owner() {
 #[test]
 fn a_static_bindings_server_is_handed_to_the_shard_of_its_port() {
     let count = 2;
-    let port = (8000..).find(|&p| owner_of_port(p, count) == 1).unwrap();
+    let port = (8000..).find(|&p| owner_of_port(p, count, 1) == 1).unwrap();
     let server = client(77);
     let statics = vec![xlat64_nat::StaticBinding {
         proto: xlat64_packet::L4Proto::Udp,
@@ -264,4 +267,33 @@ fn a_static_bindings_server_is_handed_to_the_shard_of_its_port() {
         panic!("the owner translates it");
     };
     assert_eq!(translated_source(&out[..n]), SocketAddrV4::new(POOL, port));
+}
+
+/// RFC 7422 port blocks over shards: a shard owns whole blocks
+/// (`(port >> 9) % count` with blocks of 512), so a client's block is all
+/// its shard's, and the replies to any port of it reach that shard.
+#[test]
+fn rfc7422_port_blocks_are_dealt_whole_to_shards() {
+    let count = 3;
+    for index in 0..count {
+        let pool4 = Pool4::new(&[POOL.into()]).unwrap();
+        let mut config = Nat64Config::new(prefix(), pool4, Timeouts::default());
+        config.shard = Shard::new(index, count).unwrap();
+        config.port_block = 512;
+        let mut nat = Nat64::with_seed(config, 3);
+        let t0 = Instant::now();
+        let mut out = vec![0u8; 2000];
+        let mut blocks = std::collections::HashSet::new();
+        for cport in 40000..40100u16 {
+            let Verdict::Forward(n) = nat.handle_v6(t0, &v6_udp(client(1), cport), &mut out) else {
+                panic!("not forwarded");
+            };
+            let local = translated_source(&out[..n]);
+            assert_eq!(owner_of_port(local.port(), count, 9), index);
+            blocks.insert(local.port() >> 9);
+        }
+        // A hundred ports fit in the client's one block.
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(nat.port_block_count(), 1);
+    }
 }

@@ -11,7 +11,9 @@
 //!
 //! A line: `{"time":"2026-11-23T20:31:02.123Z","event":"create",
 //! "protocol":"udp","v6_client":"[2001:db8:1::2]:5000",
-//! "v4_local":"192.0.2.1:61001"}`.
+//! "v4_local":"192.0.2.1:61001"}`; with port blocks, one per block:
+//! `{..., "protocol":"all","v6_client":"2001:db8:1::/64",
+//! "v4_block":"192.0.2.1:61440-61951"}` (see [`LogLine`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -21,7 +23,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-use xlat64_nat::BindingEvent;
+use xlat64_nat::{BindingEvent, Held};
 
 /// Events in flight between the workers and the writer at most.
 const CHANNEL: usize = 65_536;
@@ -162,16 +164,69 @@ fn write_lines(
     }
 }
 
+/// One line of the log, as written and as `xlat64 lookup` reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    /// RFC 3339, milliseconds, UTC.
+    pub time: String,
+    /// `"create"` or `"delete"`.
+    pub event: String,
+    /// `"tcp"`, `"udp"`, `"icmp"`, or for a port block `"all"`.
+    pub protocol: String,
+    /// The client: `"[ADDR]:PORT"` for a binding; for a port block its
+    /// address, or `"PREFIX/LEN"` with a client prefix shorter than 128.
+    pub v6_client: String,
+    /// A binding's pool4 transport address, `"ADDR:PORT"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v4_local: Option<String>,
+    /// A port block, `"ADDR:FIRST-LAST"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v4_block: Option<String>,
+}
+
+impl LogLine {
+    /// The line of `e`, which happened at `when`.
+    pub fn of(e: &BindingEvent, when: SystemTime) -> LogLine {
+        let time = humantime::format_rfc3339_millis(when).to_string();
+        let event = e.change.name().to_string();
+        match e.held {
+            Held::Binding {
+                proto,
+                v6_client,
+                v4_local,
+            } => LogLine {
+                time,
+                event,
+                protocol: proto.as_str().to_string(),
+                v6_client: v6_client.to_string(),
+                v4_local: Some(v4_local.to_string()),
+                v4_block: None,
+            },
+            Held::Block {
+                client,
+                client_prefix,
+                v4,
+                first,
+                last,
+            } => LogLine {
+                time,
+                event,
+                protocol: "all".to_string(),
+                v6_client: if client_prefix >= 128 {
+                    client.to_string()
+                } else {
+                    format!("{client}/{client_prefix}")
+                },
+                v4_local: None,
+                v4_block: Some(format!("{v4}:{first}-{last}")),
+            },
+        }
+    }
+}
+
 /// One JSON line.
 fn line(e: &BindingEvent, when: SystemTime) -> String {
-    serde_json::json!({
-        "time": humantime::format_rfc3339_millis(when).to_string(),
-        "event": e.change.name(),
-        "protocol": e.proto.as_str(),
-        "v6_client": e.v6_client.to_string(),
-        "v4_local": e.v4_local.to_string(),
-    })
-    .to_string()
+    serde_json::to_string(&LogLine::of(e, when)).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -184,9 +239,11 @@ mod tests {
         let e = BindingEvent {
             at: Instant::now(),
             change: BindingChange::Created,
-            proto: xlat64_packet::L4Proto::Udp,
-            v6_client: "[2001:db8:1::2]:5000".parse().unwrap(),
-            v4_local: "192.0.2.1:61001".parse().unwrap(),
+            held: Held::Binding {
+                proto: xlat64_packet::L4Proto::Udp,
+                v6_client: "[2001:db8:1::2]:5000".parse().unwrap(),
+                v4_local: "192.0.2.1:61001".parse().unwrap(),
+            },
         };
         let when = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
         let v: serde_json::Value = serde_json::from_str(&line(&e, when)).unwrap();
@@ -195,6 +252,23 @@ mod tests {
         assert_eq!(v["protocol"], "udp");
         assert_eq!(v["v6_client"], "[2001:db8:1::2]:5000");
         assert_eq!(v["v4_local"], "192.0.2.1:61001");
+        assert!(v.get("v4_block").is_none());
+        // A port block of a subscriber prefix.
+        let block = BindingEvent {
+            held: Held::Block {
+                client: "2001:db8:1::".parse().unwrap(),
+                client_prefix: 64,
+                v4: "192.0.2.1".parse().unwrap(),
+                first: 61440,
+                last: 61951,
+            },
+            ..e
+        };
+        let v: serde_json::Value = serde_json::from_str(&line(&block, when)).unwrap();
+        assert_eq!(v["protocol"], "all");
+        assert_eq!(v["v6_client"], "2001:db8:1::/64");
+        assert_eq!(v["v4_block"], "192.0.2.1:61440-61951");
+        assert!(v.get("v4_local").is_none());
     }
 
     #[test]
@@ -206,9 +280,11 @@ mod tests {
         let e = BindingEvent {
             at: Instant::now(),
             change: BindingChange::Removed,
-            proto: xlat64_packet::L4Proto::Tcp,
-            v6_client: "[2001:db8:1::2]:5000".parse().unwrap(),
-            v4_local: "192.0.2.1:61001".parse().unwrap(),
+            held: Held::Binding {
+                proto: xlat64_packet::L4Proto::Tcp,
+                v6_client: "[2001:db8:1::2]:5000".parse().unwrap(),
+                v4_local: "192.0.2.1:61001".parse().unwrap(),
+            },
         };
         log.handle().send(e, Instant::now(), SystemTime::now());
         let rotated = dir.join("bindings.jsonl.1");

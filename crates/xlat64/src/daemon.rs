@@ -130,6 +130,9 @@ impl Running {
                 nat_section.offload,
                 workers,
                 nat_section.limits.client_prefix,
+                xlat64_nat::Shard::ONE
+                    .with_port_block(nat_section.port_block)
+                    .port_shift,
             )
             .map_err(|e| {
                 format!(
@@ -215,9 +218,11 @@ impl Running {
                 .iter()
                 .map(config::StaticSection::to_nat)
                 .collect();
+            nat_config.port_block = nat_section.port_block;
             nat_config.shard = nat_config
                 .shard
-                .with_client_prefix(nat_section.limits.client_prefix);
+                .with_client_prefix(nat_section.limits.client_prefix)
+                .with_port_block(nat_section.port_block);
             if let Some(target) = nat_section.log.bindings_target() {
                 let log = BindingLog::start(target)?;
                 state.binding_log_dropped = Some(log.dropped_counter());

@@ -184,6 +184,25 @@ pub(super) fn check_invariants(t: &SessionTable) {
             assert_eq!(set, held.get(&(idx, p)).copied().unwrap_or(0));
         }
     }
+    // With port blocks: every dynamic binding's port is in a block its
+    // client holds, and every block holds bindings (of its client only).
+    if let Some(blocks) = &t.blocks {
+        let mut per_block: std::collections::HashMap<(u16, u16), (u128, u32)> = Default::default();
+        for slot in 0..t.bindings.len() as u32 {
+            let b = t.bindings.slab.get(slot);
+            if b.is_static {
+                continue;
+            }
+            let client = shard::client_of(&b.client, t.policy.client_prefix);
+            let key = (b.pool_index, blocks.number_of(b.local_port));
+            let e = per_block.entry(key).or_insert((client, 0));
+            assert_eq!(e.0, client, "a block shared by two clients");
+            e.1 += 1;
+            assert!(blocks.is_held(key.0, key.1));
+            assert!(t.shard.owns(b.local_port));
+        }
+        assert_eq!(per_block.len(), blocks.len(), "blocks without bindings");
+    }
     // The per-client counts are the tables' (static bindings aside), and so
     // are the filtering counts.
     let mut usage: std::collections::HashMap<u128, (u32, u32, [u32; 3])> = Default::default();
@@ -898,8 +917,11 @@ mod expiry_timing {
         #[test]
         fn sessions_expire_within_the_resolution_never_early(
             ops in proptest::collection::vec(op(), 1..120),
+            block in prop_oneof![Just(0u16), Just(64u16)],
         ) {
-            let mut t = SessionTable::new(pool(&["192.0.2.1/32"]), TIMEOUTS, 5, Shard::ONE, usize::MAX, EIF);
+            let policy = TablePolicy { port_block: block, ..EIF };
+            let shard = Shard::ONE.with_port_block(block);
+            let mut t = SessionTable::new(pool(&["192.0.2.1/32"]), TIMEOUTS, 5, shard, usize::MAX, policy);
             let mut now = Instant::now();
             let mut model: HashMap<(L4Proto, u16), Expect> = HashMap::new();
             for op in ops {
@@ -969,6 +991,7 @@ mod expiry_timing {
                         now = end;
                     }
                 }
+                check_invariants(&t);
                 for (k, e) in &model {
                     prop_assert!(now <= e.last + e.lifetime + EXPIRY_RESOLUTION, "{k:?} kept too long");
                 }
@@ -1145,4 +1168,130 @@ fn a_static_bindings_sessions_are_not_limited_as_a_client() {
     }
     assert_eq!(t.session_count(), 5);
     assert_eq!(t.clients.len(), 0);
+}
+
+/// A table with port blocks of `size` over `nets`, clients by address.
+fn block_table(nets: &[&str], size: u16, shard: Shard, max_ports: u32) -> SessionTable {
+    let policy = TablePolicy {
+        port_block: size,
+        max_ports_per_client: max_ports,
+        ..EIF
+    };
+    SessionTable::new(
+        pool(nets),
+        Timeouts::default(),
+        9,
+        shard.with_port_block(size),
+        usize::MAX,
+        policy,
+    )
+}
+
+#[test]
+fn rfc7422_a_clients_bindings_share_its_blocks() {
+    let t0 = Instant::now();
+    let mut t = block_table(&["192.0.2.0/30"], 64, Shard::ONE, u32::MAX);
+    t.events = BindingEvents::new(true);
+    let mut locals = Vec::new();
+    for port in 0..100u16 {
+        for proto in [L4Proto::Udp, L4Proto::Tcp] {
+            let flags = if proto == L4Proto::Tcp { SYN } else { 0 };
+            locals.push(out(&mut t, t0, flow6(proto, 1, 2000 + port, 53, flags), SERVER).unwrap());
+        }
+    }
+    // 100 ports per protocol: two blocks of 64, on one address (paired).
+    let blocks = t.blocks.as_ref().unwrap();
+    assert_eq!(blocks.count_of(u128::from(client(1))), 2);
+    let addr = *locals[0].ip();
+    assert!(locals.iter().all(|l| *l.ip() == addr));
+    let numbers: std::collections::HashSet<u16> = locals.iter().map(|l| l.port() / 64).collect();
+    assert_eq!(numbers.len(), 2);
+    // Another client gets blocks of its own.
+    let other = out(&mut t, t0, flow6(L4Proto::Udp, 2, 2000, 53, 0), SERVER).unwrap();
+    assert!(!numbers.contains(&(other.port() / 64)) || *other.ip() != addr);
+    check_invariants(&t);
+    // One event per block, not per binding.
+    let mut created = Vec::new();
+    while let Some(e) = t.events.pop() {
+        created.push(e);
+    }
+    assert_eq!(created.len(), 3, "{created:?}");
+    match created[0].held {
+        Held::Block {
+            client: c,
+            client_prefix,
+            v4,
+            first,
+            last,
+        } => {
+            assert_eq!((c, client_prefix, v4), (client(1), 128, addr));
+            assert_eq!(last - first, 63);
+            assert_eq!(first % 64, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Everything expires: the blocks go back, one event each.
+    expire_all(&mut t, t0 + 3 * 60 * MIN);
+    assert_eq!(t.blocks.as_ref().unwrap().len(), 0);
+    let mut removed = 0;
+    while let Some(e) = t.events.pop() {
+        assert_eq!(e.change, BindingChange::Removed);
+        removed += 1;
+    }
+    assert_eq!(removed, 3);
+    check_invariants(&t);
+}
+
+#[test]
+fn rfc7422_blocks_respect_the_port_limit_and_the_pool() {
+    let t0 = Instant::now();
+    // 128 ports per client: two blocks of 64.
+    let mut t = block_table(&["192.0.2.1/32"], 64, Shard::ONE, 128);
+    for port in 0..128u16 {
+        out(
+            &mut t,
+            t0,
+            flow6(L4Proto::Udp, 1, 2000 + port, 53, 0),
+            SERVER,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Udp, 1, 3000, 53, 0), SERVER),
+        Err(NatDrop::ClientPortLimit)
+    );
+    // TCP of the same client still has room in its blocks.
+    out(&mut t, t0, flow6(L4Proto::Tcp, 1, 3000, 80, SYN), SERVER).unwrap();
+    // A tiny pool: one address with four whole blocks in 61001-61300?
+    // None: 61001-61300 holds no aligned block of 512.
+    let entries = [("192.0.2.1/32".parse().unwrap(), Some(61001..=61300))];
+    let mut t = SessionTable::new(
+        Pool4::with_entries(&entries).unwrap(),
+        Timeouts::default(),
+        9,
+        Shard::ONE.with_port_block(512),
+        usize::MAX,
+        TablePolicy {
+            port_block: 512,
+            ..EIF
+        },
+    );
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Udp, 1, 2000, 53, 0), SERVER),
+        Err(NatDrop::PoolExhausted)
+    );
+}
+
+#[test]
+fn rfc7422_blocks_are_the_shards_own() {
+    let t0 = Instant::now();
+    for index in 0..3u16 {
+        let shard = Shard::new(index, 3).unwrap();
+        let mut t = block_table(&["192.0.2.1/32"], 256, shard, u32::MAX);
+        for c in 1..20u16 {
+            let local = out(&mut t, t0, flow6(L4Proto::Udp, c, 2000, 53, 0), SERVER).unwrap();
+            assert_eq!(crate::shard::owner_of_port(local.port(), 3, 8), index);
+        }
+        check_invariants(&t);
+    }
 }

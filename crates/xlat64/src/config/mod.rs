@@ -157,6 +157,11 @@ pub struct Nat64Section {
     /// §3.5.2.2): their SYNs are dropped, not held for a simultaneous open.
     #[serde(rename = "drop-externally-initiated-tcp", default)]
     pub drop_externally_initiated_tcp: bool,
+    /// Port blocks (RFC 7422): each client's bindings take ports from
+    /// blocks of this many ports (a power of two, 8 to 32768), one binding
+    /// log line per block; 0: ports one by one.
+    #[serde(rename = "port-block", default)]
+    pub port_block: u16,
     /// Static bindings (`[[nat64.static]]`): port forwarding to IPv6 servers.
     #[serde(rename = "static", default, skip_serializing_if = "Vec::is_empty")]
     pub statics: Vec<StaticSection>,
@@ -954,6 +959,7 @@ impl Config {
             }
             nat.limits.max_sessions = Some(max);
             check_statics(nat)?;
+            check_port_block(nat)?;
             if nat.limits.max_simultaneous_opens > MAX_SIMULTANEOUS_OPENS {
                 return Err(ConfigError::new(
                     "nat64.limits.max-simultaneous-opens",
@@ -1153,6 +1159,38 @@ impl Config {
 /// The `[dns64]` keys beyond listen/upstream/prefix.
 /// `[[nat64.static]]`: inside pool4, outside the prefix, no transport
 /// address twice on either side.
+/// `port-block`: 0, or a power of two from 8 to 32768 that leaves every
+/// pool4 entry at least one whole block (blocks are aligned: block `b` is
+/// ports `b * N` to `b * N + N - 1`).
+fn check_port_block(nat: &Nat64Section) -> Result<(), ConfigError> {
+    let n = nat.port_block;
+    if n == 0 {
+        return Ok(());
+    }
+    if !(n.is_power_of_two() && (8..=32768).contains(&n)) {
+        return Err(ConfigError::new(
+            "nat64.port-block",
+            format!(
+                "{n} is not a power of two from 8 to 32768; use 0 (ports one by one) or e.g. 512"
+            ),
+        ));
+    }
+    for e in &nat.pool4 {
+        let (lo, hi) =
+            e.1.clone()
+                .map_or((1024, 65535), |r| (*r.start(), *r.end()));
+        let first = u32::from(lo).div_ceil(u32::from(n));
+        let end = (u32::from(hi) + 1) / u32::from(n);
+        if first >= end {
+            return Err(ConfigError::new(
+                "nat64.pool4",
+                format!("the range {lo}-{hi} of {} holds no whole block of {n} ports (blocks start at multiples of {n}); widen it or lower nat64.port-block", e.0.addr()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A pool4 entry that is an address of the gateway itself: it needs a port
 /// range, above the gateway's own services.
 fn check_shared_entry(e: &Pool4Entry) -> Result<(), ConfigError> {
@@ -1384,6 +1422,27 @@ mod tests {
         );
         let text = c.to_toml();
         assert_eq!(Config::from_toml(&text).unwrap(), c, "{text}");
+    }
+
+    #[test]
+    fn rfc7422_port_block_is_a_power_of_two_that_fits_every_entry() {
+        let with = |block: &str, pool: &str| {
+            Config::from_toml(&format!(
+                "[nat64]\npool4 = [\"{pool}\"]\nport-block = {block}\n"
+            ))
+        };
+        let c = with("512", "192.0.2.1:61001-65535").unwrap();
+        assert_eq!(c.nat64.as_ref().unwrap().port_block, 512);
+        assert!(c.to_toml().contains("port-block = 512"));
+        with("0", "192.0.2.1").unwrap();
+        for bad in ["3", "4", "65535", "1000"] {
+            let e = with(bad, "192.0.2.1").unwrap_err();
+            assert_eq!(e.key, "nat64.port-block", "{bad}: {e}");
+        }
+        // 61001-61400 holds no aligned block of 512 (61440 is the first).
+        let e = with("512", "192.0.2.1:61001-61400").unwrap_err();
+        assert_eq!(e.key, "nat64.pool4");
+        assert!(e.message.contains("no whole block"), "{e}");
     }
 
     #[test]

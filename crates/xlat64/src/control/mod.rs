@@ -249,7 +249,7 @@ async fn stats(state: &ControlState) -> Value {
         out.insert("workers".into(), datapath.workers() as u64);
         out.insert("tun_offload".into(), u64::from(datapath.offload));
         let mut sum = xlat64_nat::NatCounters::default();
-        let mut gauges = [0u64; 6];
+        let mut gauges = [0u64; 7];
         for i in 0..datapath.workers() {
             let counters = datapath.counters(i);
             counters.snapshot(&mut out);
@@ -262,6 +262,7 @@ async fn stats(state: &ControlState) -> Value {
             for (g, v) in gauges.iter_mut().zip([
                 f.sessions,
                 f.bindings,
+                f.port_blocks,
                 f.sessions_created,
                 f.sessions_expired,
                 f.fragments_in_progress,
@@ -283,6 +284,7 @@ async fn stats(state: &ControlState) -> Value {
         let names = [
             "nat64_sessions",
             "nat64_bindings",
+            "nat64_port_blocks",
             "nat64_sessions_created",
             "nat64_sessions_expired",
             "fragments_in_progress",

@@ -30,6 +30,7 @@ pub fn open(
     offload: bool,
     workers: usize,
     client_prefix: u8,
+    port_shift: u8,
 ) -> io::Result<Queues> {
     let workers = workers.max(1);
     let (first, offload) = open_first(name, mtu, offload, workers > 1)?;
@@ -40,7 +41,7 @@ pub fn open(
     if workers == 1 {
         return Ok(Queues { queues, offload });
     }
-    let steered = super::steering::load(workers as u16, client_prefix)
+    let steered = super::steering::load(workers as u16, client_prefix, port_shift)
         .and_then(|prog| crate::sys::bpf::attach_steering(&queues[0], &prog));
     if let Err(e) = steered {
         tracing::warn!(

@@ -25,6 +25,8 @@ pub struct NatFigures {
     pub sessions: u64,
     /// Bindings held now.
     pub bindings: u64,
+    /// Port blocks clients hold now (RFC 7422).
+    pub port_blocks: u64,
     /// Sessions created since start.
     pub sessions_created: u64,
     /// Sessions expired since start.

@@ -74,9 +74,12 @@ impl Datapath {
         let parts = queues.queues.into_iter().zip(doorbells).zip(receivers);
         for (index, ((dev, doorbell), receiver)) in parts.enumerate() {
             let mut nat_config = config.clone();
-            nat_config.shard = Shard::new(index as u16, count as u16)
-                .expect("index < count")
-                .with_client_prefix(config.shard.client_prefix);
+            nat_config.shard = Shard {
+                port_shift: config.shard.port_shift,
+                ..Shard::new(index as u16, count as u16)
+                    .expect("index < count")
+                    .with_client_prefix(config.shard.client_prefix)
+            };
             nat_config.max_sessions = per_worker;
             nat_config.max_simultaneous_opens = config.max_simultaneous_opens.div_ceil(count);
             // The gateway-wide rates and bounds, shared out.

@@ -11,7 +11,8 @@
 //! - IPv6: a hash of the source address (for an ICMPv6 error, of the quoted
 //!   destination, the client it is about);
 //! - IPv4: the destination port, echo identifier, or for an ICMP error the
-//!   quoted source port or identifier: `(port >> 1) % workers`;
+//!   quoted source port or identifier: `(port >> shift) % workers`, where
+//!   runs of `1 << shift` ports are a worker's (pairs, or port blocks);
 //! - an IPv4 fragment: its identification modulo the workers, so that all
 //!   fragments of a datagram meet; the reassembled datagram is handed to
 //!   its owner if that is another worker (rare, counted);
@@ -147,7 +148,7 @@ impl Asm {
 
 /// The steering program for `workers` queues (see the module documentation;
 /// `owner_of_v4`/`owner_of_v6` are its reference and its tests' oracle).
-pub(crate) fn program(workers: u16, client_prefix: u8) -> Vec<[u8; 8]> {
+pub(crate) fn program(workers: u16, client_prefix: u8, port_shift: u8) -> Vec<[u8; 8]> {
     let n = i32::from(workers.max(1));
     let mut a = Asm::default();
     let (v6, zero, frag, owner) = (a.label(), a.label(), a.label(), a.label());
@@ -208,7 +209,7 @@ pub(crate) fn program(workers: u16, client_prefix: u8) -> Vec<[u8; 8]> {
     a.load_ind(op::H, R9, 0);
 
     a.bind(owner);
-    a.alu64_imm(op::RSH, R0, 1);
+    a.alu64_imm(op::RSH, R0, i32::from(port_shift.min(15)));
     a.alu64_imm(op::MOD, R0, n);
     a.exit();
 
@@ -254,8 +255,8 @@ pub(crate) fn program(workers: u16, client_prefix: u8) -> Vec<[u8; 8]> {
 }
 
 /// Loads the steering program for `workers` queues into the kernel.
-pub(crate) fn load(workers: u16, client_prefix: u8) -> std::io::Result<OwnedFd> {
-    crate::sys::bpf::load_socket_filter(&program(workers, client_prefix))
+pub(crate) fn load(workers: u16, client_prefix: u8, port_shift: u8) -> std::io::Result<OwnedFd> {
+    crate::sys::bpf::load_socket_filter(&program(workers, client_prefix, port_shift))
 }
 
 #[cfg(test)]
@@ -392,14 +393,22 @@ mod tests {
             eprintln!("SKIPPED the_kernel_computes_what_the_reference_computes: needs root");
             return;
         }
-        for (workers, client_prefix) in [(1u16, 128), (2, 128), (3, 64), (4, 56), (7, 128), (4, 32)]
-        {
-            let prog =
-                load(workers, client_prefix).expect("the verifier accepts the steering program");
+        for (workers, client_prefix, shift) in [
+            (1u16, 128, 1),
+            (2, 128, 1),
+            (3, 64, 1),
+            (4, 56, 1),
+            (7, 128, 1),
+            (4, 32, 1),
+            (2, 128, 9),
+            (3, 64, 6),
+        ] {
+            let prog = load(workers, client_prefix, shift)
+                .expect("the verifier accepts the steering program");
             for pkt in packets() {
                 let expected = match pkt.first().map(|b| b >> 4) {
                     Some(6) => owner_of_v6(&pkt, client_prefix, workers),
-                    Some(4) => owner_of_v4(&pkt, workers),
+                    Some(4) => owner_of_v4(&pkt, workers, shift),
                     _ => None,
                 }
                 .unwrap_or(0);
@@ -426,7 +435,7 @@ mod tests {
 
     #[test]
     fn jumps_land_inside_the_program() {
-        let p = program(4, 60);
+        let p = program(4, 60, 1);
         for (at, i) in p.iter().enumerate() {
             if i[0] & 0x07 == op::JMP && i[0] != op::JMP | op::EXIT {
                 let off = i16::from_le_bytes([i[2], i[3]]) as i64;

@@ -264,6 +264,7 @@ fn serve(dev: &SyncDevice, io: &mut impl PacketIo, shard: &mut Shard, mailbox: &
                 let _ = reply.send(NatFigures {
                     sessions: nat.session_count() as u64,
                     bindings: nat.bib_count() as u64,
+                    port_blocks: nat.port_block_count() as u64,
                     sessions_created: nat.sessions_created(),
                     sessions_expired: nat.sessions_expired(),
                     sessions_by_protocol: [L4Proto::Tcp, L4Proto::Udp, L4Proto::Icmp]
