@@ -560,6 +560,122 @@ fn rfc6888_req_12_binding_log_names_client_and_pool4_address() {
         "SIGHUP stopped the daemon:\n{}",
         gateway.log()
     );
+    // The abuse report: who held the first binding's address and port?
+    let (rotated, path) = (rotated.display().to_string(), path.display().to_string());
+    let v4 = local.to_string();
+    let out = gateway
+        .cli(&["lookup", &v4, "--log", &rotated, "--log", &path, "--json"])
+        .expect("xlat64 lookup");
+    assert!(out.status.success(), "{out:?}");
+    let found: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        found[0]["v6_client"],
+        format!("[{CLIENT_V6}]:41000"),
+        "{found}"
+    );
+    assert_eq!(found[0]["until"], Value::Null);
+}
+
+/// RFC 7422 port blocks: a client's bindings share its block (one log line
+/// for all of them), another client gets a block of its own, and `xlat64
+/// lookup` names the client that held a port of a block at a time.
+#[test]
+fn rfc7422_port_blocks_log_one_line_per_block_and_lookup_names_the_client() {
+    let Some(lab) = common::can_run("blocks", &["ip"]).then(|| Lab::create("blocks").expect("lab"))
+    else {
+        return;
+    };
+    add_client_b(&lab);
+    let path = lab.dir().join("bindings.jsonl");
+    let config = lab
+        .gateway_config()
+        .replacen("[nat64]\n", "[nat64]\nport-block = 64\n", 1)
+        .replacen(
+            "[dns64]\n",
+            &format!(
+                "[nat64.log]\nbindings = \"{}\"\n\n[dns64]\n",
+                path.display()
+            ),
+            1,
+        );
+    let gateway = lab
+        .start_gateway_with(&common::exe(), &config)
+        .unwrap_or_else(|e| panic!("start the gateway: {e}"));
+    lab.in_netns(lab.client(), || {
+        for port in 42000..42010u16 {
+            UdpSocket::bind((CLIENT_V6, port))?.send_to(b"x", (embed_v4(SERVER_V4), 9999))?;
+        }
+        UdpSocket::bind((CLIENT_B, 42000))?.send_to(b"x", (embed_v4(SERVER_V4), 9999))
+    })
+    .expect("send");
+    let bib = || json(&gateway, &["bib"]);
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(bib().as_array().unwrap().len() == 11)
+    })
+    .unwrap_or_else(|_| panic!("bindings: {}", bib()));
+    let ports_of = |client: Ipv6Addr| -> Vec<u16> {
+        bib()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| {
+                b["v6_client"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("[{client}]"))
+            })
+            .map(|b| {
+                let l: SocketAddrV4 = b["v4_local"].as_str().unwrap().parse().unwrap();
+                l.port()
+            })
+            .collect()
+    };
+    let a = ports_of(CLIENT_V6);
+    let b = ports_of(CLIENT_B);
+    assert_eq!(a.len(), 10);
+    let block = a[0] / 64;
+    assert!(a.iter().all(|p| p / 64 == block), "{a:?}");
+    assert!(b.iter().all(|p| p / 64 != block), "{b:?}");
+    assert_eq!(counter(&gateway, "nat64_port_blocks"), 2);
+    // Two lines, one per block.
+    let lines = || -> Vec<Value> {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    };
+    lab::wait_until(Duration::from_secs(5), || Ok(lines().len() == 2))
+        .unwrap_or_else(|_| panic!("log: {:?}", lines()));
+    let mine = lines()
+        .into_iter()
+        .find(|l| l["v6_client"] == CLIENT_V6.to_string())
+        .expect("client A's block");
+    assert_eq!(mine["protocol"], "all");
+    let first = block * 64;
+    assert_eq!(mine["v4_block"], format!("{POOL4}:{first}-{}", first + 63));
+    // Who held a port of that block, now? Client A, from the configured log.
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let v4 = format!("{POOL4}:{}", first + 40);
+    let out = gateway
+        .cli(&["lookup", &v4, "--at", &now, "--protocol", "tcp"])
+        .expect("xlat64 lookup");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&CLIENT_V6.to_string()), "{text}");
+    assert!(!text.contains(&CLIENT_B.to_string()), "{text}");
+    // Nobody held a port outside both blocks: no answer, exit status 1.
+    let free = (1024..=65535u16)
+        .find(|p| p / 64 != block && b.iter().all(|q| q / 64 != p / 64))
+        .unwrap();
+    let out = gateway
+        .cli(&["lookup", &format!("{POOL4}:{free}")])
+        .expect("xlat64 lookup");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no holder"),
+        "{out:?}"
+    );
 }
 
 /// A pool4 entry with a port range of its own: the gateway hands out only

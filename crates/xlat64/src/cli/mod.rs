@@ -1,6 +1,7 @@
-//! The command line (`../shared/CONTRACT.md`): run, check, sessions, bib, stats, demo.
+//! The command line (`../shared/CONTRACT.md`): run, check, sessions, bib, stats, lookup, demo.
 
 pub mod demo;
+pub mod lookup;
 
 use crate::config::Config;
 use crate::control::{self, filter};
@@ -16,7 +17,7 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
   [nat64]           prefix, pool4, tun, mtu, offload, mss-clamp, lowest-ipv6-mtu,
                     icmp-errors-per-second, rfc6791-v4, rfc6791-v6,
                     filtering (endpoint-independent | address-dependent),
-                    drop-externally-initiated-tcp
+                    drop-externally-initiated-tcp, port-block (RFC 7422 blocks of N ports)
   [nat64.limits]    max-sessions (all workers together; default by memory),
                     max-sessions-per-client, max-ports-per-client (0: none),
                     client-prefix (a client: an address, 128, or a prefix),
@@ -78,6 +79,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Who held a pool4 transport address (and when), from the binding log.
+    Lookup {
+        /// The pool4 transport address, ADDR:PORT (for ICMP the port is the
+        /// echo identifier).
+        #[arg(value_name = "ADDR:PORT")]
+        v4: std::net::SocketAddrV4,
+        /// Only who held it at this time (RFC 3339, UTC), e.g.
+        /// 2026-11-23T20:31:02Z.
+        #[arg(long, value_name = "TIME", value_parser = lookup::parse_time)]
+        at: Option<std::time::SystemTime>,
+        /// Only this protocol: tcp, udp or icmp (port blocks cover all).
+        #[arg(long, value_name = "PROTO", value_parser = filter::parse_protocol)]
+        protocol: Option<xlat64_packet::L4Proto>,
+        /// The binding log to read (repeat for rotated files, oldest
+        /// first); default: the configured `[nat64.log] bindings` file.
+        #[arg(long, value_name = "FILE")]
+        log: Vec<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build a throwaway lab of network namespaces and show DNS64 + NAT64 working.
     Demo,
 }
@@ -134,6 +156,16 @@ pub fn main() -> i32 {
         Command::Bib { json, filter } => {
             query(&cli.config, &filter.command("bib"), json, render_bib)
         }
+        Command::Lookup {
+            v4,
+            at,
+            protocol,
+            log,
+            json,
+        } => match load(&cli.config) {
+            Ok(config) => lookup::run(&config, &log, &lookup::Query { v4, at, protocol }, json),
+            Err(code) => code,
+        },
         Command::Stats { json } => query(&cli.config, "stats", json, render_stats),
     }
 }
