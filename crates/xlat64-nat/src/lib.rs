@@ -8,6 +8,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod binding_log;
+pub mod deterministic;
 pub mod fuzzing;
 mod icmp_rate;
 mod ipv4_id;
@@ -23,6 +24,7 @@ mod tcp;
 pub mod timeouts;
 
 pub use binding_log::{BindingChange, BindingEvent, Held};
+pub use deterministic::Deterministic;
 pub use pool4::Pool4;
 pub use reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 pub use shard::Shard;

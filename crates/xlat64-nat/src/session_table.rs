@@ -683,6 +683,15 @@ impl SessionTable {
                 .then(|| self.pick_in(idx, bind, lo..=hi, start))
                 .flatten()
         };
+        if let Some(d) = self.shard.deterministic {
+            // RFC 7422 §2: the client's one block, from the configuration.
+            let index = d
+                .index_of(&bind.addr.octets())
+                .ok_or(NatDrop::OutsideDeterministicRange)?;
+            let (idx, number) = d.block_of(index);
+            let idx = u16::try_from(idx).map_err(|_| NatDrop::PoolExhausted)?;
+            return in_block(idx, number).ok_or(NatDrop::ClientPortLimit);
+        }
         if let Some((idx, port)) =
             blocks.in_held(client, |idx, n| in_block(idx, n).map(|f| f.1.port()))
         {
@@ -731,8 +740,12 @@ impl SessionTable {
         lo..=hi
     }
 
-    /// Queues the log event of a block handed out or taken back.
+    /// Queues the log event of a block handed out or taken back; none for
+    /// deterministic blocks, which the configuration tells.
     fn push_block(&mut self, now: Instant, change: BindingChange, block: BlockChange) {
+        if self.shard.deterministic.is_some() {
+            return;
+        }
         let Some(&v4) = self.pool4.addrs().get(usize::from(block.pool_index)) else {
             return;
         };

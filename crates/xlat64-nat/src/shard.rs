@@ -19,6 +19,8 @@
 //! packets that end up on another shard, such as a datagram reassembled
 //! from IPv4 fragments.
 
+use crate::deterministic::Deterministic;
+
 /// Which of `count` shards a NAT64 is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -34,6 +36,9 @@ pub struct Shard {
     /// Ports are dealt to shards in runs of `1 << port_shift`: 1 (pairs),
     /// or the size of a port block.
     pub port_shift: u8,
+    /// Deterministic port blocks (RFC 7422 §2): a client of their range
+    /// lives on the shard that owns its block, not where its hash says.
+    pub deterministic: Option<Deterministic>,
 }
 
 impl Shard {
@@ -43,6 +48,7 @@ impl Shard {
         count: 1,
         client_prefix: 128,
         port_shift: 1,
+        deterministic: None,
     };
 
     /// Shard `index` of `count`, clients by address; `None` when `index` is
@@ -53,6 +59,7 @@ impl Shard {
             count,
             client_prefix: 128,
             port_shift: 1,
+            deterministic: None,
         })
     }
 
@@ -73,6 +80,25 @@ impl Shard {
             client_prefix: client_prefix.min(128),
             ..self
         }
+    }
+
+    /// The shard that owns the client of IPv6 address `addr`: the owner
+    /// of its deterministic block, or by [`owner_of_client`].
+    pub fn client_owner(&self, addr: &[u8; 16]) -> u16 {
+        match self
+            .deterministic
+            .and_then(|d| Some((d, d.index_of(addr)?)))
+        {
+            Some((d, index)) => d.owner(index, self.count),
+            None => owner_of_client(addr, self.client_prefix, self.count),
+        }
+    }
+
+    /// The shard that owns an IPv6 packet from the TUN device (see
+    /// [`owner_of_v6`]), deterministic clients included.
+    pub fn v6_owner(&self, pkt: &[u8]) -> Option<u16> {
+        let addr = v6_owner_address(pkt)?;
+        Some(self.client_owner(addr))
     }
 
     /// Whether pool4 port (or ICMP identifier) `port` is this shard's.
@@ -156,6 +182,16 @@ pub fn owner_of_client(addr: &[u8; 16], client_prefix: u8, count: u16) -> u16 {
 /// packet's destination's, which is the client the error is about. `None`
 /// when too short to tell.
 pub fn owner_of_v6(pkt: &[u8], client_prefix: u8, count: u16) -> Option<u16> {
+    Some(owner_of_client(
+        v6_owner_address(pkt)?,
+        client_prefix,
+        count,
+    ))
+}
+
+/// The client address that decides an IPv6 packet's owner: its source, or
+/// for an ICMPv6 error right after the fixed header the quoted destination.
+fn v6_owner_address(pkt: &[u8]) -> Option<&[u8; 16]> {
     let hdr = pkt.first_chunk::<48>();
     let is_error = hdr.is_some_and(|h| h[6] == 58 && h[40] < 128);
     let addr = if is_error {
@@ -163,7 +199,7 @@ pub fn owner_of_v6(pkt: &[u8], client_prefix: u8, count: u16) -> Option<u16> {
     } else {
         pkt.get(8..24)?
     };
-    Some(owner_of_client(addr.try_into().ok()?, client_prefix, count))
+    addr.try_into().ok()
 }
 
 /// The shard that owns an IPv4 packet from the TUN device: by the pool4

@@ -7,7 +7,7 @@ use crate::icmp_rate::IcmpRateLimit;
 use crate::ipv4_id::Ipv4Ids;
 use crate::reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 use crate::session_table::{OutboundPlan, SessionTable, TablePolicy};
-use crate::shard::{owner_of_client, owner_of_port, owner_of_v4, Shard};
+use crate::shard::{owner_of_port, owner_of_v4, Shard};
 use crate::syn_store::{Quote, SynStore, QUOTE};
 use crate::{BibEntry, Pool4, SessionEntry, Timeouts};
 use foldhash::fast::FixedState;
@@ -245,12 +245,15 @@ pub enum NatDrop {
     /// request that came in through a binding (RFC 6146 §3.5.3), and never
     /// opens state of its own.
     EchoReplyNoSession,
+    /// A new binding of a client outside the range of deterministic port
+    /// blocks (RFC 7422 §2): only the configured clients hold ports.
+    OutsideDeterministicRange,
 }
 
 impl NatDrop {
     /// The NAT-specific reasons (the packet ones are `DropReason::ALL`, the
     /// fragment ones `FragmentDrop::ALL`).
-    pub const NAT_ONLY: [NatDrop; 19] = [
+    pub const NAT_ONLY: [NatDrop; 20] = [
         NatDrop::NotInPrefix,
         NatDrop::NonGlobalUnderWellKnown,
         NatDrop::NotInPool4,
@@ -270,6 +273,7 @@ impl NatDrop {
         NatDrop::ClientSessionLimit,
         NatDrop::ClientPortLimit,
         NatDrop::EchoReplyNoSession,
+        NatDrop::OutsideDeterministicRange,
     ];
 
     /// Counter name for `xlat64 stats`.
@@ -296,6 +300,7 @@ impl NatDrop {
             NatDrop::ClientSessionLimit => "drop_client_session_limit",
             NatDrop::ClientPortLimit => "drop_client_port_limit",
             NatDrop::EchoReplyNoSession => "drop_echo_reply_no_session",
+            NatDrop::OutsideDeterministicRange => "drop_outside_deterministic_range",
         }
     }
 }
@@ -495,6 +500,7 @@ impl Nat64 {
             config.shard = config.shard.with_port_block(config.port_block);
         } else {
             config.port_block = 0;
+            config.shard.deterministic = None;
         }
         let mut table = SessionTable::new(
             config.pool4.clone(),
@@ -1107,9 +1113,7 @@ impl Core {
             // static binding's server's packet: its binding lives with its
             // pool4 port.
             let shard = self.config.shard;
-            let owner = static_owner.unwrap_or_else(|| {
-                owner_of_client(&flow.src.octets(), shard.client_prefix, shard.count)
-            });
+            let owner = static_owner.unwrap_or_else(|| shard.client_owner(&flow.src.octets()));
             if owner != shard.index {
                 return match out.get_mut(..pkt.len()) {
                     Some(o) => {

@@ -297,3 +297,41 @@ fn rfc7422_port_blocks_are_dealt_whole_to_shards() {
         assert_eq!(nat.port_block_count(), 1);
     }
 }
+
+/// RFC 7422 §2 over shards: a deterministic client lives on the shard that
+/// owns its block, whatever the worker count, and gets ports of that block.
+#[test]
+fn rfc7422_2_a_deterministic_client_lives_where_its_block_is() {
+    let range = u128::from("2001:db8:1::".parse::<Ipv6Addr>().unwrap());
+    let d = xlat64_nat::Deterministic::new(range, 113, 120, 1024..=65535, 256, 1).unwrap();
+    for count in [1u16, 2, 3] {
+        for n in [1u16, 0x102, 0x305, 0x7f0] {
+            let c = client(n);
+            let base = Shard::new(0, count).unwrap().with_client_prefix(120);
+            let probe = Shard {
+                deterministic: Some(d),
+                ..base
+            };
+            let owner = probe.client_owner(&c.octets());
+            let index = d.index_of(&c.octets()).unwrap();
+            assert_eq!(owner, d.owner(index, count));
+            let pool4 = Pool4::new(&[POOL.into()]).unwrap();
+            let mut config = Nat64Config::new(prefix(), pool4, Timeouts::default());
+            config.shard = Shard {
+                index: owner,
+                ..probe
+            };
+            config.port_block = 256;
+            let mut nat = Nat64::with_seed(config, 5);
+            let mut out = vec![0u8; 2000];
+            let Verdict::Forward(len) = nat.handle_v6(Instant::now(), &v6_udp(c, 5000), &mut out)
+            else {
+                panic!("client {c} refused on its shard {owner} of {count}");
+            };
+            let local = translated_source(&out[..len]);
+            let (_, number) = d.block_of(index);
+            assert!(d.ports(number).contains(&local.port()), "{c}: {local}");
+            assert_eq!(owner_of_port(local.port(), count, 8), owner);
+        }
+    }
+}

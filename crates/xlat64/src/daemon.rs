@@ -124,15 +124,19 @@ impl Running {
                 .map_err(|e| format!("nat64.pool4: {e}"))?;
             warn_if_not_forwarding();
             let workers = config.runtime.workers();
+            // How clients and ports are dealt to the workers.
+            let split = xlat64_nat::Shard {
+                deterministic: nat_section.deterministic(),
+                ..xlat64_nat::Shard::ONE
+                    .with_client_prefix(nat_section.limits.client_prefix)
+                    .with_port_block(nat_section.port_block)
+            };
             let queues = device::open(
                 &nat_section.tun,
                 nat_section.mtu,
                 nat_section.offload,
                 workers,
-                nat_section.limits.client_prefix,
-                xlat64_nat::Shard::ONE
-                    .with_port_block(nat_section.port_block)
-                    .port_shift,
+                split,
             )
             .map_err(|e| {
                 format!(
@@ -219,10 +223,7 @@ impl Running {
                 .map(config::StaticSection::to_nat)
                 .collect();
             nat_config.port_block = nat_section.port_block;
-            nat_config.shard = nat_config
-                .shard
-                .with_client_prefix(nat_section.limits.client_prefix)
-                .with_port_block(nat_section.port_block);
+            nat_config.shard = split;
             if let Some(target) = nat_section.log.bindings_target() {
                 let log = BindingLog::start(target)?;
                 state.binding_log_dropped = Some(log.dropped_counter());

@@ -711,3 +711,39 @@ fn a_pool4_entry_with_a_port_range_hands_out_only_its_ports() {
         assert!((61000..=61099).contains(&local.port()), "{b}");
     }
 }
+
+/// RFC 7422 §2 deterministic port blocks: the client's ports come from the
+/// block the configuration gives it (client 2 of 2001:db8:1::/120 holds
+/// block 8 + 2 = ports 1280-1407), a client outside the range gets none,
+/// and `xlat64 lookup` answers from the configuration alone.
+#[test]
+fn rfc7422_2_deterministic_blocks_follow_the_configuration() {
+    let Some((lab, gateway)) = lab_with_sections(
+        "determ",
+        "port-block = 128",
+        "[nat64.deterministic]\nclients = \"2001:db8:1::/120\"\n",
+    ) else {
+        return;
+    };
+    add_client_b(&lab);
+    lab.in_netns(lab.client(), || {
+        UdpSocket::bind((CLIENT_V6, 43000))?.send_to(b"x", (embed_v4(SERVER_V4), 9999))?;
+        UdpSocket::bind((CLIENT_B, 43000))?.send_to(b"x", (embed_v4(SERVER_V4), 9999))
+    })
+    .expect("send");
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(counter(&gateway, "drop_outside_deterministic_range") == 1)
+    })
+    .unwrap_or_else(|_| panic!("client B not refused: {}", json(&gateway, &["stats"])));
+    let port = binding_port(&gateway, SocketAddrV6::new(CLIENT_V6, 43000, 0, 0));
+    assert!((1280..=1407).contains(&port), "{port}");
+    let out = gateway
+        .cli(&["lookup", &format!("{POOL4}:1300")])
+        .expect("xlat64 lookup");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2001:db8:1::2/128 holds 192.0.2.1:1280-1407"),
+        "{text}"
+    );
+}

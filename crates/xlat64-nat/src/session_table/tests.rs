@@ -1295,3 +1295,61 @@ fn rfc7422_blocks_are_the_shards_own() {
         check_invariants(&t);
     }
 }
+
+#[test]
+fn rfc7422_2_deterministic_blocks_come_from_the_configuration() {
+    let t0 = Instant::now();
+    let entries = [("192.0.2.0/31".parse().unwrap(), Some(61001..=65535))];
+    let pool4 = Pool4::with_entries(&entries).unwrap();
+    let range = u128::from("2001:db8:100::".parse::<Ipv6Addr>().unwrap());
+    let d = crate::Deterministic::new(range, 54, 64, 61001..=65535, 8, 2).unwrap();
+    let shard = Shard {
+        deterministic: Some(d),
+        ..Shard::ONE.with_client_prefix(64).with_port_block(8)
+    };
+    let policy = TablePolicy {
+        port_block: 8,
+        client_prefix: 64,
+        ..EIF
+    };
+    let mut t = SessionTable::new(pool4, Timeouts::default(), 3, shard, usize::MAX, policy);
+    t.events = BindingEvents::new(true);
+    let subscriber = |n: u16, host: u16| Ipv6Addr::new(0x2001, 0xdb8, 0x100, n, 0, 0, 0, host);
+    let flow = |c: Ipv6Addr, sport: u16| Flow6 {
+        src: c,
+        ..flow6(L4Proto::Udp, 1, sport, 53, 0)
+    };
+    // Subscriber 600 (index 600): block 600 % 566 = 34 of address 1.
+    let (idx, number) = d.block_of(600);
+    assert_eq!(idx, 1);
+    for port in 0..8u16 {
+        let local = out(
+            &mut t,
+            t0,
+            flow(subscriber(600, port % 3 + 1), 5000 + port),
+            SERVER,
+        )
+        .unwrap();
+        assert_eq!(*local.ip(), Ipv4Addr::new(192, 0, 2, 1));
+        assert!(d.ports(number).contains(&local.port()), "{local}");
+        assert_eq!(
+            d.client_at(idx, local.port()),
+            Some(u128::from(subscriber(600, 0)))
+        );
+    }
+    // Its block is full: the ninth flow is refused, others are not.
+    assert_eq!(
+        out(&mut t, t0, flow(subscriber(600, 1), 6000), SERVER),
+        Err(NatDrop::ClientPortLimit)
+    );
+    out(&mut t, t0, flow(subscriber(601, 1), 6000), SERVER).unwrap();
+    // Outside the range: no ports.
+    let stranger = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 1);
+    assert_eq!(
+        out(&mut t, t0, flow(stranger, 6000), SERVER),
+        Err(NatDrop::OutsideDeterministicRange)
+    );
+    // No log: the configuration says who held what.
+    assert_eq!(t.events.pop(), None);
+    check_invariants(&t);
+}

@@ -3,7 +3,8 @@
 //! RFC 7422 §1), answered from the binding log: each `create` line is
 //! paired with the `delete` line of the same binding or port block that
 //! follows it, and the holdings that cover the port (and the time) are
-//! printed.
+//! printed. With deterministic port blocks (RFC 7422 §2) the
+//! configuration alone answers.
 
 use crate::binding_log::LogLine;
 use crate::config::Config;
@@ -118,9 +119,44 @@ fn covers(held: &str, v4: SocketAddrV4) -> bool {
     }
 }
 
-/// `xlat64 lookup`: reads `logs` (or the configured binding log), prints
-/// the holdings, returns the exit code (0: found; 1: none, or an error).
+/// With deterministic port blocks (RFC 7422 §2), the client whose block
+/// holds `v4`, from the configuration alone: the client's prefix and the
+/// block, valid at any time.
+pub fn deterministic(config: &Config, v4: SocketAddrV4) -> Option<(String, String)> {
+    let nat = config.nat64.as_ref()?;
+    let d = nat.deterministic()?;
+    let pool = crate::config::Pool4Entry::to_pool(&nat.pool4).ok()?;
+    let idx = pool.addrs().binary_search(v4.ip()).ok()?;
+    let client = d.client_at(idx, v4.port())?;
+    let ports = d.ports(v4.port() >> d.shift);
+    Some((
+        format!("{}/{}", std::net::Ipv6Addr::from(client), d.client_prefix),
+        format!("{}:{}-{}", v4.ip(), ports.start(), ports.end()),
+    ))
+}
+
+/// `xlat64 lookup`: with deterministic port blocks the configuration
+/// answers; else reads `logs` (or the configured binding log). Prints the
+/// holdings, returns the exit code (0: found; 1: none, or an error).
 pub fn run(config: &Config, logs: &[PathBuf], q: &Query, as_json: bool) -> i32 {
+    if let Some((client, block)) = deterministic(config, q.v4) {
+        if as_json {
+            let v = json!([{
+                "protocol": "all",
+                "v6_client": client,
+                "v4": block,
+                "from": null,
+                "until": null,
+                "deterministic": true,
+            }]);
+            crate::cli::emit(&format!("{v}\n"));
+        } else {
+            crate::cli::emit(&format!(
+                "{client} holds {block} (deterministic port block: at any time)\n"
+            ));
+        }
+        return 0;
+    }
     let files: Vec<PathBuf> = if logs.is_empty() {
         let configured = config.nat64.as_ref().and_then(|n| n.log.bindings_target());
         match configured {
@@ -294,5 +330,29 @@ mod tests {
         assert_eq!(found[0].v6_client, "2001:db8:1::/64");
         let (none, _) = holdings(log.into_iter(), &query("192.0.2.1:61952", None));
         assert!(none.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod deterministic_tests {
+    use super::*;
+
+    #[test]
+    fn rfc7422_2_the_configuration_names_the_client() {
+        let config = Config::from_toml(
+            "[nat64]\npool4 = [\"192.0.2.0/31:61440-65535\"]\nport-block = 512\n\
+             [nat64.limits]\nclient-prefix = 56\n\
+             [nat64.deterministic]\nclients = \"2001:db8:100::/52\"\n",
+        )
+        .unwrap();
+        // 16 clients (/56 in a /52), 8 blocks per address: client 9 holds
+        // block 1 of the second address.
+        let (client, block) = deterministic(&config, "192.0.2.1:62000".parse().unwrap()).unwrap();
+        assert_eq!(client, "2001:db8:100:900::/56");
+        assert_eq!(block, "192.0.2.1:61952-62463");
+        assert_eq!(
+            deterministic(&config, "192.0.2.1:61000".parse().unwrap()),
+            None
+        );
     }
 }

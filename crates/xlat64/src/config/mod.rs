@@ -168,6 +168,20 @@ pub struct Nat64Section {
     /// `[nat64.log]`: the binding log.
     #[serde(default)]
     pub log: LogSection,
+    /// `[nat64.deterministic]`: port blocks computed from the configuration
+    /// (RFC 7422 §2); absent: blocks are handed out on demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deterministic: Option<DeterministicSection>,
+}
+
+/// `[nat64.deterministic]`: every client (`limits.client-prefix` bits) of
+/// `clients` holds one port block, client `i` block `i % B` of pool4
+/// address `i / B` (B blocks per address, addresses in ascending order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeterministicSection {
+    /// The clients' range, e.g. `"2001:db8:100::/48"`.
+    pub clients: Ipv6Net,
 }
 
 /// `[nat64.log]`.
@@ -960,6 +974,7 @@ impl Config {
             nat.limits.max_sessions = Some(max);
             check_statics(nat)?;
             check_port_block(nat)?;
+            deterministic_of(nat)?;
             if nat.limits.max_simultaneous_opens > MAX_SIMULTANEOUS_OPENS {
                 return Err(ConfigError::new(
                     "nat64.limits.max-simultaneous-opens",
@@ -1189,6 +1204,58 @@ fn check_port_block(nat: &Nat64Section) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// The deterministic mapping of `[nat64.deterministic]`, if any, or what
+/// keeps it from fitting.
+fn deterministic_of(nat: &Nat64Section) -> Result<Option<xlat64_nat::Deterministic>, ConfigError> {
+    let Some(section) = &nat.deterministic else {
+        return Ok(None);
+    };
+    let key = "nat64.deterministic.clients";
+    if nat.port_block == 0 {
+        return Err(ConfigError::new(
+            key,
+            "deterministic allocation hands out port blocks: set nat64.port-block too, e.g. 2048",
+        ));
+    }
+    // Blocks serve every protocol: the span all entries share.
+    let spans: Vec<(u16, u16)> = nat
+        .pool4
+        .iter()
+        .map(|e| {
+            e.1.clone()
+                .map_or((1024, 65535), |r| (*r.start(), *r.end()))
+        })
+        .collect();
+    if spans.windows(2).any(|w| w[0] != w[1]) {
+        return Err(ConfigError::new(
+            "nat64.pool4",
+            "with deterministic allocation every pool4 entry needs the same port range (each address holds the same blocks)",
+        ));
+    }
+    let (lo, hi) = spans.first().copied().unwrap_or((1024, 65535));
+    let addrs = Pool4Entry::to_pool(&nat.pool4)
+        .map_err(|e| ConfigError::new("nat64.pool4", e))?
+        .addrs()
+        .len();
+    xlat64_nat::Deterministic::new(
+        u128::from(section.clients.network()),
+        section.clients.prefix_len(),
+        nat.limits.client_prefix,
+        lo..=hi,
+        nat.port_block,
+        addrs,
+    )
+    .map(Some)
+    .map_err(|e| ConfigError::new(key, format!("{e}; use a longer range, a longer nat64.limits.client-prefix, smaller blocks or more pool4 addresses")))
+}
+
+impl Nat64Section {
+    /// The deterministic mapping (RFC 7422 §2) of a validated section.
+    pub fn deterministic(&self) -> Option<xlat64_nat::Deterministic> {
+        deterministic_of(self).ok().flatten()
+    }
 }
 
 /// A pool4 entry that is an address of the gateway itself: it needs a port
@@ -1443,6 +1510,32 @@ mod tests {
         let e = with("512", "192.0.2.1:61001-61400").unwrap_err();
         assert_eq!(e.key, "nat64.pool4");
         assert!(e.message.contains("no whole block"), "{e}");
+    }
+
+    #[test]
+    fn rfc7422_2_deterministic_allocation_must_fit() {
+        let with = |keys: &str| {
+            Config::from_toml(&format!(
+                "[nat64]\npool4 = [\"192.0.2.0/31\"]\n{keys}\n[nat64.limits]\nclient-prefix = 56\n\
+                 [nat64.deterministic]\nclients = \"2001:db8:100::/48\"\n"
+            ))
+        };
+        // 256 clients, 2 addresses of 31 blocks of 2048 (1024-65535): 62.
+        let e = with("port-block = 2048").unwrap_err();
+        assert_eq!(e.key, "nat64.deterministic.clients");
+        assert!(e.message.contains("256 clients"), "{e}");
+        let c = with("port-block = 256").unwrap();
+        let d = c.nat64.as_ref().unwrap().deterministic().unwrap();
+        assert_eq!((d.per_address, d.first), (252, 4));
+        assert!(c.to_toml().contains("[nat64.deterministic]"));
+        let e = with("").unwrap_err();
+        assert!(e.message.contains("port-block"), "{e}");
+        let e = Config::from_toml(
+            "[nat64]\npool4 = [\"192.0.2.1\", \"192.0.2.2:61440-65535\"]\nport-block = 512\n\
+             [nat64.deterministic]\nclients = \"2001:db8:100::/124\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "nat64.pool4");
     }
 
     #[test]

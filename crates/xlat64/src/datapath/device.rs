@@ -23,14 +23,14 @@ pub struct Queues {
 /// 6.2+); if that is refused, opens the device again without offloads. With
 /// several workers, attaches the steering program; if the kernel refuses it
 /// (no BPF), falls back to one queue and one worker, and says so. Logs what
-/// it got.
+/// it got. `split` says how clients and ports are dealt to workers (its
+/// index and count aside).
 pub fn open(
     name: &str,
     mtu: u16,
     offload: bool,
     workers: usize,
-    client_prefix: u8,
-    port_shift: u8,
+    split: xlat64_nat::Shard,
 ) -> io::Result<Queues> {
     let workers = workers.max(1);
     let (first, offload) = open_first(name, mtu, offload, workers > 1)?;
@@ -41,8 +41,11 @@ pub fn open(
     if workers == 1 {
         return Ok(Queues { queues, offload });
     }
-    let steered = super::steering::load(workers as u16, client_prefix, port_shift)
-        .and_then(|prog| crate::sys::bpf::attach_steering(&queues[0], &prog));
+    let steered = super::steering::load(&xlat64_nat::Shard {
+        count: workers as u16,
+        ..split
+    })
+    .and_then(|prog| crate::sys::bpf::attach_steering(&queues[0], &prog));
     if let Err(e) = steered {
         tracing::warn!(
             tun = name,

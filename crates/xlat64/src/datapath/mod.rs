@@ -74,11 +74,13 @@ impl Datapath {
         let parts = queues.queues.into_iter().zip(doorbells).zip(receivers);
         for (index, ((dev, doorbell), receiver)) in parts.enumerate() {
             let mut nat_config = config.clone();
+            // How clients and ports are dealt (client prefix, port runs,
+            // deterministic clients) is the configuration's; which share
+            // is this worker's.
             nat_config.shard = Shard {
-                port_shift: config.shard.port_shift,
-                ..Shard::new(index as u16, count as u16)
-                    .expect("index < count")
-                    .with_client_prefix(config.shard.client_prefix)
+                index: index as u16,
+                count: count as u16,
+                ..config.shard
             };
             nat_config.max_sessions = per_worker;
             nat_config.max_simultaneous_opens = config.max_simultaneous_opens.div_ceil(count);

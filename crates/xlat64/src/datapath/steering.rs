@@ -26,6 +26,7 @@
 
 use std::os::fd::OwnedFd;
 use xlat64_nat::shard::client_mask;
+use xlat64_nat::{Deterministic, Shard};
 
 /// BPF instruction classes, sizes, modes and operations (`linux/bpf.h`).
 mod op {
@@ -42,6 +43,7 @@ mod op {
     pub(super) const X: u8 = 0x08;
     pub(super) const ADD: u8 = 0x00;
     pub(super) const MUL: u8 = 0x20;
+    pub(super) const OR: u8 = 0x40;
     pub(super) const AND: u8 = 0x50;
     pub(super) const LSH: u8 = 0x60;
     pub(super) const RSH: u8 = 0x70;
@@ -127,6 +129,12 @@ impl Asm {
         self.emit(op::JMP | cond | op::K, reg, 0, 0, imm);
     }
 
+    /// Jumps when `reg` and `src` compare as `cond` (64-bit).
+    fn jump_if_reg(&mut self, cond: u8, reg: u8, src: u8, to: Label) {
+        self.fixups.push((self.insns.len(), to));
+        self.emit(op::JMP | cond | op::X, reg, src, 0, 0);
+    }
+
     fn jump(&mut self, to: Label) {
         self.fixups.push((self.insns.len(), to));
         self.emit(op::JMP | op::JA, 0, 0, 0, 0);
@@ -148,7 +156,8 @@ impl Asm {
 
 /// The steering program for `workers` queues (see the module documentation;
 /// `owner_of_v4`/`owner_of_v6` are its reference and its tests' oracle).
-pub(crate) fn program(workers: u16, client_prefix: u8, port_shift: u8) -> Vec<[u8; 8]> {
+pub(crate) fn program(split: &Shard) -> Vec<[u8; 8]> {
+    let (workers, client_prefix, port_shift) = (split.count, split.client_prefix, split.port_shift);
     let n = i32::from(workers.max(1));
     let mut a = Asm::default();
     let (v6, zero, frag, owner) = (a.label(), a.label(), a.label(), a.label());
@@ -229,6 +238,9 @@ pub(crate) fn program(workers: u16, client_prefix: u8, port_shift: u8) -> Vec<[u
     a.bind(v6_source);
     a.alu64_imm(op::MOV, R7, 8);
     a.bind(hash);
+    if let Some(d) = &split.deterministic {
+        deterministic_owner(&mut a, d, n);
+    }
     // The client's bits only (`nat64.limits.client-prefix`): words beyond
     // the prefix are skipped, a word across its end is masked.
     a.alu64_imm(op::MOV, R8, 0);
@@ -254,16 +266,63 @@ pub(crate) fn program(workers: u16, client_prefix: u8, port_shift: u8) -> Vec<[u
     a.finish()
 }
 
-/// Loads the steering program for `workers` queues into the kernel.
-pub(crate) fn load(workers: u16, client_prefix: u8, port_shift: u8) -> std::io::Result<OwnedFd> {
-    crate::sys::bpf::load_socket_filter(&program(workers, client_prefix, port_shift))
+/// RFC 7422 §2: a client in the deterministic range (the address at `r7`)
+/// goes to the worker owning its block, `(first + i % per_address) % n`
+/// where `i` is the client's index, its bits after the range's
+/// ([`Deterministic::owner`]); any other falls through to the hash.
+fn deterministic_owner(a: &mut Asm, d: &Deterministic, n: i32) {
+    let other = a.label();
+    let range = d.range.to_be_bytes();
+    for (w, mask) in client_mask(d.range_len).into_iter().enumerate() {
+        if mask == 0 {
+            continue;
+        }
+        let want = u32::from_be_bytes([
+            range[4 * w],
+            range[4 * w + 1],
+            range[4 * w + 2],
+            range[4 * w + 3],
+        ]);
+        a.load_ind(op::W, R7, 4 * w as i32);
+        if mask != u32::MAX {
+            a.alu32_imm(op::AND, R0, mask as i32);
+        }
+        // A 32-bit constant in a register: `jne` with an immediate would
+        // sign-extend it.
+        a.alu32_imm(op::MOV, R9, want as i32);
+        a.jump_if_reg(op::JNE, R0, R9, other);
+    }
+    // The index: bits range_len..client_prefix, in one word or across two.
+    let (lo, hi) = (u32::from(d.range_len), u32::from(d.client_prefix));
+    let (w0, w1) = (lo / 32, (hi - 1) / 32);
+    a.load_ind(op::W, R7, 4 * w0 as i32);
+    a.mov_reg(R9, R0);
+    if w1 != w0 {
+        a.alu64_imm(op::LSH, R9, 32);
+        a.load_ind(op::W, R7, 4 * w1 as i32);
+        a.alu64_reg(op::OR, R9, R0);
+    }
+    a.alu64_imm(op::RSH, R9, (32 * (w1 + 1) - hi) as i32);
+    a.alu64_imm(op::AND, R9, ((1u32 << (hi - lo)) - 1) as i32);
+    a.alu64_imm(op::MOD, R9, i32::from(d.per_address.max(1)));
+    a.alu64_imm(op::ADD, R9, i32::from(d.first));
+    a.alu64_imm(op::MOD, R9, n);
+    a.mov_reg(R0, R9);
+    a.exit();
+    a.bind(other);
+}
+
+/// Loads the steering program for `split` (its `count` of queues, client
+/// prefix, port runs and deterministic clients) into the kernel.
+pub(crate) fn load(split: &Shard) -> std::io::Result<OwnedFd> {
+    crate::sys::bpf::load_socket_filter(&program(split))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use etherparse::PacketBuilder;
-    use xlat64_nat::shard::{owner_of_v4, owner_of_v6};
+    use xlat64_nat::shard::owner_of_v4;
 
     /// Packets of every kind the program tells apart, and some it does not.
     fn packets() -> Vec<Vec<u8>> {
@@ -393,21 +452,36 @@ mod tests {
             eprintln!("SKIPPED the_kernel_computes_what_the_reference_computes: needs root");
             return;
         }
-        for (workers, client_prefix, shift) in [
-            (1u16, 128, 1),
-            (2, 128, 1),
-            (3, 64, 1),
-            (4, 56, 1),
-            (7, 128, 1),
-            (4, 32, 1),
-            (2, 128, 9),
-            (3, 64, 6),
+        // Deterministic clients: the test packets' clients 2001:db8:1:XX...
+        // in a /48 (index across two words with /72 clients) or a /40.
+        let range = u128::from(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0));
+        let det = |len, prefix, block, span| {
+            Some(Deterministic::new(range, len, prefix, span, block, 65536).unwrap())
+        };
+        for (workers, client_prefix, shift, deterministic) in [
+            (1u16, 128, 1, None),
+            (2, 128, 1, None),
+            (3, 64, 1, None),
+            (4, 56, 1, None),
+            (7, 128, 1, None),
+            (4, 32, 1, None),
+            (2, 128, 9, None),
+            (3, 64, 6, None),
+            (3, 64, 8, det(48, 64, 256, 1024..=65535)),
+            (4, 72, 6, det(56, 72, 64, 1024..=65535)),
+            (2, 56, 10, det(40, 56, 1024, 1024..=65535)),
         ] {
-            let prog = load(workers, client_prefix, shift)
-                .expect("the verifier accepts the steering program");
+            let split = Shard {
+                count: workers,
+                client_prefix,
+                port_shift: shift,
+                deterministic,
+                ..Shard::ONE
+            };
+            let prog = load(&split).expect("the verifier accepts the steering program");
             for pkt in packets() {
                 let expected = match pkt.first().map(|b| b >> 4) {
-                    Some(6) => owner_of_v6(&pkt, client_prefix, workers),
+                    Some(6) => split.v6_owner(&pkt),
                     Some(4) => owner_of_v4(&pkt, workers, shift),
                     _ => None,
                 }
@@ -435,7 +509,11 @@ mod tests {
 
     #[test]
     fn jumps_land_inside_the_program() {
-        let p = program(4, 60, 1);
+        let p = program(&Shard {
+            count: 4,
+            client_prefix: 60,
+            ..Shard::ONE
+        });
         for (at, i) in p.iter().enumerate() {
             if i[0] & 0x07 == op::JMP && i[0] != op::JMP | op::EXIT {
                 let off = i16::from_le_bytes([i[2], i[3]]) as i64;
