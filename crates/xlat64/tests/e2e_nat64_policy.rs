@@ -236,6 +236,77 @@ fn rfc6146_3_8_hairpinning_between_two_clients_udp() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("tcp, udp or icmp"));
 }
 
+/// RFC 6146 §3.8 for TCP and ping: client B connects to a server client A
+/// publishes at a pool4 transport address (a static binding), both
+/// directions hairpinned; and a ping of the pool4 address comes back.
+#[test]
+fn rfc6146_3_8_hairpinning_tcp_and_ping() {
+    let statics = format!(
+        "[[nat64.static]]\nprotocol = \"tcp\"\nv6 = \"[{CLIENT_V6}]:8080\"\nv4 = \"{POOL4}:8080\"\n"
+    );
+    let Some((lab, gateway)) = lab_with_sections("hairtcp", "", &statics) else {
+        return;
+    };
+    add_client_b(&lab);
+    let listener = lab
+        .in_netns(lab.client(), || {
+            std::net::TcpListener::bind((CLIENT_V6, 8080))
+        })
+        .expect("A listens");
+    let published = SocketAddr::from((embed_v4(POOL4), 8080));
+    let mut b = lab
+        .in_netns(lab.client(), move || {
+            let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?;
+            s.bind(&SocketAddr::from((CLIENT_B, 0)).into())?;
+            s.connect_timeout(&published.into(), Duration::from_secs(5))?;
+            Ok(TcpStream::from(s))
+        })
+        .unwrap_or_else(|e| panic!("B connects through the pool: {e}\n{}", gateway.log()));
+    listener.set_nonblocking(false).unwrap();
+    let (mut a, from) = listener.accept().expect("A accepts");
+    // A sees B at B's pool4 transport address.
+    assert_eq!(from.ip(), IpAddr::V6(embed_v4(POOL4)), "{from}");
+    use std::io::{Read, Write};
+    b.write_all(b"hello a").unwrap();
+    let mut buf = [0u8; 7];
+    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    a.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello a");
+    a.write_all(b"hello b").unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    b.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello b");
+    let tcp = json(&gateway, &["sessions", "--protocol", "tcp"]);
+    let states: Vec<&str> = tcp
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["established", "established"], "{tcp}");
+    assert!(counter(&gateway, "hairpinned") >= 4);
+    drop((a, b));
+    // A ping of the pool4 address goes out through the sender's binding
+    // and back in to the sender, whose stack answers it.
+    let out = lab
+        .run_in(
+            lab.client(),
+            &[
+                "ping",
+                "-6",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                &embed_v4(POOL4).to_string(),
+            ],
+        )
+        .expect("ping");
+    assert!(out.status.success(), "{out:?}\n{}", gateway.log());
+}
+
 /// RFC 6146 §3.5.2.2: a SYN from the IPv4 side to a port nobody holds is
 /// held 6 s, then answered with ICMP Port Unreachable (the connecting side
 /// sees "connection refused", not a timeout).
