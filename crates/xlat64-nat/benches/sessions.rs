@@ -202,11 +202,14 @@ fn creation(c: &mut Criterion, sizes: &Sizes) {
     g.finish();
 }
 
-/// A one-address pool (64,512 UDP ports) filled to `taken` bindings.
-fn one_address_nat(taken: usize, out: &mut [u8]) -> Nat64 {
+/// A one-address pool (64,512 UDP ports) filled to `taken` bindings, with
+/// port blocks of `port_block` ports (0: none).
+fn one_address_nat(taken: usize, port_block: u16, out: &mut [u8]) -> Nat64 {
     let prefix = Prefix6052::new("2001:db8:64::/96".parse().unwrap()).unwrap();
     let pool4 = Pool4::new(&["192.0.2.1/32".parse().unwrap()]).unwrap();
-    let mut nat = Nat64::with_seed(Nat64Config::new(prefix, pool4, Timeouts::default()), 7);
+    let mut config = Nat64Config::new(prefix, pool4, Timeouts::default());
+    config.port_block = port_block;
+    let mut nat = Nat64::with_seed(config, 7);
     let now = Instant::now();
     let mut pkt = Vec::with_capacity(V6_LEN);
     for i in 0..taken {
@@ -223,6 +226,11 @@ fn one_address_nat(taken: usize, out: &mut [u8]) -> Nat64 {
 /// in a one-address pool already `pct`% full. RFC 6146 §3.5.1.1 keeps
 /// parity and range, so near the end most candidates are taken; the
 /// bitmap search looks at 64 ports per read.
+///
+/// With port blocks of 64 (RFC 7422), each host (eight flows) holds a
+/// block: the pool's 1,008 blocks hold 8,064 such bindings, `pct`% of
+/// which are taken; a new host's first flow searches a free block, the
+/// other seven find room in it.
 fn allocation(c: &mut Criterion, sizes: &Sizes) {
     let mut g = c.benchmark_group("allocate");
     g.throughput(Throughput::Elements(1));
@@ -230,21 +238,32 @@ fn allocation(c: &mut Criterion, sizes: &Sizes) {
     g.sample_size(10);
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(if sizes.full { 5 } else { 1 }));
-    const PORTS: usize = 64_512;
-    let fills: &[usize] = if sizes.full { &[50, 90, 99] } else { &[50] };
-    for &pct in fills {
-        let taken = PORTS * pct / 100;
+    let fills: &[(u16, usize)] = if sizes.full {
+        &[(0, 50), (0, 90), (0, 99), (64, 50), (64, 99)]
+    } else {
+        &[(0, 50), (64, 50)]
+    };
+    for &(port_block, pct) in fills {
+        // Bindings the pool holds when full: every port, or with blocks
+        // eight flows per block of 64 (1,008 blocks in 1024-65535).
+        let capacity = if port_block == 0 { 64_512 } else { 1_008 * 8 };
+        // Whole hosts (eight flows each).
+        let taken = capacity * pct / 100 / 8 * 8;
         // Bindings created per filled NAT before it is rebuilt.
-        let room = (PORTS - taken) / 2;
+        let room = ((capacity - taken) / 2).max(8) / 8 * 8;
+        let name = match port_block {
+            0 => "udp_new_binding".to_string(),
+            n => format!("udp_new_binding_block_{n}"),
+        };
         g.bench_function(
-            BenchmarkId::new("udp_new_binding", format!("{pct}pct_full")),
+            BenchmarkId::new(name, format!("{pct}pct_full")),
             |b| {
                 let mut out = vec![0u8; 2048];
                 b.iter_custom(|iters| {
                     let mut timed = Duration::ZERO;
                     let mut done = 0u64;
                     while done < iters {
-                        let mut nat = one_address_nat(taken, &mut out);
+                        let mut nat = one_address_nat(taken, port_block, &mut out);
                         let mut stream = Vec::with_capacity(room * V6_LEN);
                         (taken..taken + room).for_each(|i| push_v6(i, &mut stream));
                         let now = Instant::now();

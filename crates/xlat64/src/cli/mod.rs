@@ -14,7 +14,8 @@ use std::path::PathBuf;
 /// effective values).
 const CONFIG_HELP: &str = "\
 Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effective value):
-  [nat64]           prefix, pool4, tun, mtu, offload, mss-clamp, lowest-ipv6-mtu,
+  [nat64]           prefix, pool4 (ADDR[/LEN][:FIRST-LAST]; the gateway's own address
+                    with a range is shared with it), tun, mtu, offload, mss-clamp, lowest-ipv6-mtu,
                     icmp-errors-per-second, rfc6791-v4, rfc6791-v6,
                     filtering (endpoint-independent | address-dependent),
                     drop-externally-initiated-tcp, port-block (RFC 7422 blocks of N ports)
@@ -23,6 +24,8 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
                     client-prefix (a client: an address, 128, or a prefix),
                     max-simultaneous-opens (inbound SYNs held 6 s)
   [[nat64.static]]  protocol, v6 ([ADDR]:PORT), v4 (POOL4-ADDR:PORT): port forwarding
+  [nat64.deterministic] clients (PREFIX/LEN: each client holds one port block,
+                    computed from the configuration; needs port-block)
   [nat64.timeouts]  udp, icmp, tcp-established, tcp-transitory (seconds; a
                     session goes within 250 ms after its timeout)
   [nat64.fragments] max-datagrams, max-per-source, max-fragments, timeout
@@ -79,7 +82,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Who held a pool4 transport address (and when), from the binding log.
+    /// Who held a pool4 transport address (and when): from the binding log, or
+    /// with deterministic port blocks from the configuration alone.
     Lookup {
         /// The pool4 transport address, ADDR:PORT (for ICMP the port is the
         /// echo identifier).
