@@ -255,30 +255,27 @@ fn allocation(c: &mut Criterion, sizes: &Sizes) {
             0 => "udp_new_binding".to_string(),
             n => format!("udp_new_binding_block_{n}"),
         };
-        g.bench_function(
-            BenchmarkId::new(name, format!("{pct}pct_full")),
-            |b| {
-                let mut out = vec![0u8; 2048];
-                b.iter_custom(|iters| {
-                    let mut timed = Duration::ZERO;
-                    let mut done = 0u64;
-                    while done < iters {
-                        let mut nat = one_address_nat(taken, port_block, &mut out);
-                        let mut stream = Vec::with_capacity(room * V6_LEN);
-                        (taken..taken + room).for_each(|i| push_v6(i, &mut stream));
-                        let now = Instant::now();
-                        let start = Instant::now();
-                        for pkt in stream.chunks_exact(V6_LEN) {
-                            let _ = black_box(nat.handle_v6(now, pkt, &mut out));
-                        }
-                        timed += start.elapsed();
-                        assert_eq!(nat.bib_count(), taken + room);
-                        done += room as u64;
+        g.bench_function(BenchmarkId::new(name, format!("{pct}pct_full")), |b| {
+            let mut out = vec![0u8; 2048];
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                let mut done = 0u64;
+                while done < iters {
+                    let mut nat = one_address_nat(taken, port_block, &mut out);
+                    let mut stream = Vec::with_capacity(room * V6_LEN);
+                    (taken..taken + room).for_each(|i| push_v6(i, &mut stream));
+                    let now = Instant::now();
+                    let start = Instant::now();
+                    for pkt in stream.chunks_exact(V6_LEN) {
+                        let _ = black_box(nat.handle_v6(now, pkt, &mut out));
                     }
-                    timed.mul_f64(iters as f64 / done as f64)
-                });
-            },
-        );
+                    timed += start.elapsed();
+                    assert_eq!(nat.bib_count(), taken + room);
+                    done += room as u64;
+                }
+                timed.mul_f64(iters as f64 / done as f64)
+            });
+        });
     }
     g.finish();
 }
