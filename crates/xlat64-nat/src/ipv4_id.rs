@@ -35,22 +35,23 @@ impl Ipv4Ids {
     /// The identification for the next packet from `src` to `dst` with
     /// protocol `proto`.
     pub(crate) fn next(&mut self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> u16 {
-        let h = self.key.hash_one((src, dst, proto));
-        let bucket = (h as usize) % BUCKETS;
-        let Some(counter) = self.counters.get_mut(bucket) else {
-            return (h >> 48) as u16;
-        };
-        *counter = counter.wrapping_add(1);
-        counter.wrapping_add((h >> 32) as u16)
+        let id = self.peek(src, dst, proto);
+        self.advance(src, dst, proto);
+        id
     }
 
-    /// Takes back the last [`Self::next`] for the same addresses, for a
-    /// packet that was not sent after all: the next one gets that id.
-    pub(crate) fn give_back(&mut self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8) {
+    /// What [`Self::next`] would give now, without taking it: for a packet
+    /// whose translation may still fail ([`Self::advance`] once it is sent).
+    pub(crate) fn peek(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> u16 {
+        let h = self.key.hash_one((src, dst, proto));
+        let counter = self.counters[(h as usize) % BUCKETS];
+        counter.wrapping_add(1).wrapping_add((h >> 32) as u16)
+    }
+
+    /// Takes the identification [`Self::peek`] gave.
+    pub(crate) fn advance(&mut self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8) {
         let bucket = (self.key.hash_one((src, dst, proto)) as usize) % BUCKETS;
-        if let Some(counter) = self.counters.get_mut(bucket) {
-            *counter = counter.wrapping_sub(1);
-        }
+        self.counters[bucket] = self.counters[bucket].wrapping_add(1);
     }
 }
 
@@ -84,5 +85,8 @@ mod tests {
         assert_ne!(c1, b1.wrapping_add(1), "not one global counter");
         let other_seed = Ipv4Ids::new(8).next(A, B, 6);
         assert_ne!(other_seed, b1, "the secret decides the offsets");
+        // Peeking takes nothing.
+        assert_eq!(ids.peek(A, B, 6), ids.peek(A, B, 6));
+        assert_eq!(ids.peek(A, B, 6), ids.next(A, B, 6));
     }
 }

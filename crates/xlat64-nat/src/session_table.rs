@@ -128,6 +128,9 @@ pub(crate) struct SessionTable {
     clock: Clock,
     /// Dynamic bindings per pool address and protocol, to skip full addresses.
     used: Vec<[u32; 3]>,
+    /// Ports of this shard in each address's range, per protocol: what
+    /// `used` is compared with.
+    capacity: Vec<[u32; 3]>,
     /// The pool4 ports this shard hands out.
     owned: PortBits,
     /// Ports held by bindings, per pool address and protocol; only while
@@ -197,6 +200,14 @@ impl SessionTable {
         let used = vec![[0; 3]; addrs];
         let taken = vec![[None, None, None]; pool4.addrs().len()];
         let owned = PortBits::of_shard(&shard);
+        let capacity = (0..addrs)
+            .map(|idx| {
+                [L4Proto::Tcp, L4Proto::Udp, L4Proto::Icmp].map(|p| {
+                    let range = pool4.port_range_of(idx, p);
+                    shard.owned_in(*range.start(), *range.end())
+                })
+            })
+            .collect();
         // Keys carry attacker-chosen ports and addresses, so the hash must
         // be keyed: foldhash with the table's secret seed.
         let state = FixedState::with_seed(seed);
@@ -214,6 +225,7 @@ impl SessionTable {
             wheel: ExpiryWheel::default(),
             clock: Clock::default(),
             used,
+            capacity,
             owned,
             taken,
             blocks: (policy.port_block >= 2).then(|| {
@@ -631,11 +643,10 @@ impl SessionTable {
         (0..n)
             .map(|j| (preferred + j) % n)
             .find_map(|idx| {
-                let range = self.pool4.port_range_of(idx, bind.proto);
-                let size = self.shard.owned_in(*range.start(), *range.end());
-                if self.used[idx][p] >= size {
+                if self.used[idx][p] >= self.capacity[idx][p] {
                     return None;
                 }
+                let range = self.pool4.port_range_of(idx, bind.proto);
                 let idx = u16::try_from(idx).ok()?;
                 self.pick_in(idx, bind, range, start)
             })

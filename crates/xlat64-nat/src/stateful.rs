@@ -1181,6 +1181,8 @@ impl Core {
         {
             self.counters.tcp_simultaneous_opens += 1;
         }
+        self.ipv4_ids
+            .advance(*plan.v4_local.ip(), *server.ip(), ip_proto(flow.proto));
         self.table.commit_outbound(now, plan, flow.tcp_flags);
     }
 
@@ -1231,7 +1233,8 @@ impl Core {
             L4Proto::Icmp => src.port(),
             L4Proto::Tcp | L4Proto::Udp => flow.dst_port,
         };
-        let id = self.ipv4_ids.next(*src.ip(), server, ip_proto(flow.proto));
+        // Taken in `commit_outbound`, once the packet is translated.
+        let id = self.ipv4_ids.peek(*src.ip(), server, ip_proto(flow.proto));
         (src, SocketAddrV4::new(server, dst_port), id)
     }
 
@@ -1332,13 +1335,9 @@ impl Core {
             return None;
         }
         let (src, dst, id) = self.outbound_addrs(&flow, server, &plan);
-        let Ok(new_start) = translate_6to4_in_place(buf, start, &parsed, src, dst, id) else {
-            // The copying path takes the packet again: it must see the
-            // state this attempt found (same id, same port).
-            self.ipv4_ids
-                .give_back(*src.ip(), *dst.ip(), ip_proto(flow.proto));
-            return None;
-        };
+        // On failure nothing has changed: the copying path takes the
+        // packet again and finds the same id and port.
+        let new_start = translate_6to4_in_place(buf, start, &parsed, src, dst, id).ok()?;
         self.commit_outbound(now, plan, &flow, dst);
         let out_len = 20 + parsed.total_len - parsed.l4_offset;
         self.clamp_mss(flow.proto, buf.get_mut(new_start + 20..new_start + out_len));
