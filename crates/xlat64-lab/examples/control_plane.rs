@@ -205,7 +205,7 @@ fn run(sessions: u32) -> Result<(), String> {
     // Each worker holds at most its share of the limit, and clients are not
     // spread evenly: room for twice the flood.
     let max = 2 * sessions + 10_000;
-    // 16 pool4 addresses: room for a million UDP sessions (64512 ports each).
+    // 16 pool4 addresses: room for a million UDP sessions (65535 ports each).
     let config = lab
         .gateway_config()
         .replacen("pool4 = [\"192.0.2.1\"]", "pool4 = [\"192.0.2.0/28\"]", 1)

@@ -133,7 +133,7 @@ fn mib(bytes: usize) -> f64 {
 
 fn new_nat() -> Nat64 {
     let prefix = Prefix6052::new("2001:db8:64::/96".parse().unwrap()).unwrap();
-    // 256 addresses x 64512 ports: room for 16M UDP bindings.
+    // 256 addresses x 65535 ports: room for 16M UDP bindings.
     let pool4 = Pool4::new(&["192.0.2.0/24".parse().unwrap()]).unwrap();
     Nat64::with_seed(Nat64Config::new(prefix, pool4, Timeouts::default()), 0x6146)
 }

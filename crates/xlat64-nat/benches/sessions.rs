@@ -87,7 +87,7 @@ impl Sizes {
 
 fn new_nat() -> Nat64 {
     let prefix = Prefix6052::new("2001:db8:64::/96".parse().unwrap()).unwrap();
-    // 256 addresses x 64512 ports: room for 16M UDP bindings.
+    // 256 addresses x 65535 ports: room for 16M UDP bindings.
     let pool4 = Pool4::new(&["192.0.2.0/24".parse().unwrap()]).unwrap();
     Nat64::with_seed(Nat64Config::new(prefix, pool4, Timeouts::default()), 0x6146)
 }
@@ -202,7 +202,7 @@ fn creation(c: &mut Criterion, sizes: &Sizes) {
     g.finish();
 }
 
-/// A one-address pool (64,512 UDP ports) filled to `taken` bindings, with
+/// A one-address pool (65,535 UDP ports) filled to `taken` bindings, with
 /// port blocks of `port_block` ports (0: none).
 fn one_address_nat(taken: usize, port_block: u16, out: &mut [u8]) -> Nat64 {
     let prefix = Prefix6052::new("2001:db8:64::/96".parse().unwrap()).unwrap();
@@ -228,7 +228,7 @@ fn one_address_nat(taken: usize, port_block: u16, out: &mut [u8]) -> Nat64 {
 /// bitmap search looks at 64 ports per read.
 ///
 /// With port blocks of 64 (RFC 7422), each host (eight flows) holds a
-/// block: the pool's 1,008 blocks hold 8,064 such bindings, `pct`% of
+/// block: the pool's 1,023 blocks hold 8,184 such bindings, `pct`% of
 /// which are taken; a new host's first flow searches a free block, the
 /// other seven find room in it.
 fn allocation(c: &mut Criterion, sizes: &Sizes) {
@@ -245,8 +245,8 @@ fn allocation(c: &mut Criterion, sizes: &Sizes) {
     };
     for &(port_block, pct) in fills {
         // Bindings the pool holds when full: every port, or with blocks
-        // eight flows per block of 64 (1,008 blocks in 1024-65535).
-        let capacity = if port_block == 0 { 64_512 } else { 1_008 * 8 };
+        // eight flows per block of 64 (1,023 whole blocks in 1-65535).
+        let capacity = if port_block == 0 { 65_535 } else { 1_023 * 8 };
         // Whole hosts (eight flows each).
         let taken = capacity * pct / 100 / 8 * 8;
         // Bindings created per filled NAT before it is rebuilt.

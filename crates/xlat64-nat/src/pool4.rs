@@ -9,8 +9,14 @@ use xlat64_packet::L4Proto;
 /// list (and the per-address bookkeeping of the NAT) needlessly large.
 const MAX_ADDRS: u64 = 1 << 16;
 
-/// Pool of IPv4 addresses; each address offers ports 1024..=65535 for TCP
-/// and UDP and identifiers 0..=65535 for ICMP (both ranges configurable).
+/// TCP and UDP ports an address offers by default: all but 0, so that a
+/// client's port of either range class (0-1023, 1024-65535) can be kept or
+/// matched (RFC 6146 §3.5.1.1).
+pub const DEFAULT_PORTS: RangeInclusive<u16> = 1..=65535;
+
+/// Pool of IPv4 addresses; each address offers ports 1..=65535 for TCP and
+/// UDP ([`DEFAULT_PORTS`]) and identifiers 0..=65535 for ICMP (both ranges
+/// configurable).
 #[derive(Debug, Clone)]
 pub struct Pool4 {
     /// Sorted, without duplicates.
@@ -47,7 +53,7 @@ impl Pool4 {
         Ok(Pool4 {
             own_ranges: vec![None; addrs.len()],
             addrs,
-            ports: (1024, 65535),
+            ports: (*DEFAULT_PORTS.start(), *DEFAULT_PORTS.end()),
             icmp_ids: (0, 65535),
         })
     }
@@ -91,7 +97,7 @@ impl Pool4 {
         lo..hi
     }
 
-    /// Restricts the TCP/UDP ports handed out (default 1024..=65535). An empty
+    /// Restricts the TCP/UDP ports handed out (default [`DEFAULT_PORTS`]). An empty
     /// range is an error.
     pub fn with_port_range(mut self, ports: RangeInclusive<u16>) -> Result<Self, &'static str> {
         if ports.is_empty() {
@@ -158,7 +164,7 @@ mod tests {
         assert!(pool.contains(Ipv4Addr::new(198, 51, 100, 3)));
         assert!(!pool.contains(Ipv4Addr::new(198, 51, 100, 4)));
         assert!(!pool.contains(Ipv4Addr::new(192, 0, 2, 2)));
-        assert_eq!(pool.port_range(L4Proto::Udp), 1024..=65535);
+        assert_eq!(pool.port_range(L4Proto::Udp), 1..=65535);
         assert_eq!(pool.port_range(L4Proto::Icmp), 0..=65535);
     }
 
@@ -180,7 +186,7 @@ mod tests {
         );
         assert_eq!(
             pool.port_range_of(idx("192.0.2.1"), L4Proto::Tcp),
-            1024..=65535
+            1..=65535
         );
         assert_eq!(
             pool.port_range_of(idx("192.0.2.1"), L4Proto::Icmp),

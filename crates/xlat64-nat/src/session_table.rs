@@ -624,8 +624,9 @@ impl SessionTable {
 
     /// A free pool4 transport address for a new binding (RFC 6146 §3.5.1.1).
     ///
-    /// The address is chosen by a keyed hash of the client's IPv6 address, so
-    /// all bindings of one client share one IPv4 address ("paired" pooling)
+    /// The address is chosen by a keyed hash of the client (its IPv6 address
+    /// or subscriber prefix), so all bindings of one client share one IPv4
+    /// address ("paired" pooling, RFC 6888 REQ-2)
     /// until that address runs out of ports for the protocol; then the next
     /// addresses are tried.
     ///
@@ -637,7 +638,9 @@ impl SessionTable {
             return self.allocate_in_blocks(bind);
         }
         let n = self.pool4.addrs().len();
-        let preferred = (self.keyed_hash(&bind.addr) % n as u64) as usize;
+        // Paired pooling per client: a subscriber prefix's addresses too.
+        let client = shard::client_of(&bind.addr, self.policy.client_prefix);
+        let preferred = (self.keyed_hash(&client) % n as u64) as usize;
         let start = self.allocation_start(bind);
         let p = proto_index(bind.proto);
         (0..n)

@@ -736,7 +736,7 @@ fn rfc7422_port_blocks_log_one_line_per_block_and_lookup_names_the_client() {
     assert!(text.contains(&CLIENT_V6.to_string()), "{text}");
     assert!(!text.contains(&CLIENT_B.to_string()), "{text}");
     // Nobody held a port outside both blocks: no answer, exit status 1.
-    let free = (1024..=65535u16)
+    let free = (1..=65535u16)
         .find(|p| p / 64 != block && b.iter().all(|q| q / 64 != p / 64))
         .unwrap();
     let out = gateway
@@ -785,7 +785,8 @@ fn a_pool4_entry_with_a_port_range_hands_out_only_its_ports() {
 
 /// RFC 7422 §2 deterministic port blocks: the client's ports come from the
 /// block the configuration gives it (client 2 of 2001:db8:1::/120 holds
-/// block 8 + 2 = ports 1280-1407), a client outside the range gets none,
+/// block 1 + 2 = ports 384-511, block 0 not being whole in 1-65535), a
+/// client outside the range gets none,
 /// and `xlat64 lookup` answers from the configuration alone.
 #[test]
 fn rfc7422_2_deterministic_blocks_follow_the_configuration() {
@@ -807,14 +808,14 @@ fn rfc7422_2_deterministic_blocks_follow_the_configuration() {
     })
     .unwrap_or_else(|_| panic!("client B not refused: {}", json(&gateway, &["stats"])));
     let port = binding_port(&gateway, SocketAddrV6::new(CLIENT_V6, 43000, 0, 0));
-    assert!((1280..=1407).contains(&port), "{port}");
+    assert!((384..=511).contains(&port), "{port}");
     let out = gateway
-        .cli(&["lookup", &format!("{POOL4}:1300")])
+        .cli(&["lookup", &format!("{POOL4}:400")])
         .expect("xlat64 lookup");
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("2001:db8:1::2/128 holds 192.0.2.1:1280-1407"),
+        text.contains("2001:db8:1::2/128 holds 192.0.2.1:384-511"),
         "{text}"
     );
 }

@@ -1353,3 +1353,46 @@ fn rfc7422_2_deterministic_blocks_come_from_the_configuration() {
     assert_eq!(t.events.pop(), None);
     check_invariants(&t);
 }
+
+/// RFC 6146 §3.5.1.1: a client port of the well-known range is kept when
+/// free, and otherwise matched by another port of that range, same parity.
+#[test]
+fn rfc6146_3_5_1_1_well_known_client_ports_stay_well_known() {
+    let t0 = Instant::now();
+    let mut t = table();
+    let a = out(&mut t, t0, flow6(L4Proto::Udp, 1, 53, 53, 0), SERVER).unwrap();
+    assert_eq!(a.port(), 53);
+    let b = out(&mut t, t0, flow6(L4Proto::Udp, 2, 53, 53, 0), SERVER).unwrap();
+    assert!(
+        b.port() < 1024 && b.port() % 2 == 1 && b.port() != 53,
+        "{b}"
+    );
+    check_invariants(&t);
+}
+
+/// RFC 6888 REQ-2 with subscriber prefixes: every address of a client's
+/// /64 gets the same pool4 address.
+#[test]
+fn rfc6888_req_2_paired_pooling_per_subscriber_prefix() {
+    let t0 = Instant::now();
+    let policy = TablePolicy {
+        client_prefix: 64,
+        ..EIF
+    };
+    let mut t = SessionTable::new(
+        pool(&["192.0.2.0/28"]),
+        Timeouts::default(),
+        11,
+        Shard::ONE.with_client_prefix(64),
+        usize::MAX,
+        policy,
+    );
+    let addrs: std::collections::HashSet<Ipv4Addr> = (1..40u16)
+        .map(|host| {
+            *out(&mut t, t0, flow6(L4Proto::Udp, host, 5000, 53, 0), SERVER)
+                .unwrap()
+                .ip()
+        })
+        .collect();
+    assert_eq!(addrs.len(), 1, "{addrs:?}");
+}

@@ -1174,6 +1174,12 @@ impl Config {
 /// The `[dns64]` keys beyond listen/upstream/prefix.
 /// `[[nat64.static]]`: inside pool4, outside the prefix, no transport
 /// address twice on either side.
+/// The ports of a pool4 entry without a range of its own.
+const DEFAULT_SPAN: (u16, u16) = (
+    *xlat64_nat::pool4::DEFAULT_PORTS.start(),
+    *xlat64_nat::pool4::DEFAULT_PORTS.end(),
+);
+
 /// `port-block`: 0, or a power of two from 8 to 32768 that leaves every
 /// pool4 entry at least one whole block (blocks are aligned: block `b` is
 /// ports `b * N` to `b * N + N - 1`).
@@ -1191,9 +1197,7 @@ fn check_port_block(nat: &Nat64Section) -> Result<(), ConfigError> {
         ));
     }
     for e in &nat.pool4 {
-        let (lo, hi) =
-            e.1.clone()
-                .map_or((1024, 65535), |r| (*r.start(), *r.end()));
+        let (lo, hi) = e.1.clone().map_or(DEFAULT_SPAN, |r| (*r.start(), *r.end()));
         let first = u32::from(lo).div_ceil(u32::from(n));
         let end = (u32::from(hi) + 1) / u32::from(n);
         if first >= end {
@@ -1223,10 +1227,7 @@ fn deterministic_of(nat: &Nat64Section) -> Result<Option<xlat64_nat::Determinist
     let spans: Vec<(u16, u16)> = nat
         .pool4
         .iter()
-        .map(|e| {
-            e.1.clone()
-                .map_or((1024, 65535), |r| (*r.start(), *r.end()))
-        })
+        .map(|e| e.1.clone().map_or(DEFAULT_SPAN, |r| (*r.start(), *r.end())))
         .collect();
     if spans.windows(2).any(|w| w[0] != w[1]) {
         return Err(ConfigError::new(
@@ -1234,7 +1235,7 @@ fn deterministic_of(nat: &Nat64Section) -> Result<Option<xlat64_nat::Determinist
             "with deterministic allocation every pool4 entry needs the same port range (each address holds the same blocks)",
         ));
     }
-    let (lo, hi) = spans.first().copied().unwrap_or((1024, 65535));
+    let (lo, hi) = spans.first().copied().unwrap_or(DEFAULT_SPAN);
     let addrs = Pool4Entry::to_pool(&nat.pool4)
         .map_err(|e| ConfigError::new("nat64.pool4", e))?
         .addrs()
@@ -1520,13 +1521,13 @@ mod tests {
                  [nat64.deterministic]\nclients = \"2001:db8:100::/48\"\n"
             ))
         };
-        // 256 clients, 2 addresses of 31 blocks of 2048 (1024-65535): 62.
+        // 256 clients, 2 addresses of 31 blocks of 2048 (1-65535): 62.
         let e = with("port-block = 2048").unwrap_err();
         assert_eq!(e.key, "nat64.deterministic.clients");
         assert!(e.message.contains("256 clients"), "{e}");
         let c = with("port-block = 256").unwrap();
         let d = c.nat64.as_ref().unwrap().deterministic().unwrap();
-        assert_eq!((d.per_address, d.first), (252, 4));
+        assert_eq!((d.per_address, d.first), (255, 1));
         assert!(c.to_toml().contains("[nat64.deterministic]"));
         let e = with("").unwrap_err();
         assert!(e.message.contains("port-block"), "{e}");
