@@ -819,3 +819,70 @@ fn rfc7422_2_deterministic_blocks_follow_the_configuration() {
         "{text}"
     );
 }
+
+/// RFC 6146 §3.5.2.2 simultaneous open end to end: the server's SYN to the
+/// client's (future) pool4 port is held; the client's own SYN to the server
+/// then opens the binding (keeping its port), the held SYN is dropped, and
+/// both ends, each in SYN-SENT, complete one connection.
+#[test]
+fn rfc6146_3_5_2_2_simultaneous_open_end_to_end() {
+    let Some((lab, gateway)) = lab_with("simopen", "") else {
+        return;
+    };
+    use std::io::{Read, Write};
+    use xlat64_nat::shard::{owner_of_client, owner_of_port};
+    let workers = counter(&gateway, "workers") as u16;
+    // A client port the client's worker owns, so that it is kept.
+    let owner = owner_of_client(&CLIENT_V6.octets(), 128, workers);
+    let port = (40000..)
+        .find(|&p| owner_of_port(p, workers, 1) == owner)
+        .unwrap();
+    let server = SocketAddr::from((SERVER_V4, 7777));
+    let pool = SocketAddr::from((POOL4, port));
+    let server_socket = lab
+        .in_netns(lab.server(), move || {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            s.bind(&server.into())?;
+            s.set_nonblocking(true)?;
+            match s.connect(&pool.into()) {
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
+                other => other.map(|()| s),
+            }
+        })
+        .expect("the server's connect");
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(counter(&gateway, "tcp_syns_held") >= 1)
+    })
+    .unwrap_or_else(|_| panic!("no SYN held:\n{}", gateway.log()));
+    let client_to = SocketAddr::from((embed_v4(SERVER_V4), 7777));
+    let mut client = lab
+        .in_netns(lab.client(), move || {
+            let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?;
+            s.bind(&SocketAddr::from((CLIENT_V6, port)).into())?;
+            s.connect_timeout(&client_to.into(), Duration::from_secs(5))?;
+            Ok(TcpStream::from(s))
+        })
+        .unwrap_or_else(|e| panic!("the client's connect: {e}\n{}", gateway.log()));
+    // The server's connect completes too: one connection, both ends.
+    server_socket.set_nonblocking(false).unwrap();
+    let mut server_stream = TcpStream::from(server_socket);
+    server_stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.write_all(b"hi server").unwrap();
+    let mut buf = [0u8; 9];
+    server_stream.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hi server");
+    assert_eq!(server_stream.peer_addr().unwrap(), pool);
+    server_stream.write_all(b"hi client").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hi client");
+    assert_eq!(counter(&gateway, "tcp_simultaneous_opens"), 1);
+    assert_eq!(counter(&gateway, "tcp_syns_unanswered"), 0);
+    let tcp = json(&gateway, &["sessions", "--protocol", "tcp"]);
+    assert_eq!(tcp[0]["state"], "established", "{tcp}");
+    assert_eq!(tcp[0]["v4_local"], pool.to_string(), "{tcp}");
+}
