@@ -718,7 +718,7 @@ impl Harness {
             }
         }
         while let Some(n) = self.nat.poll_transmit(self.now, &mut self.out) {
-            check_port_unreachable(&self.out[..n]);
+            check_sent_by_itself(&self.out[..n]);
         }
         while self.twin.poll_transmit(self.now, &mut self.out).is_some() {}
         if let Some(t) = self.nat.poll_timeout() {
@@ -734,15 +734,22 @@ impl Harness {
     fn drain(&mut self) {
         self.check_tables(false);
         let t = Timeouts::default();
-        self.now += t.tcp_established + t.udp + Duration::from_secs(3600);
-        for nat in [&mut self.nat, &mut self.twin] {
-            for _ in 0..10_000 {
-                nat.handle_timeout(self.now);
-                if nat.poll_timeout().is_none_or(|t| t > self.now) {
-                    break;
+        // Established sessions are probed when their lifetime runs out and
+        // live on in TRANS (RFC 6146 §3.5.2.2): a second round ends them.
+        for wait in [
+            t.tcp_established + t.udp + Duration::from_secs(3600),
+            t.tcp_transitory * 2,
+        ] {
+            self.now += wait;
+            for nat in [&mut self.nat, &mut self.twin] {
+                for _ in 0..10_000 {
+                    nat.handle_timeout(self.now);
+                    if nat.poll_timeout().is_none_or(|t| t > self.now) {
+                        break;
+                    }
                 }
+                while nat.poll_transmit(self.now, &mut self.out).is_some() {}
             }
-            while nat.poll_transmit(self.now, &mut self.out).is_some() {}
         }
         assert_eq!(
             self.twin.session_count(),
@@ -1350,7 +1357,23 @@ fn payload(r: &mut Reader<'_>, max: usize) -> Vec<u8> {
 
 /// What the NAT sends by itself: ICMP Port Unreachable for a held SYN
 /// (RFC 6146 §3.5.2.2), quoting a TCP SYN, from the pool.
-fn check_port_unreachable(pkt: &[u8]) {
+/// What the NAT sends by itself: ICMP Port Unreachable for a held SYN, or
+/// (IPv6) a TCP probe for an idle established session.
+fn check_sent_by_itself(pkt: &[u8]) {
+    if pkt.first().map(|b| b >> 4) == Some(6) {
+        assert_eq!(pkt.len(), 60, "probe length: {}", hex(pkt));
+        assert_eq!(pkt[6], 6, "probe not TCP: {}", hex(pkt));
+        assert_eq!(&pkt[44..52], &[0; 8], "probe seq/ack: {}", hex(pkt));
+        assert_eq!(pkt[53], 0x10, "probe flags: {}", hex(pkt));
+        let src = addr6(&pkt[8..24]);
+        let dst = addr6(&pkt[24..40]);
+        assert_eq!(
+            residual_v6(6, &src, &dst, &pkt[40..]),
+            Some(0),
+            "probe checksum"
+        );
+        return;
+    }
     assert_eq!(
         pkt.first().map(|b| b >> 4),
         Some(4),

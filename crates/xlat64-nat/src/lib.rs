@@ -21,6 +21,7 @@ pub mod stateful;
 mod syn_store;
 pub mod table;
 mod tcp;
+mod tcp_probe;
 pub mod timeouts;
 
 pub use binding_log::{BindingChange, BindingEvent, Held};

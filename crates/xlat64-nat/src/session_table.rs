@@ -43,6 +43,7 @@ use expiry_wheel::{due_tick, Clock, ExpiryWheel};
 use foldhash::fast::FixedState;
 use indexed::Indexed;
 use port_blocks::{BlockChange, PortBlocks};
+use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
@@ -148,6 +149,23 @@ pub(crate) struct SessionTable {
     resize_due: Option<Instant>,
     /// Binding events for the operator's log.
     pub(crate) events: BindingEvents,
+    /// Probes to send for established sessions whose lifetime ran out
+    /// (RFC 6146 §3.5.2.2), at most [`PROBE_QUEUE`].
+    probes: VecDeque<Probe>,
+}
+
+/// Probes queued between two drains at most; an idle established session
+/// that finds the queue full ends without one.
+const PROBE_QUEUE: usize = 1024;
+
+/// A TCP probe for an idle established session: to the client, from the
+/// server (RFC 6146 §3.5.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Probe {
+    /// The client's transport address.
+    pub(crate) client: SocketAddrV6,
+    /// The IPv4 server's transport address.
+    pub(crate) server: SocketAddrV4,
 }
 
 fn proto_index(p: L4Proto) -> usize {
@@ -241,6 +259,7 @@ impl SessionTable {
             expired: [0; 3],
             resize_due: None,
             events: BindingEvents::new(false),
+            probes: VecDeque::new(),
         }
     }
 
@@ -818,7 +837,22 @@ impl SessionTable {
         while let Some(slot) = self.wheel.next_due(&self.sessions.slab, now_tick) {
             let s = self.sessions.slab.get(slot);
             let (queued, due) = (s.due, self.due(s));
-            if due <= now_tick {
+            let idle_established = s.tcp == Some(TcpState::Established);
+            if due <= now_tick && idle_established && self.probes.len() < PROBE_QUEUE {
+                // RFC 6146 §3.5.2.2: probe the client and move to TRANS; an
+                // answer (any segment) brings the session back.
+                let s = self.sessions.slab.get_mut(slot);
+                s.tcp = Some(TcpState::Trans);
+                s.tick = now_tick;
+                let probe = Probe {
+                    client: SocketAddrV6::new(s.client, s.client_port, 0, 0),
+                    server: SocketAddrV4::new(s.server, s.server_port),
+                };
+                self.probes.push_back(probe);
+                let due = due_tick(now_tick, self.timeouts.tcp_transitory);
+                self.wheel.unlink(&mut self.sessions.slab, slot);
+                self.wheel.schedule(&mut self.sessions.slab, slot, due);
+            } else if due <= now_tick {
                 self.remove_session(now, slot);
             } else if due != queued {
                 self.wheel.unlink(&mut self.sessions.slab, slot);
@@ -966,6 +1000,11 @@ impl SessionTable {
             }),
         };
         self.clients.slab.get_mut(slot)
+    }
+
+    /// The next probe to send, if any.
+    pub(crate) fn pop_probe(&mut self) -> Option<Probe> {
+        self.probes.pop_front()
     }
 
     pub(crate) fn port_block_count(&self) -> usize {

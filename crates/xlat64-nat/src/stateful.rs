@@ -9,6 +9,7 @@ use crate::reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 use crate::session_table::{OutboundPlan, SessionTable, TablePolicy};
 use crate::shard::{owner_of_port, owner_of_v4, Shard};
 use crate::syn_store::{Quote, SynStore, QUOTE};
+use crate::tcp_probe;
 use crate::{BibEntry, Pool4, SessionEntry, Timeouts};
 use foldhash::fast::FixedState;
 use ipnet::Ipv4Net;
@@ -398,11 +399,14 @@ pub struct NatCounters {
     /// ICMP messages to a pool4 address the host holds that belong to the
     /// host, not to the NAT, given back ([`Verdict::ToHost`]).
     pub icmp_to_host: u64,
+    /// TCP probes sent to clients of established sessions whose lifetime
+    /// ran out (RFC 6146 §3.5.2.2).
+    pub tcp_probes_sent: u64,
 }
 
 impl NatCounters {
     /// Every counter with its `stats` name.
-    pub fn named(&self) -> [(&'static str, u64); 13] {
+    pub fn named(&self) -> [(&'static str, u64); 14] {
         [
             ("icmp_errors_sent", self.icmp_errors_sent),
             ("icmp_errors_rate_limited", self.icmp_errors_rate_limited),
@@ -417,6 +421,7 @@ impl NatCounters {
             ("hairpinned", self.hairpinned),
             ("binding_log_dropped", self.binding_log_dropped),
             ("icmp_to_host", self.icmp_to_host),
+            ("tcp_probes_sent", self.tcp_probes_sent),
         ]
     }
 
@@ -436,6 +441,7 @@ impl NatCounters {
             hairpinned,
             binding_log_dropped,
             icmp_to_host,
+            tcp_probes_sent,
         } = other;
         self.icmp_errors_sent += icmp_errors_sent;
         self.icmp_errors_rate_limited += icmp_errors_rate_limited;
@@ -450,6 +456,7 @@ impl NatCounters {
         self.hairpinned += hairpinned;
         self.binding_log_dropped += binding_log_dropped;
         self.icmp_to_host += icmp_to_host;
+        self.tcp_probes_sent += tcp_probes_sent;
     }
 }
 
@@ -751,6 +758,18 @@ impl Nat64 {
     /// the held SYNs that are due stay due until then.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         let core = &mut self.core;
+        if let Some(probe) = core.table.pop_probe() {
+            let from = SocketAddrV6::new(
+                core.config.prefix.embed(*probe.server.ip()),
+                probe.server.port(),
+                0,
+                0,
+            );
+            if let Some(n) = tcp_probe::build(from, probe.client, out) {
+                core.counters.tcp_probes_sent += 1;
+                return Some(n);
+            }
+        }
         let mut quote: Quote = [0; QUOTE];
         loop {
             let len = core.syns.expired(now, &mut quote)?;

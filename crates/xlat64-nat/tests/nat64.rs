@@ -701,7 +701,9 @@ fn rfc6146_3_1_static_binding_publishes_an_ipv6_server() {
         ),
         Verdict::Drop(NatDrop::TcpExternallyInitiated)
     );
+    // Idle: probed (RFC 6146 §3.5.2.2), then gone after TCP_TRANS.
     nat.handle_timeout(t0 + Duration::from_secs(3 * 3600));
+    nat.handle_timeout(t0 + Duration::from_secs(3 * 3600 + 300));
     assert_eq!(nat.session_count(), 0);
     assert_eq!(nat.bib_count(), 1, "a static binding stays");
     // Dynamic allocation never hands out the published port.
@@ -895,4 +897,54 @@ fn rfc6146_3_8_ping_of_a_pool4_address_is_hairpinned() {
         (nsp().embed(POOL), client(2), 9, 129)
     );
     assert_eq!(nat.counters().hairpinned, 2);
+}
+
+/// RFC 6146 §3.5.2.2: when an established session's lifetime runs out, the
+/// NAT64 probes the client (a TCP segment, no data, sequence and
+/// acknowledgment numbers zero, only ACK set) and moves the session to
+/// TRANS; the client's answer brings it back to ESTABLISHED; without one it
+/// goes after TCP_TRANS.
+#[test]
+fn rfc6146_3_5_2_2_an_idle_established_session_is_probed() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    let n = forward(nat.handle_v6(t0, &v6_tcp(client(1), 5000, SERVER, 80, Tcp::Syn), &mut out));
+    let local = SocketAddrV4::new(POOL, seen_v4(&out[..n]).sport);
+    forward(nat.handle_v4(t0, &v4_tcp(SERVER, 80, local, Tcp::SynAck), &mut out));
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Established));
+    assert_eq!(nat.poll_transmit(t0, &mut out), None);
+    let idle = t0 + Duration::from_secs(7440) + EXPIRY_RESOLUTION;
+    nat.handle_timeout(idle);
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Trans));
+    let n = nat.poll_transmit(idle, &mut out).expect("a probe");
+    assert_eq!(nat.poll_transmit(idle, &mut out), None, "one probe");
+    let probe = etherparse::PacketHeaders::from_ip_slice(&out[..n]).unwrap();
+    let Some(etherparse::NetHeaders::Ipv6(ip, _)) = &probe.net else {
+        panic!("not IPv6");
+    };
+    assert_eq!(ip.source, nsp().embed(SERVER).octets());
+    assert_eq!(ip.destination, client(1).octets());
+    let Some(etherparse::TransportHeader::Tcp(tcp)) = &probe.transport else {
+        panic!("not TCP");
+    };
+    assert_eq!((tcp.source_port, tcp.destination_port), (80, 5000));
+    assert_eq!((tcp.sequence_number, tcp.acknowledgment_number), (0, 0));
+    assert!(tcp.ack && !tcp.syn && !tcp.fin && !tcp.rst && !tcp.psh);
+    assert!(probe.payload.slice().is_empty());
+    assert_eq!(tcp.checksum, tcp.calc_checksum_ipv6(ip, &[]).unwrap());
+    assert_eq!(nat.counters().tcp_probes_sent, 1);
+    // The client answers: established again, for another full lifetime.
+    let t1 = idle + Duration::from_secs(1);
+    forward(nat.handle_v6(t1, &v6_tcp(client(1), 5000, SERVER, 80, Tcp::Ack), &mut out));
+    assert_eq!(nat.sessions()[0].tcp_state, Some(TcpState::Established));
+    nat.handle_timeout(t1 + Duration::from_secs(7000));
+    assert_eq!(nat.session_count(), 1);
+    // Idle again: probed, unanswered, gone after TCP_TRANS.
+    let idle = t1 + Duration::from_secs(7440) + EXPIRY_RESOLUTION;
+    nat.handle_timeout(idle);
+    assert!(nat.poll_transmit(idle, &mut out).is_some());
+    nat.handle_timeout(idle + Duration::from_secs(240) + EXPIRY_RESOLUTION);
+    assert_eq!(nat.session_count(), 0);
+    assert_eq!(nat.bib_count(), 0);
 }

@@ -982,6 +982,22 @@ mod expiry_timing {
                         while let Some(d) = t.poll_timeout().filter(|&d| d <= end) {
                             now = now.max(d);
                             t.handle_timeout(now);
+                            // RFC 6146 §3.5.2.2: an established session whose
+                            // lifetime ran out is probed and lives on in TRANS.
+                            for (k, e) in model.iter_mut() {
+                                let state = t
+                                    .sessions(embed)
+                                    .into_iter()
+                                    .find(|s| s.proto == k.0 && s.v6_client.ip() == &client(k.1))
+                                    .and_then(|s| s.tcp_state);
+                                if e.lifetime == TIMEOUTS.tcp_established
+                                    && state == Some(TcpState::Trans)
+                                    && now >= e.last + e.lifetime
+                                {
+                                    *e = Expect { last: now, lifetime: TIMEOUTS.tcp_transitory, local: e.local };
+                                }
+                            }
+                            while t.pop_probe().is_some() {}
                             for (k, e) in &model {
                                 let live = t.sessions(embed).iter().any(|s| s.proto == k.0 && s.v6_client.ip() == &client(k.1));
                                 prop_assert!(live || now >= e.last + e.lifetime, "{k:?} expired early");
