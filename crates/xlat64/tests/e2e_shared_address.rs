@@ -64,7 +64,41 @@ fn pool4_on_the_gateways_own_address_shares_it_by_port_range() {
         .unwrap_or_else(|| panic!("no local rule:\n{installed}"));
     assert!(ours < local, "steering after local:\n{installed}");
 
-    // The client's TCP and ping go out from the shared address.
+    // The client's UDP, TCP and ping go out from the shared address.
+    let echo = lab
+        .spawn_in(
+            lab.server(),
+            &[
+                "python3",
+                "-c",
+                &format!(
+                    "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('{SERVER_V4}', 9999))\nd, a = s.recvfrom(100)\ns.sendto(d + b' back from ' + str(a).encode(), a)\n"
+                ),
+            ],
+        )
+        .expect("UDP echo");
+    lab.wait_listening(
+        lab.server(),
+        "udp",
+        9999,
+        std::time::Duration::from_secs(10),
+    )
+    .expect("UDP echo listening");
+    let reply = lab
+        .in_netns(lab.client(), || {
+            let s = std::net::UdpSocket::bind("[::]:0")?;
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+            s.send_to(b"ping", (server_via_nat64(), 9999))?;
+            let mut buf = [0u8; 200];
+            let n = s.recv(&mut buf)?;
+            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .unwrap_or_else(|e| panic!("UDP through the shared address: {e}\n{}", gateway.log()));
+    assert!(
+        reply.starts_with(&format!("ping back from ('{GATEWAY_V4}', 6")),
+        "{reply}"
+    );
+    drop(echo);
     let url = format!("http://[{}]/", server_via_nat64());
     let page = ok(
         &lab,
