@@ -30,7 +30,8 @@ pub use pool4::Pool4;
 pub use reassembly::{FragmentDrop, Reassembler, ReassemblyLimits};
 pub use shard::Shard;
 pub use stateful::{
-    Filtering, InPlace, Nat64, Nat64Config, NatCounters, NatDrop, StaticBinding, Verdict,
+    DeniedDestination, Filtering, InPlace, Nat64, Nat64Config, NatCounters, NatDrop, StaticBinding,
+    Verdict,
 };
 pub use table::{BibEntry, SessionEntry, TcpState};
 pub use timeouts::{Timeouts, EXPIRY_RESOLUTION};

@@ -39,7 +39,7 @@ use entries::{
     bind_hash, binding_chain, client_hash, local_hash, server_hash, session_chain, v4_hash,
     v6_hash, Binding, ClientUse, ServerUse, Session, TimerClass,
 };
-use expiry_wheel::{due_tick, Clock, ExpiryWheel};
+use expiry_wheel::{due_tick, Clock, ExpiryWheel, TICKS_PER_SECOND};
 use foldhash::fast::FixedState;
 use indexed::Indexed;
 use port_blocks::{BlockChange, PortBlocks};
@@ -177,7 +177,7 @@ fn proto_index(p: L4Proto) -> usize {
 }
 
 /// How a [`SessionTable`] treats traffic from the IPv4 side, and what one
-/// client may hold (RFC 6888 REQ-3, REQ-4).
+/// client may hold (RFC 6888 REQ-4, REQ-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TablePolicy {
     pub(crate) filtering: Filtering,
@@ -190,6 +190,8 @@ pub(crate) struct TablePolicy {
     pub(crate) max_ports_per_client: u32,
     /// Ports per block (RFC 7422), a power of two; 0: ports one by one.
     pub(crate) port_block: u16,
+    /// New bindings one client may create per second (RFC 6888 REQ-4 c).
+    pub(crate) max_new_bindings_per_second: u32,
 }
 
 impl TablePolicy {
@@ -202,6 +204,7 @@ impl TablePolicy {
         max_sessions_per_client: u32::MAX,
         max_ports_per_client: u32::MAX,
         port_block: 0,
+        max_new_bindings_per_second: u32::MAX,
     };
 }
 
@@ -351,6 +354,7 @@ impl SessionTable {
     /// destination carries IPv4 `server`), or what to create for it.
     pub(crate) fn plan_outbound(
         &mut self,
+        now: Instant,
         flow: &Flow6,
         server: Ipv4Addr,
     ) -> Result<OutboundPlan, NatDrop> {
@@ -379,6 +383,10 @@ impl SessionTable {
             None => {
                 if ports[proto_index(flow.proto)] >= self.policy.max_ports_per_client {
                     return Err(NatDrop::ClientPortLimit);
+                }
+                let tick = self.clock.tick(now);
+                if self.over_binding_rate(&flow.src, tick) {
+                    return Err(NatDrop::ClientRateLimit);
                 }
                 let (idx, v4) = self.allocate(key.bind)?;
                 (v4, Found::Nothing(idx))
@@ -428,7 +436,12 @@ impl SessionTable {
                 self.used[usize::from(pool_index)][proto_index(bind.proto)] += 1;
                 self.allocations = self.allocations.wrapping_add(1);
                 self.mark_taken(usize::from(pool_index), bind.proto, plan.v4_local.port());
-                self.client_entry(&bind.addr).ports[proto_index(bind.proto)] += 1;
+                let c = self.client_entry(&bind.addr);
+                c.ports[proto_index(bind.proto)] += 1;
+                if tick.wrapping_sub(c.window) >= TICKS_PER_SECOND as u32 {
+                    (c.window, c.created) = (tick, 0);
+                }
+                c.created += 1;
                 let held = Held::Binding {
                     proto: bind.proto,
                     v6_client: SocketAddrV6::new(bind.addr, bind.port, 0, 0),
@@ -977,6 +990,21 @@ impl SessionTable {
         if self.used[idx][p] == 0 && bits.is_empty() {
             self.taken[idx][p] = None;
         }
+    }
+
+    /// Whether the client of `addr` created as many bindings as it may in
+    /// the second before `tick` (RFC 6888 REQ-4 c: a client creating
+    /// mappings at a high rate cannot take the workers' time).
+    fn over_binding_rate(&self, addr: &Ipv6Addr, tick: u32) -> bool {
+        let limit = self.policy.max_new_bindings_per_second;
+        if limit == u32::MAX {
+            return false;
+        }
+        let client = shard::client_of(addr, self.policy.client_prefix);
+        self.find_client(client).is_some_and(|slot| {
+            let c = self.clients.slab.get(slot);
+            tick.wrapping_sub(c.window) < TICKS_PER_SECOND as u32 && c.created >= limit
+        })
     }
 
     /// What the client of IPv6 address `addr` holds: sessions it opened,

@@ -304,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn rfc6888_req_3_a_subscriber_prefix_stays_on_one_shard() {
+    fn rfc6888_req_4_a_subscriber_prefix_stays_on_one_shard() {
         let owners: std::collections::HashSet<u16> = (1..=64u8)
             .map(|i| {
                 let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, i];

@@ -95,14 +95,17 @@ pub struct Nat64Config {
     /// §3.5.2.2); a SYN beyond is dropped ([`NatDrop::TcpInboundSyn`]).
     pub max_simultaneous_opens: usize,
     /// Sessions one client (see [`Shard::client_prefix`]) opens at most
-    /// (RFC 6888 REQ-4); a new flow beyond is refused
+    /// (RFC 6888 REQ-5); a new flow beyond is refused
     /// ([`NatDrop::ClientSessionLimit`]). Sessions opened from the IPv4 side
     /// through its bindings count apart, at most half as many.
     pub max_sessions_per_client: usize,
     /// Pool4 ports (bindings) one client holds at most, per protocol
-    /// (RFC 6888 REQ-3); a new binding beyond is refused
+    /// (RFC 6888 REQ-4); a new binding beyond is refused
     /// ([`NatDrop::ClientPortLimit`]).
     pub max_ports_per_client: usize,
+    /// New bindings one client may create per second (RFC 6888 REQ-4 c);
+    /// beyond, new flows are refused ([`NatDrop::ClientRateLimit`]).
+    pub max_new_bindings_per_client: usize,
     /// Static bindings (port forwarding to IPv6 servers). Each lives in the
     /// shard that owns its pool4 port; the others hand the server's packets
     /// to it.
@@ -115,6 +118,29 @@ pub struct Nat64Config {
     /// one log event per block; 0: ports one by one. The shard then owns
     /// whole blocks ([`Shard::with_port_block`]).
     pub port_block: u16,
+    /// IPv4 destinations clients may not reach (RFC 6888 REQ-6): refused
+    /// with ICMPv6 Administratively Prohibited.
+    pub denied: Vec<DeniedDestination>,
+}
+
+/// An IPv4 destination clients may not reach through the NAT: a network,
+/// and optionally one TCP and UDP port of it (RFC 6888 REQ-6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeniedDestination {
+    /// The addresses.
+    pub net: Ipv4Net,
+    /// Only this destination port (TCP and UDP); `None`: every packet.
+    pub port: Option<u16>,
+}
+
+impl DeniedDestination {
+    /// Whether it covers `flow`, sent to `server`.
+    fn covers(&self, flow: &Flow6, server: Ipv4Addr) -> bool {
+        self.net.contains(&server)
+            && self
+                .port
+                .is_none_or(|p| flow.proto != L4Proto::Icmp && flow.dst_port == p)
+    }
 }
 
 /// A binding made by configuration: IPv4 hosts reach `v6` at `v4`.
@@ -175,9 +201,11 @@ impl Nat64Config {
             max_simultaneous_opens: 64,
             max_sessions_per_client: usize::MAX,
             max_ports_per_client: usize::MAX,
+            max_new_bindings_per_client: usize::MAX,
             statics: Vec::new(),
             log_bindings: false,
             port_block: 0,
+            denied: Vec::new(),
         }
     }
 }
@@ -237,10 +265,10 @@ pub enum NatDrop {
     /// RFC 6146 §3.5.1); existing sessions are unaffected.
     SessionLimit,
     /// A new flow of a client that holds its maximum of sessions (RFC 6888
-    /// REQ-4; ICMPv6 Address Unreachable back, as [`NatDrop::SessionLimit`]).
+    /// REQ-5; ICMPv6 Address Unreachable back, as [`NatDrop::SessionLimit`]).
     ClientSessionLimit,
     /// A new binding of a client that holds its maximum of pool4 ports for
-    /// the protocol (RFC 6888 REQ-3; ICMPv6 Address Unreachable back).
+    /// the protocol (RFC 6888 REQ-4; ICMPv6 Address Unreachable back).
     ClientPortLimit,
     /// An ICMPv6 Echo Reply with no session: a reply answers an IPv4 host's
     /// request that came in through a binding (RFC 6146 §3.5.3), and never
@@ -249,12 +277,18 @@ pub enum NatDrop {
     /// A new binding of a client outside the range of deterministic port
     /// blocks (RFC 7422 §2): only the configured clients hold ports.
     OutsideDeterministicRange,
+    /// A packet to a destination the configuration denies (RFC 6888
+    /// REQ-6; ICMPv6 Administratively Prohibited back).
+    DestinationDenied,
+    /// A new binding of a client that created its maximum of bindings in
+    /// the last second (RFC 6888 REQ-4 c; ICMPv6 Address Unreachable back).
+    ClientRateLimit,
 }
 
 impl NatDrop {
     /// The NAT-specific reasons (the packet ones are `DropReason::ALL`, the
     /// fragment ones `FragmentDrop::ALL`).
-    pub const NAT_ONLY: [NatDrop; 20] = [
+    pub const NAT_ONLY: [NatDrop; 22] = [
         NatDrop::NotInPrefix,
         NatDrop::NonGlobalUnderWellKnown,
         NatDrop::NotInPool4,
@@ -275,6 +309,8 @@ impl NatDrop {
         NatDrop::ClientPortLimit,
         NatDrop::EchoReplyNoSession,
         NatDrop::OutsideDeterministicRange,
+        NatDrop::DestinationDenied,
+        NatDrop::ClientRateLimit,
     ];
 
     /// Counter name for `xlat64 stats`.
@@ -302,6 +338,8 @@ impl NatDrop {
             NatDrop::ClientPortLimit => "drop_client_port_limit",
             NatDrop::EchoReplyNoSession => "drop_echo_reply_no_session",
             NatDrop::OutsideDeterministicRange => "drop_outside_deterministic_range",
+            NatDrop::DestinationDenied => "drop_destination_denied",
+            NatDrop::ClientRateLimit => "drop_client_rate_limit",
         }
     }
 }
@@ -522,6 +560,7 @@ impl Nat64 {
                 max_sessions_per_client: clamp_u32(config.max_sessions_per_client),
                 max_ports_per_client: clamp_u32(config.max_ports_per_client),
                 port_block: config.port_block,
+                max_new_bindings_per_second: clamp_u32(config.max_new_bindings_per_client),
             },
         );
         table.events = BindingEvents::new(config.log_bindings);
@@ -955,9 +994,16 @@ impl Core {
             NatDrop::PoolExhausted
             | NatDrop::SessionLimit
             | NatDrop::ClientSessionLimit
-            | NatDrop::ClientPortLimit => IcmpError {
+            | NatDrop::ClientPortLimit
+            | NatDrop::ClientRateLimit
+            | NatDrop::OutsideDeterministicRange => IcmpError {
                 icmp_type: icmp6::DEST_UNREACHABLE,
                 code: icmp6::code::ADDRESS_UNREACHABLE,
+                param: 0,
+            },
+            NatDrop::DestinationDenied => IcmpError {
+                icmp_type: icmp6::DEST_UNREACHABLE,
+                code: icmp6::code::ADMIN_PROHIBITED,
                 param: 0,
             },
             _ => return Verdict::Drop(reason),
@@ -1087,6 +1133,11 @@ impl Core {
         self.config.pool4.contains(dst) && !never_a_host(src)
     }
 
+    /// Whether the configuration denies `flow` to `server` (RFC 6888 REQ-6).
+    fn denied(&self, flow: &Flow6, server: Ipv4Addr) -> bool {
+        self.config.denied.iter().any(|d| d.covers(flow, server))
+    }
+
     /// The IPv4 server of an outbound packet, after every address check.
     fn outbound_server(&self, pkt: &[u8], flow: &Flow6) -> Result<Ipv4Addr, NatDrop> {
         let src = ipv6_source(pkt);
@@ -1120,6 +1171,12 @@ impl Core {
             Ok(s) => s,
             Err(reason) => return Verdict::Drop(reason),
         };
+        if self.denied(&flow, server) {
+            return match parsed.icmp_error {
+                Some(_) => Verdict::Drop(NatDrop::DestinationDenied),
+                None => self.reject_v6(now, pkt, NatDrop::DestinationDenied, out),
+            };
+        }
         let hairpin = self.config.pool4.contains(server);
         if parsed.icmp_error.is_some() && hairpin {
             return Verdict::Drop(NatDrop::Hairpinning);
@@ -1152,7 +1209,7 @@ impl Core {
                 Err(reason) => Verdict::Drop(reason),
             };
         }
-        let plan = match self.table.plan_outbound(&flow, server) {
+        let plan = match self.table.plan_outbound(now, &flow, server) {
             Ok(plan) if plan.creates_session() && is_echo_reply_v6(pkt, &parsed) => {
                 return Verdict::Drop(NatDrop::EchoReplyNoSession)
             }
@@ -1340,8 +1397,8 @@ impl Core {
         }
         let flow = parsed.flow;
         let server = self.outbound_server(pkt, &flow).ok()?;
-        if self.config.pool4.contains(server) {
-            return None; // hairpinning: `handle_v6` does it
+        if self.config.pool4.contains(server) || self.denied(&flow, server) {
+            return None; // hairpinning or a refusal: `handle_v6` does it
         }
         if self
             .static_owner(&flow)
@@ -1349,7 +1406,7 @@ impl Core {
         {
             return None; // another shard's static binding: `handle_v6` hands it over
         }
-        let plan = self.table.plan_outbound(&flow, server).ok()?;
+        let plan = self.table.plan_outbound(now, &flow, server).ok()?;
         if plan.creates_session() && is_echo_reply_v6(pkt, &parsed) {
             return None;
         }

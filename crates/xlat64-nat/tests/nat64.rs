@@ -948,3 +948,38 @@ fn rfc6146_3_5_2_2_an_idle_established_session_is_probed() {
     assert_eq!(nat.session_count(), 0);
     assert_eq!(nat.bib_count(), 0);
 }
+
+/// RFC 6888 REQ-6: destinations the operator denies are not translated;
+/// the client gets ICMPv6 Administratively Prohibited, and no state is
+/// created.
+#[test]
+fn rfc6888_req_6_denied_destinations_are_refused() {
+    let t0 = Instant::now();
+    let mut config = config();
+    config.denied = vec![
+        xlat64_nat::DeniedDestination {
+            net: "203.0.113.0/24".parse().unwrap(),
+            port: Some(25),
+        },
+        xlat64_nat::DeniedDestination {
+            net: "198.51.100.7/32".parse().unwrap(),
+            port: None,
+        },
+    ];
+    let mut nat = Nat64::with_seed(config, 1);
+    let mut out = [0u8; 1500];
+    let Verdict::Reject(NatDrop::DestinationDenied, n) =
+        nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 25), &mut out)
+    else {
+        panic!("port 25 of 203.0.113.0/24 not refused");
+    };
+    // ICMPv6 Destination Unreachable, code 1 (administratively prohibited).
+    assert_eq!((out[6], out[40], out[41]), (58, 1, 1), "{:02x?}", &out[..n]);
+    assert_eq!(nat.bib_count(), 0);
+    forward(nat.handle_v6(t0, &v6_tcp(client(1), 5000, SERVER, 80, Tcp::Syn), &mut out));
+    assert!(matches!(
+        nat.handle_v6(t0, &v6_echo(client(1), 3, SERVER2), &mut out),
+        Verdict::Reject(NatDrop::DestinationDenied, _)
+    ));
+    assert_eq!(nat.bib_count(), 1);
+}

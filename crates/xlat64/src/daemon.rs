@@ -217,12 +217,19 @@ impl Running {
                 config::limit(nat_section.limits.max_sessions_per_client);
             nat_config.max_ports_per_client =
                 config::limit(nat_section.limits.max_ports_per_client);
+            nat_config.max_new_bindings_per_client =
+                config::limit(nat_section.limits.max_new_bindings_per_second);
             nat_config.statics = nat_section
                 .statics
                 .iter()
                 .map(config::StaticSection::to_nat)
                 .collect();
             nat_config.port_block = nat_section.port_block;
+            nat_config.denied = nat_section
+                .deny_destinations
+                .iter()
+                .map(|d| d.to_nat())
+                .collect();
             nat_config.shard = split;
             if let Some(target) = nat_section.log.bindings_target() {
                 let log = BindingLog::start(target)?;

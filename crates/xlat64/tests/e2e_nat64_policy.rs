@@ -343,10 +343,10 @@ fn rfc6146_3_5_2_2_unanswered_syn_is_refused_after_six_seconds() {
     assert_eq!(counter(&gateway, "tcp_syns_unanswered"), 1);
 }
 
-/// RFC 6888 REQ-3: a client that takes all the ports it may is refused
+/// RFC 6888 REQ-4: a client that takes all the ports it may is refused
 /// more, and another client still connects.
 #[test]
-fn rfc6888_req_3_a_client_at_its_port_limit_does_not_starve_another() {
+fn rfc6888_req_4_a_client_at_its_port_limit_does_not_starve_another() {
     let Some((lab, gateway)) =
         lab_with_sections("plimit", "", "[nat64.limits]\nmax-ports-per-client = 20\n")
     else {
@@ -885,4 +885,42 @@ fn rfc6146_3_5_2_2_simultaneous_open_end_to_end() {
     let tcp = json(&gateway, &["sessions", "--protocol", "tcp"]);
     assert_eq!(tcp[0]["state"], "established", "{tcp}");
     assert_eq!(tcp[0]["v4_local"], pool.to_string(), "{tcp}");
+}
+
+/// RFC 6888 REQ-6: a denied destination is refused with ICMPv6
+/// administratively prohibited, which the client's stack reports at once
+/// (EACCES on a connected socket); other ports of the host still work.
+#[test]
+fn rfc6888_req_6_a_denied_destination_is_refused() {
+    let deny = format!("deny-destinations = [\"{SERVER_V4}:9999\"]");
+    let Some((lab, gateway)) = lab_with("deny", &deny) else {
+        return;
+    };
+    let err = lab
+        .in_netns(lab.client(), || {
+            let s = UdpSocket::bind((CLIENT_V6, 0))?;
+            s.connect((embed_v4(SERVER_V4), 9999))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.send(b"denied?")?;
+            let mut buf = [0u8; 16];
+            Ok(s.recv(&mut buf).err())
+        })
+        .expect("client socket");
+    assert_eq!(
+        err.map(|e| e.kind()),
+        Some(io::ErrorKind::PermissionDenied),
+        "{}",
+        gateway.log()
+    );
+    assert_eq!(counter(&gateway, "drop_destination_denied"), 1);
+    assert_eq!(json(&gateway, &["bib"]).as_array().unwrap().len(), 0);
+    // Another port of the same server is translated.
+    lab.in_netns(lab.client(), || {
+        UdpSocket::bind((CLIENT_V6, 0))?.send_to(b"fine", (embed_v4(SERVER_V4), 9998))
+    })
+    .expect("send");
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(json(&gateway, &["bib"]).as_array().unwrap().len() == 1)
+    })
+    .expect("a binding for the allowed port");
 }

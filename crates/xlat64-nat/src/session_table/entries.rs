@@ -229,6 +229,10 @@ pub(super) struct ClientUse {
     pub(super) inbound: u32,
     /// Dynamic bindings by protocol (TCP, UDP, ICMP).
     pub(super) ports: [u32; 3],
+    /// The tick the current one-second window of new bindings began at,
+    /// and the bindings created in it (RFC 6888 REQ-4 c).
+    pub(super) window: u32,
+    pub(super) created: u32,
     pub(super) link: Link,
 }
 

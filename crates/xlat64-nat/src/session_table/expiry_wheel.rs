@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 /// Ticks per second: the clock's resolution is 125 ms, and a u32 of ticks
 /// lasts 17 years of uptime.
-const TICKS_PER_SECOND: u64 = 8;
+pub(super) const TICKS_PER_SECOND: u64 = 8;
 const NANOS_PER_TICK: u32 = 1_000_000_000 / TICKS_PER_SECOND as u32;
 /// One tick.
 pub(super) const TICK: Duration = Duration::from_nanos(NANOS_PER_TICK as u64);

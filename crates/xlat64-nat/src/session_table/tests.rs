@@ -91,7 +91,7 @@ fn out(
     f: Flow6,
     server: Ipv4Addr,
 ) -> Result<SocketAddrV4, NatDrop> {
-    let plan = t.plan_outbound(&f, server)?;
+    let plan = t.plan_outbound(now, &f, server)?;
     t.commit_outbound(now, plan, f.tcp_flags);
     check_invariants(t);
     Ok(plan.v4_local)
@@ -755,7 +755,7 @@ fn a_hundred_thousand_sessions() {
             53,
             0,
         );
-        let plan = t.plan_outbound(&f, SERVER).unwrap();
+        let plan = t.plan_outbound(t0, &f, SERVER).unwrap();
         t.commit_outbound(t0 + Duration::from_micros(i.into()), plan, 0);
     }
     assert_eq!(t.session_count(), 100_000);
@@ -769,7 +769,7 @@ fn a_hundred_thousand_sessions() {
             53,
             0,
         );
-        let plan = t.plan_outbound(&f, SERVER).unwrap();
+        let plan = t.plan_outbound(t0, &f, SERVER).unwrap();
         t.commit_outbound(t0 + MIN, plan, 0);
     }
     check_invariants(&t);
@@ -821,7 +821,7 @@ fn short_connections_leave_nothing_behind() {
             80,
             SYN,
         );
-        let plan = t.plan_outbound(&f, SERVER).unwrap();
+        let plan = t.plan_outbound(t0, &f, SERVER).unwrap();
         t.commit_outbound(now, plan, SYN);
         for flags in [SYN | ACK, RST] {
             let plan = t
@@ -1040,7 +1040,7 @@ fn limited(
 }
 
 #[test]
-fn rfc6888_req_3_ports_per_client_per_protocol() {
+fn rfc6888_req_4_b_ports_per_client_per_protocol() {
     let t0 = Instant::now();
     let mut t = limited(u32::MAX, 2, 128);
     for port in [5000, 5001] {
@@ -1068,7 +1068,7 @@ fn rfc6888_req_3_ports_per_client_per_protocol() {
 }
 
 #[test]
-fn rfc6888_req_4_sessions_per_client_both_ways() {
+fn rfc6888_req_5_sessions_per_client_both_ways() {
     let t0 = Instant::now();
     let mut t = limited(2, u32::MAX, 128);
     let local = out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER).unwrap();
@@ -1154,7 +1154,7 @@ fn many_sessions_to_one_server_keep_one_filtering_entry() {
             dst_port: port,
             ..flow6(L4Proto::Udp, 1, 5000, port, 0)
         };
-        let plan = t.plan_outbound(&f, SERVER).unwrap();
+        let plan = t.plan_outbound(t0, &f, SERVER).unwrap();
         t.commit_outbound(t0, plan, 0);
     }
     assert_eq!(t.session_count(), 2000);
@@ -1411,4 +1411,42 @@ fn rfc6888_req_2_paired_pooling_per_subscriber_prefix() {
         })
         .collect();
     assert_eq!(addrs.len(), 1, "{addrs:?}");
+}
+
+/// RFC 6888 REQ-4 c: a client creating bindings faster than its rate is
+/// refused new ones for the rest of the second; its existing bindings and
+/// other clients are unaffected.
+#[test]
+fn rfc6888_req_4_c_new_bindings_per_client_are_rate_limited() {
+    let t0 = Instant::now();
+    let policy = TablePolicy {
+        max_new_bindings_per_second: 10,
+        ..EIF
+    };
+    let mut t = SessionTable::new(
+        pool(&["192.0.2.1/32"]),
+        Timeouts::default(),
+        4,
+        Shard::ONE,
+        usize::MAX,
+        policy,
+    );
+    for port in 0..10u16 {
+        out(
+            &mut t,
+            t0,
+            flow6(L4Proto::Udp, 1, 5000 + port, 53, 0),
+            SERVER,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        out(&mut t, t0, flow6(L4Proto::Udp, 1, 6000, 53, 0), SERVER),
+        Err(NatDrop::ClientRateLimit)
+    );
+    // A new session on an existing binding is no new binding.
+    out(&mut t, t0, flow6(L4Proto::Udp, 1, 5000, 53, 0), SERVER2).unwrap();
+    out(&mut t, t0, flow6(L4Proto::Udp, 2, 6000, 53, 0), SERVER).unwrap();
+    let later = t0 + Duration::from_millis(1000);
+    out(&mut t, later, flow6(L4Proto::Udp, 1, 6000, 53, 0), SERVER).unwrap();
 }

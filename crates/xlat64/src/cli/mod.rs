@@ -18,9 +18,11 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
                     with a range is shared with it), tun, mtu, offload, mss-clamp, lowest-ipv6-mtu,
                     icmp-errors-per-second, rfc6791-v4, rfc6791-v6,
                     filtering (endpoint-independent | address-dependent),
-                    drop-externally-initiated-tcp, port-block (RFC 7422 blocks of N ports)
+                    drop-externally-initiated-tcp, deny-destinations,
+                    port-block (RFC 7422 blocks of N ports)
   [nat64.limits]    max-sessions (all workers together; default by memory),
-                    max-sessions-per-client, max-ports-per-client (0: none),
+                    max-sessions-per-client, max-ports-per-client,
+                    max-new-bindings-per-second (0: none),
                     client-prefix (a client: an address, 128, or a prefix),
                     max-simultaneous-opens (inbound SYNs held 6 s)
   [[nat64.static]]  protocol, v6 ([ADDR]:PORT), v4 (POOL4-ADDR:PORT): port forwarding

@@ -157,6 +157,14 @@ pub struct Nat64Section {
     /// §3.5.2.2): their SYNs are dropped, not held for a simultaneous open.
     #[serde(rename = "drop-externally-initiated-tcp", default)]
     pub drop_externally_initiated_tcp: bool,
+    /// IPv4 destinations clients may not reach through the NAT (RFC 6888
+    /// REQ-6): `"ADDR[/LEN][:PORT]"`, a port meaning that TCP and UDP port.
+    #[serde(
+        rename = "deny-destinations",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub deny_destinations: Vec<DeniedEntry>,
     /// Port blocks (RFC 7422): each client's bindings take ports from
     /// blocks of this many ports (a power of two, 8 to 32768), one binding
     /// log line per block; 0: ports one by one.
@@ -289,13 +297,16 @@ pub struct LimitsSection {
     /// §3.5.2.2), all workers together.
     #[serde(default = "default_max_simultaneous_opens")]
     pub max_simultaneous_opens: usize,
-    /// Sessions one client holds at most (RFC 6888 REQ-4); 0: no limit.
+    /// Sessions one client holds at most (RFC 6888 REQ-5); 0: no limit.
     #[serde(default = "default_max_sessions_per_client")]
     pub max_sessions_per_client: usize,
     /// Pool4 ports one client holds at most, per protocol (RFC 6888
-    /// REQ-3); 0: no limit.
+    /// REQ-4); 0: no limit.
     #[serde(default = "default_max_ports_per_client")]
     pub max_ports_per_client: usize,
+    /// New bindings one client may create per second (RFC 6888 REQ-4 c);
+    /// 0: no limit.
+    pub max_new_bindings_per_second: usize,
     /// What one client is: an IPv6 address (128) or a subscriber prefix
     /// (32..=128 bits); the limits count per client.
     #[serde(default = "default_client_prefix")]
@@ -341,6 +352,7 @@ impl Default for LimitsSection {
             max_simultaneous_opens: default_max_simultaneous_opens(),
             max_sessions_per_client: default_max_sessions_per_client(),
             max_ports_per_client: default_max_ports_per_client(),
+            max_new_bindings_per_second: 0,
             client_prefix: default_client_prefix(),
         }
     }
@@ -470,6 +482,62 @@ impl Serialize for Pool4Entry {
             Some(r) => s.serialize_str(&format!("{net}:{}-{}", r.start(), r.end())),
             None => s.serialize_str(&net),
         }
+    }
+}
+
+/// A `deny-destinations` entry: `"ADDR[/LEN][:PORT]"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeniedEntry(pub Ipv4Net, pub Option<u16>);
+
+impl DeniedEntry {
+    /// The entry as the NAT core takes it.
+    pub fn to_nat(self) -> xlat64_nat::DeniedDestination {
+        xlat64_nat::DeniedDestination {
+            net: self.0,
+            port: self.1,
+        }
+    }
+}
+
+impl Serialize for DeniedEntry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let net = if self.0.prefix_len() == 32 {
+            self.0.addr().to_string()
+        } else {
+            self.0.to_string()
+        };
+        match self.1 {
+            Some(p) => s.serialize_str(&format!("{net}:{p}")),
+            None => s.serialize_str(&net),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DeniedEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "`{s}` is not ADDRESS[/LEN][:PORT] (e.g. \"198.51.100.0/24\" or \"203.0.113.5:25\")"
+            ))
+        };
+        let (net, port) = match s.split_once(':') {
+            Some((net, port)) => (
+                net,
+                Some(
+                    port.parse::<u16>()
+                        .ok()
+                        .filter(|&p| p > 0)
+                        .ok_or_else(bad)?,
+                ),
+            ),
+            None => (s.as_str(), None),
+        };
+        let net = match net.parse::<Ipv4Addr>() {
+            Ok(addr) => Ipv4Net::from(addr),
+            Err(_) => net.parse::<Ipv4Net>().map_err(|_| bad())?.trunc(),
+        };
+        Ok(DeniedEntry(net, port))
     }
 }
 
@@ -1490,6 +1558,32 @@ mod tests {
         );
         let text = c.to_toml();
         assert_eq!(Config::from_toml(&text).unwrap(), c, "{text}");
+    }
+
+    #[test]
+    fn rfc6888_req_6_deny_destinations_parse_and_round_trip() {
+        let c = Config::from_toml(
+            "[nat64]\ndeny-destinations = [\"198.51.100.0/24\", \"203.0.113.5:25\", \"192.0.2.77\"]\n",
+        )
+        .unwrap();
+        let d = &c.nat64.as_ref().unwrap().deny_destinations;
+        assert_eq!(
+            d[1],
+            DeniedEntry("203.0.113.5/32".parse().unwrap(), Some(25))
+        );
+        assert_eq!(d[2].1, None);
+        let text = c.to_toml();
+        assert!(text.contains("\"203.0.113.5:25\""), "{text}");
+        assert_eq!(Config::from_toml(&text).unwrap(), c);
+        for bad in [
+            "\"203.0.113.5:0\"",
+            "\"203.0.113.5:smtp\"",
+            "\"2001:db8::1\"",
+        ] {
+            let e =
+                Config::from_toml(&format!("[nat64]\ndeny-destinations = [{bad}]\n")).unwrap_err();
+            assert!(e.key.contains("deny-destinations"), "{bad}: {e}");
+        }
     }
 
     #[test]
