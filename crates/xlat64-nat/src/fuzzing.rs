@@ -245,6 +245,10 @@ impl Harness {
             let net = Ipv4Net::new(first_pool4, 24).expect("valid length");
             config.local_v4.push(net);
         }
+        if b0 & 0x80 != 0 {
+            // Ports reused at once, as without RFC 6888 REQ-8's delay.
+            config.port_reuse_delay = Duration::ZERO;
+        }
         if b0 & 0x40 != 0 {
             config.icmp_source_v6 = Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1));
         }
@@ -735,10 +739,12 @@ impl Harness {
         self.check_tables(false);
         let t = Timeouts::default();
         // Established sessions are probed when their lifetime runs out and
-        // live on in TRANS (RFC 6146 §3.5.2.2): a second round ends them.
+        // live on in TRANS (RFC 6146 §3.5.2.2): a second round ends them; a
+        // third frees the ports held for their reuse delay (RFC 6888 REQ-8).
         for wait in [
             t.tcp_established + t.udp + Duration::from_secs(3600),
             t.tcp_transitory * 2,
+            Duration::from_secs(300),
         ] {
             self.now += wait;
             for nat in [&mut self.nat, &mut self.twin] {

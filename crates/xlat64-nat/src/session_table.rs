@@ -152,6 +152,18 @@ pub(crate) struct SessionTable {
     /// Probes to send for established sessions whose lifetime ran out
     /// (RFC 6146 §3.5.2.2), at most [`PROBE_QUEUE`].
     probes: VecDeque<Probe>,
+    /// Ports of removed bindings, held until the tick they may be handed
+    /// out again (RFC 6888 REQ-8), oldest first.
+    cooling: VecDeque<Cooling>,
+}
+
+/// A port of a removed binding, not handed out again before `until`.
+#[derive(Debug, Clone, Copy)]
+struct Cooling {
+    until: u32,
+    pool_index: u16,
+    port: u16,
+    proto: L4Proto,
 }
 
 /// Probes queued between two drains at most; an idle established session
@@ -192,6 +204,9 @@ pub(crate) struct TablePolicy {
     pub(crate) port_block: u16,
     /// New bindings one client may create per second (RFC 6888 REQ-4 c).
     pub(crate) max_new_bindings_per_second: u32,
+    /// How long a removed binding's port stays out of use (RFC 6888
+    /// REQ-8: 120 s).
+    pub(crate) port_reuse_delay: Duration,
 }
 
 impl TablePolicy {
@@ -205,6 +220,7 @@ impl TablePolicy {
         max_ports_per_client: u32::MAX,
         port_block: 0,
         max_new_bindings_per_second: u32::MAX,
+        port_reuse_delay: Duration::ZERO,
     };
 }
 
@@ -263,6 +279,7 @@ impl SessionTable {
             resize_due: None,
             events: BindingEvents::new(false),
             probes: VecDeque::new(),
+            cooling: VecDeque::new(),
         }
     }
 
@@ -834,7 +851,11 @@ impl SessionTable {
     /// expiry), or the last wake-up when it left work.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let next = self.wheel.next_tick().and_then(|t| self.clock.instant(t));
-        next.into_iter().chain(self.resize_due).min()
+        let cooled = self
+            .cooling
+            .front()
+            .and_then(|c| self.clock.instant(c.until));
+        next.into_iter().chain(cooled).chain(self.resize_due).min()
     }
 
     /// Walks the wheel up to `now`: removes sessions whose expiry has come,
@@ -845,6 +866,7 @@ impl SessionTable {
     /// bounded number of entries per call; sparse ones shrink.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         let now_tick = self.clock.tick(now);
+        self.free_cooled(now_tick);
         let mut budget = EXPIRY_BUDGET;
         let mut left = false;
         while let Some(slot) = self.wheel.next_due(&self.sessions.slab, now_tick) {
@@ -933,7 +955,7 @@ impl SessionTable {
                     }),
                 }
                 self.used[pool_index][proto_index(s.proto)] -= 1;
-                self.mark_free(pool_index, s.proto, v4_local.port());
+                self.cool(now, pool_index, s.proto, v4_local.port());
                 port_released = true;
             }
         }
@@ -976,6 +998,35 @@ impl SessionTable {
             slot[proto_index(proto)]
                 .get_or_insert_with(PortBits::empty)
                 .set(port);
+        }
+    }
+
+    /// A removed binding's port: free again after the reuse delay (RFC
+    /// 6888 REQ-8), so that a new client does not get what the old one's
+    /// peers still send.
+    fn cool(&mut self, now: Instant, idx: usize, proto: L4Proto, port: u16) {
+        if self.policy.port_reuse_delay.is_zero() {
+            return self.mark_free(idx, proto, port);
+        }
+        let until = due_tick(self.clock.tick(now), self.policy.port_reuse_delay);
+        self.cooling.push_back(Cooling {
+            until,
+            pool_index: idx as u16,
+            port,
+            proto,
+        });
+    }
+
+    /// Frees the ports whose reuse delay is over by `tick`, at most
+    /// [`EXPIRY_BUDGET`] times four per call (the rest stay due, and
+    /// [`Self::poll_timeout`] says so).
+    fn free_cooled(&mut self, tick: u32) {
+        for _ in 0..EXPIRY_BUDGET * 4 {
+            let Some(c) = self.cooling.front().copied().filter(|c| c.until <= tick) else {
+                return;
+            };
+            self.cooling.pop_front();
+            self.mark_free(usize::from(c.pool_index), c.proto, c.port);
         }
     }
 

@@ -15,7 +15,7 @@ use foldhash::fast::FixedState;
 use ipnet::Ipv4Net;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use xlat64_packet::fragment::{fragment_v6_in_place, fragmented_len};
 use xlat64_packet::icmp_build::{
     icmpv4_error, icmpv6_error, may_answer_v4, may_answer_v6, IcmpError, TIME_EXCEEDED_V4,
@@ -106,6 +106,10 @@ pub struct Nat64Config {
     /// New bindings one client may create per second (RFC 6888 REQ-4 c);
     /// beyond, new flows are refused ([`NatDrop::ClientRateLimit`]).
     pub max_new_bindings_per_client: usize,
+    /// How long the port of a removed dynamic binding is not handed out
+    /// again (RFC 6888 REQ-8: at least 120 s, the default), so that a new
+    /// client does not get packets its peers meant for the old one.
+    pub port_reuse_delay: Duration,
     /// Static bindings (port forwarding to IPv6 servers). Each lives in the
     /// shard that owns its pool4 port; the others hand the server's packets
     /// to it.
@@ -202,6 +206,7 @@ impl Nat64Config {
             max_sessions_per_client: usize::MAX,
             max_ports_per_client: usize::MAX,
             max_new_bindings_per_client: usize::MAX,
+            port_reuse_delay: Duration::from_secs(120),
             statics: Vec::new(),
             log_bindings: false,
             port_block: 0,
@@ -561,6 +566,7 @@ impl Nat64 {
                 max_ports_per_client: clamp_u32(config.max_ports_per_client),
                 port_block: config.port_block,
                 max_new_bindings_per_second: clamp_u32(config.max_new_bindings_per_client),
+                port_reuse_delay: config.port_reuse_delay,
             },
         );
         table.events = BindingEvents::new(config.log_bindings);

@@ -225,6 +225,8 @@ impl Running {
                 .map(config::StaticSection::to_nat)
                 .collect();
             nat_config.port_block = nat_section.port_block;
+            nat_config.port_reuse_delay =
+                std::time::Duration::from_secs(nat_section.port_reuse_delay);
             nat_config.denied = nat_section
                 .deny_destinations
                 .iter()

@@ -176,6 +176,12 @@ pub(super) fn check_invariants(t: &SessionTable) {
         assert!(bits.word(usize::from(port) / 64) & (1 << (port % 64)) != 0);
         *held.entry((idx, p)).or_default() += 1;
     }
+    // So are the ports of removed bindings in their reuse delay.
+    for c in &t.cooling {
+        *held
+            .entry((usize::from(c.pool_index), proto_index(c.proto)))
+            .or_default() += 1;
+    }
     for (idx, per_proto) in t.taken.iter().enumerate() {
         for (p, bits) in per_proto.iter().enumerate() {
             let set: u32 = bits
@@ -1449,4 +1455,36 @@ fn rfc6888_req_4_c_new_bindings_per_client_are_rate_limited() {
     out(&mut t, t0, flow6(L4Proto::Udp, 2, 6000, 53, 0), SERVER).unwrap();
     let later = t0 + Duration::from_millis(1000);
     out(&mut t, later, flow6(L4Proto::Udp, 1, 6000, 53, 0), SERVER).unwrap();
+}
+
+/// RFC 6888 REQ-8: the port of a removed binding is not handed out again
+/// before 120 s have passed.
+#[test]
+fn rfc6888_req_8_a_released_port_waits_before_reuse() {
+    let t0 = Instant::now();
+    let policy = TablePolicy {
+        port_reuse_delay: Duration::from_secs(120),
+        ..EIF
+    };
+    let p = pool(&["192.0.2.1/32"])
+        .with_port_range(2000..=2001)
+        .unwrap();
+    let mut t = SessionTable::new(p, Timeouts::default(), 8, Shard::ONE, usize::MAX, policy);
+    out(&mut t, t0, flow6(L4Proto::Udp, 1, 2000, 53, 0), SERVER).unwrap();
+    out(&mut t, t0, flow6(L4Proto::Udp, 2, 2001, 53, 0), SERVER).unwrap();
+    let gone = t0 + Duration::from_secs(300) + EXPIRY_RESOLUTION;
+    expire_all(&mut t, gone);
+    assert_eq!(t.bib_count(), 0);
+    assert_eq!(t.cooling.len(), 2);
+    check_invariants(&t);
+    assert_eq!(
+        out(&mut t, gone, flow6(L4Proto::Udp, 3, 2000, 53, 0), SERVER),
+        Err(NatDrop::PoolExhausted)
+    );
+    // The timer wakes up for them.
+    let free = gone + Duration::from_secs(120) + EXPIRY_RESOLUTION;
+    assert!(t.poll_timeout().unwrap() <= free);
+    expire_all(&mut t, free);
+    assert!(t.cooling.is_empty());
+    out(&mut t, free, flow6(L4Proto::Udp, 3, 2000, 53, 0), SERVER).unwrap();
 }

@@ -18,7 +18,7 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
                     with a range is shared with it), tun, mtu, offload, mss-clamp, lowest-ipv6-mtu,
                     icmp-errors-per-second, rfc6791-v4, rfc6791-v6,
                     filtering (endpoint-independent | address-dependent),
-                    drop-externally-initiated-tcp, deny-destinations,
+                    drop-externally-initiated-tcp, deny-destinations, port-reuse-delay,
                     port-block (RFC 7422 blocks of N ports)
   [nat64.limits]    max-sessions (all workers together; default by memory),
                     max-sessions-per-client, max-ports-per-client,

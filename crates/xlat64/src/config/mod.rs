@@ -165,6 +165,10 @@ pub struct Nat64Section {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub deny_destinations: Vec<DeniedEntry>,
+    /// Seconds the port of a removed dynamic binding stays out of use
+    /// (RFC 6888 REQ-8: at least 120); 0: reused at once.
+    #[serde(rename = "port-reuse-delay", default = "default_port_reuse_delay")]
+    pub port_reuse_delay: u64,
     /// Port blocks (RFC 7422): each client's bindings take ports from
     /// blocks of this many ports (a power of two, 8 to 32768), one binding
     /// log line per block; 0: ports one by one.
@@ -312,6 +316,14 @@ pub struct LimitsSection {
     #[serde(default = "default_client_prefix")]
     pub client_prefix: u8,
 }
+
+fn default_port_reuse_delay() -> u64 {
+    120
+}
+
+/// The longest `nat64.port-reuse-delay` accepted (ports held longer only
+/// shrink the pool).
+const MAX_PORT_REUSE_DELAY: u64 = 3600;
 
 fn default_max_simultaneous_opens() -> usize {
     64
@@ -1042,6 +1054,15 @@ impl Config {
             nat.limits.max_sessions = Some(max);
             check_statics(nat)?;
             check_port_block(nat)?;
+            if nat.port_reuse_delay > MAX_PORT_REUSE_DELAY {
+                return Err(ConfigError::new(
+                    "nat64.port-reuse-delay",
+                    format!(
+                        "{} s is too long; use 0 to {MAX_PORT_REUSE_DELAY} (RFC 6888 REQ-8 asks for at least 120)",
+                        nat.port_reuse_delay
+                    ),
+                ));
+            }
             deterministic_of(nat)?;
             if nat.limits.max_simultaneous_opens > MAX_SIMULTANEOUS_OPENS {
                 return Err(ConfigError::new(
