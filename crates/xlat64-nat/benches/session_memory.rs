@@ -131,10 +131,9 @@ fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn new_nat() -> Nat64 {
+fn new_nat(pool: &str) -> Nat64 {
     let prefix = Prefix6052::new("2001:db8:64::/96".parse().unwrap()).unwrap();
-    // 256 addresses x 65535 ports: room for 16M UDP bindings.
-    let pool4 = Pool4::new(&["192.0.2.0/24".parse().unwrap()]).unwrap();
+    let pool4 = Pool4::new(&[pool.parse().unwrap()]).unwrap();
     Nat64::with_seed(Nat64Config::new(prefix, pool4, Timeouts::default()), 0x6146)
 }
 
@@ -146,6 +145,9 @@ struct Scenario {
     /// Whether the sessions of one binding go to distinct server addresses
     /// (else one address, distinct ports).
     distinct_servers: bool,
+    /// The pool4 prefix: a /24 (256 addresses x 65,535 ports, room for 16M
+    /// UDP bindings), or a /16 that spreads the clients thin.
+    pool: &'static str,
 }
 
 /// Appends the packet of session `k` of binding `b` to `out`. Bindings:
@@ -180,7 +182,7 @@ fn run(s: &Scenario, sessions: usize) {
     let mut pkt = Vec::with_capacity(64);
     let mut out = vec![0u8; 2048];
     let base = live();
-    let mut nat = new_nat();
+    let mut nat = new_nat(s.pool);
     let empty = live() - base;
     PEAK.store(live(), Relaxed);
     let now = Instant::now();
@@ -269,16 +271,25 @@ fn main() {
             name: "one session per binding",
             per_binding: 1,
             distinct_servers: true,
+            pool: "192.0.2.0/24",
         },
         Scenario {
             name: "10 sessions per binding, to 10 server addresses",
             per_binding: 10,
             distinct_servers: true,
+            pool: "192.0.2.0/24",
         },
         Scenario {
             name: "10 sessions per binding, to 1 server address (10 ports)",
             per_binding: 10,
             distinct_servers: false,
+            pool: "192.0.2.0/24",
+        },
+        Scenario {
+            name: "one session per binding, a /16 pool (65,536 addresses)",
+            per_binding: 1,
+            distinct_servers: true,
+            pool: "10.64.0.0/16",
         },
     ];
     for s in &scenarios {

@@ -59,14 +59,108 @@ impl PortBits {
         self.words[usize::from(port) / 64] &= !(1 << (port % 64));
     }
 
-    /// Whether no port is set (a scan of 1024 words).
-    pub(crate) fn is_empty(&self) -> bool {
-        self.words.iter().all(|&w| w == 0)
+    /// Whether `port` is set.
+    pub(crate) fn is_set(&self, port: u16) -> bool {
+        self.words[usize::from(port) / 64] & (1 << (port % 64)) != 0
     }
 
     /// Word `w`: ports `64 * w .. 64 * w + 64`.
     pub(crate) fn word(&self, w: usize) -> u64 {
         self.words[w]
+    }
+}
+
+/// Ports at most kept as a list before [`TakenPorts`] turns to bits: 256
+/// bytes, against 8 KiB of bits.
+const FEW: usize = 128;
+
+/// The ports of one pool4 address and protocol that bindings hold: a
+/// sorted list while they are few (a large pool spreads its clients thin:
+/// 65,536 addresses with a handful of bindings each would otherwise cost
+/// 8 KiB per address, protocol and worker), bits once they are many (the
+/// search of a nearly full address reads whole words).
+#[derive(Debug, Clone)]
+pub(crate) enum TakenPorts {
+    /// Sorted, at most [`FEW`] ports.
+    Few(Vec<u16>),
+    /// The bits, and how many are set.
+    Many(PortBits, usize),
+}
+
+impl Default for TakenPorts {
+    fn default() -> Self {
+        TakenPorts::Few(Vec::new())
+    }
+}
+
+impl TakenPorts {
+    /// Marks `port` held.
+    pub(crate) fn set(&mut self, port: u16) {
+        match self {
+            TakenPorts::Few(list) => {
+                if let Err(at) = list.binary_search(&port) {
+                    list.insert(at, port);
+                }
+                if list.len() > FEW {
+                    let mut bits = PortBits::empty();
+                    list.iter().for_each(|&p| bits.set(p));
+                    *self = TakenPorts::Many(bits, list.len());
+                }
+            }
+            TakenPorts::Many(bits, n) => {
+                if !bits.is_set(port) {
+                    bits.set(port);
+                    *n += 1;
+                }
+            }
+        }
+    }
+
+    /// Marks `port` free; back to a list (and its memory) when few are left.
+    pub(crate) fn clear(&mut self, port: u16) {
+        match self {
+            TakenPorts::Few(list) => {
+                if let Ok(at) = list.binary_search(&port) {
+                    list.remove(at);
+                }
+                if list.is_empty() {
+                    *list = Vec::new();
+                }
+            }
+            TakenPorts::Many(bits, n) => {
+                if bits.is_set(port) {
+                    bits.clear(port);
+                    *n -= 1;
+                }
+                if *n <= FEW / 4 {
+                    let list = (0..=u16::MAX).filter(|&p| bits.is_set(p)).collect();
+                    *self = TakenPorts::Few(list);
+                }
+            }
+        }
+    }
+
+    /// How many ports are held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            TakenPorts::Few(list) => list.len(),
+            TakenPorts::Many(_, n) => *n,
+        }
+    }
+
+    /// Word `w` of the held ports: ports `64 * w .. 64 * w + 64`.
+    pub(crate) fn word(&self, w: usize) -> u64 {
+        match self {
+            TakenPorts::Few(list) => {
+                let first = list.partition_point(|&p| usize::from(p) < 64 * w);
+                list[first..]
+                    .iter()
+                    .take_while(|&&p| usize::from(p) < 64 * (w + 1))
+                    .fold(0, |word, &p| word | 1 << (p % 64))
+            }
+            TakenPorts::Many(bits, _) => bits.word(w),
+        }
     }
 }
 
@@ -168,6 +262,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The list and the bits say the same, through growth and shrinking.
+    #[test]
+    fn taken_ports_turn_to_bits_and_back() {
+        let mut taken = TakenPorts::default();
+        let ports: Vec<u16> = (0..400u32).map(|i| (i * 163 % 65536) as u16).collect();
+        for (i, &p) in ports.iter().enumerate() {
+            taken.set(p);
+            assert_eq!(taken.len(), i + 1);
+        }
+        assert!(matches!(taken, TakenPorts::Many(..)));
+        let word = |t: &TakenPorts, p: u16| t.word(usize::from(p) / 64) & (1 << (p % 64)) != 0;
+        assert!(ports.iter().all(|&p| word(&taken, p)));
+        for &p in &ports[..380] {
+            taken.clear(p);
+        }
+        assert!(matches!(taken, TakenPorts::Few(_)));
+        assert_eq!(taken.len(), 20);
+        assert!(ports[380..].iter().all(|&p| word(&taken, p)));
+        assert!(!word(&taken, ports[0]));
     }
 
     #[test]

@@ -31,7 +31,7 @@ mod slab;
 pub(crate) use entries::{BindKey, SessionKey};
 
 use crate::binding_log::{BindingChange, BindingEvent, BindingEvents, Held};
-use crate::port_alloc::{pick_port, PortBits};
+use crate::port_alloc::{pick_port, PortBits, TakenPorts};
 use crate::shard::{self, Shard};
 use crate::tcp::{is_syn, Side};
 use crate::{BibEntry, Filtering, NatDrop, Pool4, SessionEntry, TcpState, Timeouts};
@@ -134,9 +134,8 @@ pub(crate) struct SessionTable {
     capacity: Vec<[u32; 3]>,
     /// The pool4 ports this shard hands out.
     owned: PortBits,
-    /// Ports held by bindings, per pool address and protocol; only while
-    /// the address has bindings of the protocol (8 KiB each).
-    taken: Vec<[Option<PortBits>; 3]>,
+    /// Ports held by bindings (and cooling), per pool address and protocol.
+    taken: Vec<[TakenPorts; 3]>,
     /// With `port-block`: the blocks clients hold (RFC 7422).
     blocks: Option<PortBlocks>,
     /// Secret for address choice and port randomization.
@@ -235,7 +234,7 @@ impl SessionTable {
     ) -> Self {
         let addrs = pool4.addrs().len();
         let used = vec![[0; 3]; addrs];
-        let taken = vec![[None, None, None]; pool4.addrs().len()];
+        let taken = vec![Default::default(); pool4.addrs().len()];
         let owned = PortBits::of_shard(&shard);
         let capacity = (0..addrs)
             .map(|idx| {
@@ -724,8 +723,8 @@ impl SessionTable {
     ) -> Option<(u16, SocketAddrV4)> {
         let i = usize::from(idx);
         let addr = *self.pool4.addrs().get(i)?;
-        let taken = self.taken[i][proto_index(bind.proto)].as_ref();
-        let free = |w| self.owned.word(w) & !taken.map_or(0, |t| t.word(w));
+        let taken = &self.taken[i][proto_index(bind.proto)];
+        let free = |w| self.owned.word(w) & !taken.word(w);
         pick_port(range, bind.port, start, free).map(|port| (idx, SocketAddrV4::new(addr, port)))
     }
 
@@ -995,9 +994,7 @@ impl SessionTable {
     /// Marks `port` of pool address `idx` held by a binding of `proto`.
     fn mark_taken(&mut self, idx: usize, proto: L4Proto, port: u16) {
         if let Some(slot) = self.taken.get_mut(idx) {
-            slot[proto_index(proto)]
-                .get_or_insert_with(PortBits::empty)
-                .set(port);
+            slot[proto_index(proto)].set(port);
         }
     }
 
@@ -1030,16 +1027,10 @@ impl SessionTable {
         }
     }
 
-    /// Marks `port` free again; an address left without bindings of
-    /// `proto` gives its bits back.
+    /// Marks `port` free again.
     fn mark_free(&mut self, idx: usize, proto: L4Proto, port: u16) {
-        let p = proto_index(proto);
-        let Some(bits) = self.taken.get_mut(idx).and_then(|s| s[p].as_mut()) else {
-            return;
-        };
-        bits.clear(port);
-        if self.used[idx][p] == 0 && bits.is_empty() {
-            self.taken[idx][p] = None;
+        if let Some(slot) = self.taken.get_mut(idx) {
+            slot[proto_index(proto)].clear(port);
         }
     }
 

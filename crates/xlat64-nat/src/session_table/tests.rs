@@ -171,7 +171,7 @@ pub(super) fn check_invariants(t: &SessionTable) {
     for slot in 0..t.bindings.len() as u32 {
         let b = t.bindings.slab.get(slot);
         let (idx, p) = (usize::from(b.pool_index), proto_index(b.proto));
-        let bits = t.taken[idx][p].as_ref().expect("bits of a used address");
+        let bits = &t.taken[idx][p];
         let port = b.local_port;
         assert!(bits.word(usize::from(port) / 64) & (1 << (port % 64)) != 0);
         *held.entry((idx, p)).or_default() += 1;
@@ -184,10 +184,9 @@ pub(super) fn check_invariants(t: &SessionTable) {
     }
     for (idx, per_proto) in t.taken.iter().enumerate() {
         for (p, bits) in per_proto.iter().enumerate() {
-            let set: u32 = bits
-                .as_ref()
-                .map_or(0, |b| (0..1024).map(|w| b.word(w).count_ones()).sum());
+            let set: u32 = (0..1024).map(|w| bits.word(w).count_ones()).sum();
             assert_eq!(set, held.get(&(idx, p)).copied().unwrap_or(0));
+            assert_eq!(bits.len(), set as usize);
         }
     }
     // With port blocks: every dynamic binding's port is in a block its
