@@ -1024,6 +1024,10 @@ impl SessionTable {
             };
             self.cooling.pop_front();
             self.mark_free(usize::from(c.pool_index), c.proto, c.port);
+            // After a flood, the queue's memory goes back too.
+            if self.cooling.is_empty() && self.cooling.capacity() > 4096 {
+                self.cooling = VecDeque::new();
+            }
         }
     }
 
