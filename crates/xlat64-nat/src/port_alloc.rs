@@ -78,91 +78,126 @@ const FEW: usize = 128;
 /// sorted list while they are few (a large pool spreads its clients thin:
 /// 65,536 addresses with a handful of bindings each would otherwise cost
 /// 8 KiB per address, protocol and worker), bits once they are many (the
-/// search of a nearly full address reads whole words).
-#[derive(Debug, Clone)]
-pub(crate) enum TakenPorts {
-    /// Sorted, at most [`FEW`] ports.
-    Few(Vec<u16>),
-    /// The bits, and how many are set.
-    Many(PortBits, usize),
+/// search of a nearly full address reads whole words). Counts per range
+/// class let a search skip a class that is full.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TakenPorts {
+    held: Held,
+    len: usize,
+    /// Held ports of the well-known class (0-1023).
+    low: usize,
 }
 
-impl Default for TakenPorts {
+#[derive(Debug, Clone)]
+enum Held {
+    /// Sorted, at most [`FEW`] ports.
+    Few(Vec<u16>),
+    /// One bit per port.
+    Many(PortBits),
+}
+
+impl Default for Held {
     fn default() -> Self {
-        TakenPorts::Few(Vec::new())
+        Held::Few(Vec::new())
     }
 }
 
 impl TakenPorts {
     /// Marks `port` held.
     pub(crate) fn set(&mut self, port: u16) {
-        match self {
-            TakenPorts::Few(list) => {
-                if let Err(at) = list.binary_search(&port) {
+        let added = match &mut self.held {
+            Held::Few(list) => match list.binary_search(&port) {
+                Ok(_) => false,
+                Err(at) => {
                     list.insert(at, port);
+                    true
                 }
-                if list.len() > FEW {
-                    let mut bits = PortBits::empty();
-                    list.iter().for_each(|&p| bits.set(p));
-                    *self = TakenPorts::Many(bits, list.len());
+            },
+            Held::Many(bits) => {
+                !bits.is_set(port) && {
+                    bits.set(port);
+                    true
                 }
             }
-            TakenPorts::Many(bits, n) => {
-                if !bits.is_set(port) {
-                    bits.set(port);
-                    *n += 1;
-                }
+        };
+        if added {
+            self.len += 1;
+            self.low += usize::from(port <= LOW_CLASS_END);
+        }
+        if let Held::Few(list) = &self.held {
+            if list.len() > FEW {
+                let mut bits = PortBits::empty();
+                list.iter().for_each(|&p| bits.set(p));
+                self.held = Held::Many(bits);
             }
         }
     }
 
     /// Marks `port` free; back to a list (and its memory) when few are left.
     pub(crate) fn clear(&mut self, port: u16) {
-        match self {
-            TakenPorts::Few(list) => {
-                if let Ok(at) = list.binary_search(&port) {
+        let removed = match &mut self.held {
+            Held::Few(list) => match list.binary_search(&port) {
+                Ok(at) => {
                     list.remove(at);
+                    true
                 }
-                if list.is_empty() {
-                    *list = Vec::new();
-                }
-            }
-            TakenPorts::Many(bits, n) => {
-                if bits.is_set(port) {
+                Err(_) => false,
+            },
+            Held::Many(bits) => {
+                bits.is_set(port) && {
                     bits.clear(port);
-                    *n -= 1;
-                }
-                if *n <= FEW / 4 {
-                    let list = (0..=u16::MAX).filter(|&p| bits.is_set(p)).collect();
-                    *self = TakenPorts::Few(list);
+                    true
                 }
             }
+        };
+        if removed {
+            self.len -= 1;
+            self.low -= usize::from(port <= LOW_CLASS_END);
+        }
+        match &mut self.held {
+            Held::Few(list) if list.is_empty() => *list = Vec::new(),
+            Held::Many(bits) if self.len <= FEW / 4 => {
+                let list = (0..=u16::MAX).filter(|&p| bits.is_set(p)).collect();
+                self.held = Held::Few(list);
+            }
+            _ => {}
         }
     }
 
     /// How many ports are held.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        match self {
-            TakenPorts::Few(list) => list.len(),
-            TakenPorts::Many(_, n) => *n,
-        }
+        self.len
+    }
+
+    /// How many ports of the well-known class (0-1023) are held.
+    pub(crate) fn low(&self) -> usize {
+        self.low
     }
 
     /// Word `w` of the held ports: ports `64 * w .. 64 * w + 64`.
     pub(crate) fn word(&self, w: usize) -> u64 {
-        match self {
-            TakenPorts::Few(list) => {
+        match &self.held {
+            Held::Few(list) => {
                 let first = list.partition_point(|&p| usize::from(p) < 64 * w);
                 list[first..]
                     .iter()
                     .take_while(|&&p| usize::from(p) < 64 * (w + 1))
                     .fold(0, |word, &p| word | 1 << (p % 64))
             }
-            TakenPorts::Many(bits, _) => bits.word(w),
+            Held::Many(bits) => bits.word(w),
         }
     }
+
+    /// Whether the ports are kept as bits (tests).
+    #[cfg(test)]
+    fn is_bits(&self) -> bool {
+        matches!(self.held, Held::Many(_))
+    }
 }
+
+/// The boundary between the well-known range class and the other, for
+/// [`TakenPorts::low`] and the capacity per class.
+pub(crate) const LOW_CLASS: std::ops::RangeInclusive<u16> = 0..=LOW_CLASS_END;
 
 /// A free port in `range` for a client that uses `client_port`, or `None`
 /// when every port in `range` is taken. `free(w)` gives the free ports of
@@ -273,14 +308,18 @@ mod tests {
             taken.set(p);
             assert_eq!(taken.len(), i + 1);
         }
-        assert!(matches!(taken, TakenPorts::Many(..)));
+        assert!(taken.is_bits());
         let word = |t: &TakenPorts, p: u16| t.word(usize::from(p) / 64) & (1 << (p % 64)) != 0;
         assert!(ports.iter().all(|&p| word(&taken, p)));
         for &p in &ports[..380] {
             taken.clear(p);
         }
-        assert!(matches!(taken, TakenPorts::Few(_)));
+        assert!(!taken.is_bits());
         assert_eq!(taken.len(), 20);
+        assert_eq!(
+            taken.low(),
+            ports[380..].iter().filter(|&&p| p <= 1023).count()
+        );
         assert!(ports[380..].iter().all(|&p| word(&taken, p)));
         assert!(!word(&taken, ports[0]));
     }

@@ -31,7 +31,7 @@ mod slab;
 pub(crate) use entries::{BindKey, SessionKey};
 
 use crate::binding_log::{BindingChange, BindingEvent, BindingEvents, Held};
-use crate::port_alloc::{pick_port, PortBits, TakenPorts};
+use crate::port_alloc::{pick_port, PortBits, TakenPorts, LOW_CLASS};
 use crate::shard::{self, Shard};
 use crate::tcp::{is_syn, Side};
 use crate::{BibEntry, Filtering, NatDrop, Pool4, SessionEntry, TcpState, Timeouts};
@@ -129,9 +129,10 @@ pub(crate) struct SessionTable {
     clock: Clock,
     /// Dynamic bindings per pool address and protocol, to skip full addresses.
     used: Vec<[u32; 3]>,
-    /// Ports of this shard in each address's range, per protocol: what
-    /// `used` is compared with.
-    capacity: Vec<[u32; 3]>,
+    /// Ports of this shard in each address's range, per protocol and range
+    /// class (0-1023, 1024-65535): what `used` is compared with, and what
+    /// tells a search that a class is full.
+    capacity: Vec<[[u32; 2]; 3]>,
     /// The pool4 ports this shard hands out.
     owned: PortBits,
     /// Ports held by bindings (and cooling), per pool address and protocol.
@@ -239,8 +240,12 @@ impl SessionTable {
         let capacity = (0..addrs)
             .map(|idx| {
                 [L4Proto::Tcp, L4Proto::Udp, L4Proto::Icmp].map(|p| {
-                    let range = pool4.port_range_of(idx, p);
-                    shard.owned_in(*range.start(), *range.end())
+                    let (lo, hi) = pool4.port_range_of(idx, p).into_inner();
+                    let low_end = *LOW_CLASS.end();
+                    [
+                        shard.owned_in(lo, hi.min(low_end)),
+                        shard.owned_in(lo.max(low_end + 1), hi),
+                    ]
                 })
             })
             .collect();
@@ -305,7 +310,14 @@ impl SessionTable {
         else {
             return false;
         };
-        if self.find_binding_v6(&bind).is_some() || self.find_binding_v4(proto, v4).is_some() {
+        let in_range = self
+            .pool4
+            .port_range_of(usize::from(pool_index), proto)
+            .contains(&v4.port());
+        if !in_range
+            || self.find_binding_v6(&bind).is_some()
+            || self.find_binding_v4(proto, v4).is_some()
+        {
             return false;
         }
         self.bindings.insert(Binding {
@@ -694,10 +706,15 @@ impl SessionTable {
         (0..n)
             .map(|j| (preferred + j) % n)
             .find_map(|idx| {
-                if self.used[idx][p] >= self.capacity[idx][p] {
+                let [low, high] = self.capacity[idx][p];
+                if self.used[idx][p] >= low + high {
                     return None;
                 }
-                let range = self.pool4.port_range_of(idx, bind.proto);
+                let range = self.without_full_class(
+                    idx,
+                    bind.proto,
+                    self.pool4.port_range_of(idx, bind.proto),
+                )?;
                 let idx = u16::try_from(idx).ok()?;
                 self.pick_in(idx, bind, range, start)
             })
@@ -710,6 +727,32 @@ impl SessionTable {
     /// falling back to the copying one) picks the same port.
     fn allocation_start(&self, bind: BindKey) -> u64 {
         self.keyed_hash(&(bind, self.allocations))
+    }
+
+    /// `range` without a range class in which every port of this shard is
+    /// taken (bindings, statics, ports in their reuse delay), so that a
+    /// search does not read a full class word by word; `None` when both
+    /// are full. (Every taken port lies in its address's range: statics
+    /// outside it are refused.)
+    fn without_full_class(
+        &self,
+        idx: usize,
+        proto: L4Proto,
+        range: std::ops::RangeInclusive<u16>,
+    ) -> Option<std::ops::RangeInclusive<u16>> {
+        let p = proto_index(proto);
+        let taken = &self.taken[idx][p];
+        let [low, high] = self.capacity[idx][p];
+        let low_free = low as usize > taken.low();
+        let high_free = high as usize > taken.len() - taken.low();
+        let (lo, hi) = range.into_inner();
+        let low_end = *LOW_CLASS.end();
+        match (low_free, high_free) {
+            (true, true) => Some(lo..=hi),
+            (true, false) => Some(lo..=hi.min(low_end)),
+            (false, true) => Some(lo.max(low_end + 1)..=hi),
+            (false, false) => None,
+        }
     }
 
     /// A free port for `bind` in `range` of address `idx`, among this

@@ -187,6 +187,8 @@ pub(super) fn check_invariants(t: &SessionTable) {
             let set: u32 = (0..1024).map(|w| bits.word(w).count_ones()).sum();
             assert_eq!(set, held.get(&(idx, p)).copied().unwrap_or(0));
             assert_eq!(bits.len(), set as usize);
+            let low: u32 = (0..16).map(|w| bits.word(w).count_ones()).sum();
+            assert_eq!(bits.low(), low as usize);
         }
     }
     // With port blocks: every dynamic binding's port is in a block its
@@ -1486,4 +1488,18 @@ fn rfc6888_req_8_a_released_port_waits_before_reuse() {
     expire_all(&mut t, free);
     assert!(t.cooling.is_empty());
     out(&mut t, free, flow6(L4Proto::Udp, 3, 2000, 53, 0), SERVER).unwrap();
+}
+
+/// A static binding outside its address's port range is refused (the
+/// range is what the pool hands out, and what a class count measures).
+#[test]
+fn a_static_binding_outside_the_range_is_refused() {
+    let p = pool(&["192.0.2.1/32"])
+        .with_port_range(2000..=2001)
+        .unwrap();
+    let mut t = SessionTable::new(p, Timeouts::default(), 8, Shard::ONE, usize::MAX, EIF);
+    let v6 = SocketAddrV6::new(client(5), 80, 0, 0);
+    assert!(!t.add_static(L4Proto::Tcp, v6, "192.0.2.1:8080".parse().unwrap()));
+    assert!(t.add_static(L4Proto::Tcp, v6, "192.0.2.1:2000".parse().unwrap()));
+    check_invariants(&t);
 }
