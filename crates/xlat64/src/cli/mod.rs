@@ -45,7 +45,8 @@ server dies (routes and control socket removed first).";
 #[derive(Debug, Parser)]
 #[command(name = "xlat64", version, about, long_about = None, after_long_help = CONFIG_HELP)]
 pub struct Cli {
-    /// Configuration file (TOML). Without it, the embedded defaults are used.
+    /// Configuration file (TOML). Without it, /etc/xlat64/xlat64.toml when
+    /// it exists, else the embedded defaults.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// What to do.
@@ -144,13 +145,17 @@ pub fn main() -> i32 {
         Command::Demo => crate::cli::demo::run_demo(),
         Command::Check => match load(&cli.config).and_then(|c| check_host(c, Warn::Stderr)) {
             Ok(config) => {
-                emit(&config.to_toml());
+                // A TOML comment: the output stays a valid configuration.
+                emit(&format!("# {}\n{}", source(&cli.config), config.to_toml()));
                 0
             }
             Err(code) => code,
         },
         Command::Run => match load(&cli.config).and_then(|c| check_host(c, Warn::Log)) {
-            Ok(config) => crate::daemon::run(config),
+            Ok(config) => {
+                tracing::info!("configuration: {}", source(&cli.config));
+                crate::daemon::run(config)
+            }
             Err(code) => code,
         },
         Command::Sessions { json, filter } => query(
@@ -186,9 +191,27 @@ fn init_logging() {
         .try_init();
 }
 
+/// Where the configuration comes from without `--config`, when it exists.
+pub const DEFAULT_CONFIG: &str = "/etc/xlat64/xlat64.toml";
+
+/// The file a command reads: `--config`, else [`DEFAULT_CONFIG`] when it
+/// exists; `None`: the embedded defaults.
+fn config_file(path: &Option<PathBuf>) -> Option<PathBuf> {
+    path.clone()
+        .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()))
+}
+
+/// Where the configuration came from, as `check` and `run` say it.
+fn source(path: &Option<PathBuf>) -> String {
+    match config_file(path) {
+        Some(file) => format!("configuration from {}", file.display()),
+        None => format!("the embedded defaults (no --config, no {DEFAULT_CONFIG})"),
+    }
+}
+
 fn load(path: &Option<PathBuf>) -> Result<Config, i32> {
-    let loaded = match path {
-        Some(p) => Config::load(p),
+    let loaded = match config_file(path) {
+        Some(p) => Config::load(&p),
         None => Config::embedded_defaults(),
     };
     loaded.map_err(|e| {

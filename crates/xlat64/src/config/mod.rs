@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use xlat64_packet::special::never_a_host;
 use xlat64_packet::Prefix6052;
 
+mod wording;
+
 /// A configuration error: the dotted key and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
@@ -850,12 +852,19 @@ impl Config {
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let message = inner.message().trim().to_string();
             // serde_path_to_error's path already ends with an unknown key's name.
             let key = if path == "." {
                 "config".to_string()
             } else {
                 path
+            };
+            let message = wording::plain(&key, inner.message());
+            let message = match inner.span() {
+                Some(span) => {
+                    let (line, column) = wording::line_col(text, span.start);
+                    format!("line {line}, column {column}: {message}")
+                }
+                None => message,
             };
             ConfigError::new(key, message)
         })?;
