@@ -230,6 +230,14 @@ impl Dns64Cache {
         }
     }
 
+    /// Forgets every reply (the counters stay); returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let held = self.entries.len();
+        self.entries = HashMap::with_hasher(RandomState::default());
+        self.by_expiry = BinaryHeap::new();
+        held
+    }
+
     /// Replies held (some may have expired and not been removed yet).
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -257,6 +257,7 @@ impl Running {
         if let Some(dns_section) = &config.dns64 {
             let server = Dns64Server::bind(dns_section).await?;
             state.dns = Some(server.counters());
+            state.dns_cache = Some(server.cache_flusher());
             let token = self.shutdown.clone();
             let served = tokio::spawn(server.run(token.clone()));
             // Never half alive: DNS64 ending before shutdown (a panic in

@@ -96,3 +96,25 @@ fn nonexistent_name_is_nxdomain_and_a_queries_pass_through() {
         "A dual.xlat64.test over TCP"
     );
 }
+
+/// `xlat64 flush-cache` empties the running daemon's DNS64 cache.
+#[test]
+fn flush_cache_empties_the_running_cache() {
+    let Some(world) = common::world("dnsflush", TOOLS) else {
+        return;
+    };
+    dig(&world, &["+short"], "AAAA", "v4only.xlat64.test");
+    assert!(world.counter("dns64_cache_entries") >= 1);
+    let out = world.gateway.cli(&["flush-cache"]).expect("flush-cache");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("flushed "), "{text}");
+    assert_eq!(world.counter("dns64_cache_entries"), 0);
+    let hits = world.counter("dns64_cache_hits");
+    dig(&world, &["+short"], "AAAA", "v4only.xlat64.test");
+    assert_eq!(
+        world.counter("dns64_cache_hits"),
+        hits,
+        "not from the cache"
+    );
+}

@@ -1,4 +1,5 @@
-//! The command line (`../shared/CONTRACT.md`): run, check, sessions, bib, stats, lookup, demo.
+//! The command line (`../shared/CONTRACT.md`): run, check, sessions, bib, stats, flush-cache,
+//! lookup, demo.
 
 pub mod demo;
 pub mod lookup;
@@ -81,6 +82,12 @@ pub enum Command {
     },
     /// Print the running daemon's counters, every drop reason included.
     Stats {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Empty the running daemon's DNS64 cache.
+    FlushCache {
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -178,6 +185,7 @@ pub fn main() -> i32 {
             Err(code) => code,
         },
         Command::Stats { json } => query(&cli.config, "stats", json, render_stats),
+        Command::FlushCache { json } => query(&cli.config, "flush-cache", json, render_flush),
     }
 }
 
@@ -367,6 +375,13 @@ fn render_bib(v: &Value) -> String {
             ("SESSIONS", "sessions"),
         ],
     )
+}
+
+fn render_flush(v: &Value) -> String {
+    match v["flushed"].as_u64() {
+        Some(n) => format!("flushed {n} replies from the DNS64 cache\n"),
+        None => "no DNS64 cache to flush (no [dns64], or cache-size = 0)\n".to_string(),
+    }
 }
 
 fn render_stats(v: &Value) -> String {

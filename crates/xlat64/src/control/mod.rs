@@ -39,6 +39,8 @@ pub struct ControlState {
     pub dns: Option<Arc<Dns64Counters>>,
     /// Binding events the log writer dropped, when the log is on.
     pub binding_log_dropped: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Empties the DNS64 cache, when `[dns64]` is configured.
+    pub dns_cache: Option<crate::dns64::CacheFlusher>,
 }
 
 /// The bound control socket and what `bind` created for it.
@@ -199,6 +201,10 @@ async fn answer(state: &ControlState, line: &str, out: &mut Out) -> std::io::Res
             .await
         }
         "stats" => send(out, &stats(state).await).await,
+        "flush-cache" => {
+            let flushed = state.dns_cache.as_ref().map(|c| c.flush());
+            send(out, &serde_json::json!({ "flushed": flushed })).await
+        }
         other => {
             send(
                 out,

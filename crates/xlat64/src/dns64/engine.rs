@@ -185,6 +185,17 @@ impl Engine {
         self.publish_cache_stats(&cache);
     }
 
+    /// Empties the cache (`xlat64 flush-cache`); returns how many replies
+    /// it held.
+    pub(super) fn flush_cache(&self) -> usize {
+        let Some(Ok(mut cache)) = self.cache.as_ref().map(|c| c.lock()) else {
+            return 0;
+        };
+        let flushed = cache.clear();
+        self.publish_cache_stats(&cache);
+        flushed
+    }
+
     fn publish_cache_stats(&self, cache: &Dns64Cache) {
         let c = &self.counters;
         let s = cache.stats();

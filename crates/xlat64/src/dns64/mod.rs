@@ -33,6 +33,17 @@
 
 mod engine;
 mod tcp;
+/// Empties a running server's cache (`xlat64 flush-cache`).
+#[derive(Clone)]
+pub struct CacheFlusher(Arc<Engine>);
+
+impl CacheFlusher {
+    /// Forgets every cached reply; returns how many there were.
+    pub fn flush(&self) -> usize {
+        self.0.flush_cache()
+    }
+}
+
 #[cfg(test)]
 mod tests;
 mod udp;
@@ -189,6 +200,11 @@ impl Dns64Server {
     /// The server's counters.
     pub fn counters(&self) -> Arc<Dns64Counters> {
         self.counters.clone()
+    }
+
+    /// What the control socket needs to empty the cache.
+    pub fn cache_flusher(&self) -> CacheFlusher {
+        CacheFlusher(self.engine.clone())
     }
 
     /// The addresses actually bound, one per `listen` entry (UDP and TCP

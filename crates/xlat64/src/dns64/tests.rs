@@ -1,7 +1,7 @@
 //! Tests of the whole server, over UDP and TCP on 127.0.0.1, against a
 //! fake upstream.
 
-use super::{Dns64Counters, Dns64Server};
+use super::{CacheFlusher, Dns64Counters, Dns64Server};
 use crate::config::Dns64Section;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, SOA};
@@ -191,6 +191,7 @@ async fn fake_upstream(shutdown: CancellationToken, delay: Duration) -> FakeUpst
 struct Harness {
     addr: SocketAddr,
     counters: Arc<Dns64Counters>,
+    flusher: CacheFlusher,
     shutdown: CancellationToken,
 }
 
@@ -231,11 +232,13 @@ async fn start_section(section: Dns64Section) -> Harness {
     let server = bind_retrying(&section).await;
     let addr = server.local_addrs()[0];
     let counters = server.counters();
+    let flusher = server.cache_flusher();
     let shutdown = CancellationToken::new();
     tokio::spawn(server.run(shutdown.clone()));
     Harness {
         addr,
         counters,
+        flusher,
         shutdown,
     }
 }
@@ -627,6 +630,20 @@ async fn cache_answers_second_query_without_upstream() {
     q.set_edns(e);
     ask_udp(h.addr, &q).await;
     assert_eq!(counter(&h, "dns64_cache_hits"), 2);
+}
+
+/// `xlat64 flush-cache`: the cache forgets every reply; the next query
+/// goes upstream again.
+#[tokio::test]
+async fn flush_cache_empties_the_cache() {
+    let (h, up) = start_fake_with(Duration::ZERO, |_| {}).await;
+    ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    let sent = up.count();
+    assert_eq!(counter(&h, "dns64_cache_entries"), 1);
+    assert_eq!(h.flusher.flush(), 1);
+    assert_eq!(counter(&h, "dns64_cache_entries"), 0);
+    ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    assert_eq!(up.count(), 2 * sent, "asked upstream again");
 }
 
 #[tokio::test]
