@@ -1119,6 +1119,41 @@ impl SessionTable {
         self.clients.slab.get_mut(slot)
     }
 
+    /// New limits, filtering and lifetimes (a reload). Sessions whose
+    /// lifetime is now shorter are rescheduled at once, so that none
+    /// outlives the new timeout: a walk of the whole table, on a reload
+    /// only.
+    pub(crate) fn reconfigure(
+        &mut self,
+        policy: TablePolicy,
+        timeouts: Timeouts,
+        max_sessions: usize,
+    ) {
+        let shorter = timeouts.udp < self.timeouts.udp
+            || timeouts.icmp < self.timeouts.icmp
+            || timeouts.tcp_established < self.timeouts.tcp_established
+            || timeouts.tcp_transitory < self.timeouts.tcp_transitory;
+        // What is fixed at start stays: the client prefix and port blocks
+        // shape the shards and the tables.
+        self.policy = TablePolicy {
+            client_prefix: self.policy.client_prefix,
+            port_block: self.policy.port_block,
+            ..policy
+        };
+        self.timeouts = timeouts;
+        self.max_sessions = max_sessions.min(u32::MAX as usize / 2);
+        if shorter {
+            for slot in 0..self.sessions.len() as u32 {
+                let s = self.sessions.slab.get(slot);
+                let due = self.due(s);
+                if due < s.due {
+                    self.wheel.unlink(&mut self.sessions.slab, slot);
+                    self.wheel.schedule(&mut self.sessions.slab, slot, due);
+                }
+            }
+        }
+    }
+
     /// The next probe to send, if any.
     pub(crate) fn pop_probe(&mut self) -> Option<Probe> {
         self.probes.pop_front()

@@ -165,6 +165,20 @@ fn is_echo_reply_v6(pkt: &[u8], parsed: &Parsed6) -> bool {
         && pkt.get(parsed.l4_offset) == Some(&xlat64_packet::icmp_map::v6::ECHO_REPLY)
 }
 
+/// What the session table takes of a configuration.
+fn table_policy(config: &Nat64Config) -> TablePolicy {
+    TablePolicy {
+        filtering: config.filtering,
+        drop_external_tcp: config.drop_external_tcp,
+        client_prefix: config.shard.client_prefix,
+        max_sessions_per_client: clamp_u32(config.max_sessions_per_client),
+        max_ports_per_client: clamp_u32(config.max_ports_per_client),
+        port_block: config.port_block,
+        max_new_bindings_per_second: clamp_u32(config.max_new_bindings_per_client),
+        port_reuse_delay: config.port_reuse_delay,
+    }
+}
+
 /// A limit as the tables count: at most `u32::MAX`.
 fn clamp_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -558,16 +572,7 @@ impl Nat64 {
             seed,
             config.shard,
             config.max_sessions,
-            TablePolicy {
-                filtering: config.filtering,
-                drop_external_tcp: config.drop_external_tcp,
-                client_prefix: config.shard.client_prefix,
-                max_sessions_per_client: clamp_u32(config.max_sessions_per_client),
-                max_ports_per_client: clamp_u32(config.max_ports_per_client),
-                port_block: config.port_block,
-                max_new_bindings_per_second: clamp_u32(config.max_new_bindings_per_client),
-                port_reuse_delay: config.port_reuse_delay,
-            },
+            table_policy(&config),
         );
         table.events = BindingEvents::new(config.log_bindings);
         let shard = config.shard;
@@ -772,6 +777,39 @@ impl Nat64 {
             }
             None => InPlace::Fallback,
         }
+    }
+
+    /// Applies what `new` changes that may change while running (a reload):
+    /// timeouts (sessions whose lifetime is now shorter are rescheduled),
+    /// per-client limits, the session limit, filtering, the refusal of
+    /// external TCP, denied destinations, the ICMP error rate, the MSS
+    /// clamp, the lowest IPv6 MTU, RFC 6791 sources, the port reuse delay
+    /// and the held-SYN bound. The rest (prefix, pool4, static bindings,
+    /// port blocks, the shard, fragments) stays as it was: the caller
+    /// refuses changes to them.
+    pub fn reconfigure(&mut self, new: &Nat64Config) {
+        let core = &mut self.core;
+        let c = &mut core.config;
+        c.timeouts = new.timeouts;
+        c.filtering = new.filtering;
+        c.drop_external_tcp = new.drop_external_tcp;
+        c.max_sessions = new.max_sessions;
+        c.max_sessions_per_client = new.max_sessions_per_client;
+        c.max_ports_per_client = new.max_ports_per_client;
+        c.max_new_bindings_per_client = new.max_new_bindings_per_client;
+        c.port_reuse_delay = new.port_reuse_delay;
+        c.max_simultaneous_opens = new.max_simultaneous_opens;
+        c.denied = new.denied.clone();
+        c.mss_clamp = new.mss_clamp;
+        c.lowest_ipv6_mtu = new.lowest_ipv6_mtu;
+        c.rfc6791_v4 = new.rfc6791_v4.clone();
+        if c.icmp_errors_per_second != new.icmp_errors_per_second {
+            c.icmp_errors_per_second = new.icmp_errors_per_second;
+            core.rate = IcmpRateLimit::new(new.icmp_errors_per_second);
+        }
+        core.syns.set_capacity(c.max_simultaneous_opens);
+        core.table
+            .reconfigure(table_policy(c), c.timeouts, c.max_sessions);
     }
 
     /// The earliest time a session, an incomplete datagram or a held SYN

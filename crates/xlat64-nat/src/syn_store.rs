@@ -38,6 +38,12 @@ pub(crate) struct SynStore {
 }
 
 impl SynStore {
+    /// Holds at most `capacity` SYNs from now on (those held beyond stay
+    /// until they are answered or time out).
+    pub(crate) fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+    }
+
     /// A store for at most `capacity` SYNs.
     pub(crate) fn new(capacity: usize) -> Self {
         SynStore {

@@ -983,3 +983,32 @@ fn rfc6888_req_6_denied_destinations_are_refused() {
     ));
     assert_eq!(nat.bib_count(), 1);
 }
+
+/// A reload: new timeouts apply to existing sessions at once (a shorter
+/// one ends them sooner), and new filtering to the next packet; the
+/// sessions themselves stay.
+#[test]
+fn reconfigure_applies_timeouts_and_filtering_to_a_running_nat() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 53), &mut out));
+    let local = SocketAddrV4::new(POOL, seen_v4(&out[..n]).sport);
+    forward(nat.handle_v4(t0, &v4_udp(SERVER2, 53, local), &mut out));
+    let mut changed = config();
+    changed.timeouts.udp = Duration::from_secs(120);
+    changed.filtering = Filtering::AddressDependent;
+    nat.reconfigure(&changed);
+    assert_eq!(nat.session_count(), 2, "sessions stay");
+    // Address-dependent now: a third server is kept out.
+    let third = Ipv4Addr::new(203, 0, 113, 77);
+    assert_eq!(
+        nat.handle_v4(t0, &v4_udp(third, 53, local), &mut out),
+        Verdict::Drop(NatDrop::Filtered)
+    );
+    // 120 s, not 300.
+    let t1 = t0 + Duration::from_secs(120) + EXPIRY_RESOLUTION;
+    assert!(nat.poll_timeout().unwrap() <= t1);
+    nat.handle_timeout(t1);
+    assert_eq!(nat.session_count(), 0);
+}

@@ -13,12 +13,12 @@ use ipnet::IpNet;
 use std::io;
 use std::path::PathBuf;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use xlat64_nat::Nat64Config;
 
 /// Runs the daemon; returns the process exit code (0 after a clean stop).
-pub fn run(config: Config) -> i32 {
+pub fn run(config: Config, file: Option<PathBuf>) -> i32 {
     // One io thread: a current-thread runtime, on this thread. Its tasks
     // never move between threads, with no work-stealing queues and no
     // cross-thread wakeups, which a multi-thread runtime of one worker
@@ -40,10 +40,11 @@ pub fn run(config: Config) -> i32 {
     runtime.block_on(async move {
         let mut running = Running::default();
         let (died_tx, mut died) = mpsc::unbounded_channel();
-        let started = running.start(&config, died_tx).await;
+        let (reload_tx, mut reloads) = mpsc::unbounded_channel::<oneshot::Sender<ReloadOutcome>>();
+        let started = running.start(&config, died_tx, reload_tx).await;
         let code = match started {
             Ok(()) => {
-                tracing::info!("xlat64 running; SIGTERM or SIGINT stops it, SIGHUP reopens the binding log");
+                tracing::info!("xlat64 running; SIGTERM or SIGINT stops it, SIGHUP (or xlat64 reload) reloads the configuration and reopens the binding log");
                 let mut hangup = match signal(SignalKind::hangup()) {
                     Ok(s) => s,
                     Err(e) => {
@@ -55,13 +56,17 @@ pub fn run(config: Config) -> i32 {
                 loop {
                     tokio::select! {
                         _ = hangup.recv() => {
-                            match &running.binding_log {
-                                Some(log) => {
-                                    log.reopen();
-                                    tracing::info!("SIGHUP: reopening the binding log");
-                                }
-                                None => tracing::info!("SIGHUP: no binding log to reopen"),
+                            if let Some(log) = &running.binding_log {
+                                log.reopen();
+                                tracing::info!("SIGHUP: reopening the binding log");
                             }
+                            let outcome = running.reload(&file).await;
+                            log_reload("SIGHUP", &outcome);
+                        }
+                        Some(reply) = reloads.recv() => {
+                            let outcome = running.reload(&file).await;
+                            log_reload("xlat64 reload", &outcome);
+                            let _ = reply.send(outcome);
                         }
                         signalled = wait_for_signal() => break match signalled {
                             Ok(name) => {
@@ -107,6 +112,70 @@ struct Running {
     control: Option<(PathBuf, Option<PathBuf>)>,
     control_thread: Option<std::thread::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The configuration in force, and the NAT64's as the workers got it
+    /// (the base a reload changes).
+    config: Option<Config>,
+    nat_config: Option<Nat64Config>,
+}
+
+/// The NAT64 settings a reload may change ([`config::LIVE_KEYS`]), from
+/// `section` into `nat`; at start too, so that both ways agree.
+fn apply_live(nat: &mut Nat64Config, section: &config::Nat64Section) {
+    nat.timeouts = section.timeouts.to_timeouts();
+    nat.lowest_ipv6_mtu = section.lowest_ipv6_mtu;
+    nat.rfc6791_v4 = section.rfc6791_v4.clone();
+    nat.icmp_errors_per_second = section.icmp_errors_per_second;
+    nat.max_sessions = section.limits.max_sessions();
+    nat.mss_clamp = section.mss_clamp();
+    nat.filtering = section.filtering.to_nat();
+    nat.drop_external_tcp = section.drop_externally_initiated_tcp;
+    nat.max_simultaneous_opens = section.limits.max_simultaneous_opens;
+    nat.max_sessions_per_client = config::limit(section.limits.max_sessions_per_client);
+    nat.max_ports_per_client = config::limit(section.limits.max_ports_per_client);
+    nat.max_new_bindings_per_client = config::limit(section.limits.max_new_bindings_per_second);
+    nat.port_reuse_delay = std::time::Duration::from_secs(section.port_reuse_delay);
+    nat.denied = section
+        .deny_destinations
+        .iter()
+        .map(|d| d.to_nat())
+        .collect();
+}
+
+/// What a reload did: the keys it applied (empty: nothing changed), or why
+/// it applied nothing.
+pub type ReloadOutcome = Result<Vec<String>, String>;
+
+impl Running {
+    /// Re-reads the configuration (`file`, else the embedded defaults) and
+    /// applies what may change while running; refuses, changing nothing,
+    /// an invalid file or a change to any other key.
+    async fn reload(&mut self, file: &Option<PathBuf>) -> ReloadOutcome {
+        let loaded = match file {
+            Some(path) => Config::load(path),
+            None => Config::embedded_defaults(),
+        };
+        let new = loaded.map_err(|e| format!("{e} (nothing was applied)"))?;
+        let host = host_addrs::networks().unwrap_or_default();
+        new.check_host(&host)
+            .map_err(|e| format!("{e} (nothing was applied)"))?;
+        let Some(old) = &self.config else {
+            return Err("not running yet".into());
+        };
+        let changed = old.live_changes(&new).map_err(|e| e.to_string())?;
+        if changed.is_empty() {
+            return Ok(changed);
+        }
+        if let (Some(nat), Some(section), Some(datapath)) =
+            (&mut self.nat_config, &new.nat64, &self.datapath)
+        {
+            apply_live(nat, section);
+            if !datapath.view().reconfigure(nat).await {
+                return Err("a packet worker is gone".into());
+            }
+        }
+        self.config = Some(new);
+        Ok(changed)
+    }
 }
 
 impl Running {
@@ -114,8 +183,13 @@ impl Running {
         &mut self,
         config: &Config,
         died: mpsc::UnboundedSender<String>,
+        reload: mpsc::UnboundedSender<oneshot::Sender<ReloadOutcome>>,
     ) -> Result<(), String> {
-        let mut state = ControlState::default();
+        self.config = Some(config.clone());
+        let mut state = ControlState {
+            reload: Some(reload),
+            ..ControlState::default()
+        };
         if let Some(nat_section) = &config.nat64 {
             let prefix = config.nat64_prefix().expect("validated with [nat64]");
             let nets: Vec<_> = nat_section.pool4.iter().map(|p| p.0).collect();
@@ -202,36 +276,16 @@ impl Running {
             let mut nat_config =
                 Nat64Config::new(prefix, pool4, nat_section.timeouts.to_timeouts());
             nat_config.ipv6_mtu = nat_section.mtu;
-            nat_config.lowest_ipv6_mtu = nat_section.lowest_ipv6_mtu;
             nat_config.icmp_source_v6 = icmp_source_v6;
-            nat_config.rfc6791_v4 = nat_section.rfc6791_v4.clone();
             nat_config.local_v4 = local_v4;
-            nat_config.icmp_errors_per_second = nat_section.icmp_errors_per_second;
             nat_config.fragments = nat_section.fragments.to_limits();
-            nat_config.max_sessions = nat_section.limits.max_sessions();
-            nat_config.mss_clamp = nat_section.mss_clamp();
-            nat_config.filtering = nat_section.filtering.to_nat();
-            nat_config.drop_external_tcp = nat_section.drop_externally_initiated_tcp;
-            nat_config.max_simultaneous_opens = nat_section.limits.max_simultaneous_opens;
-            nat_config.max_sessions_per_client =
-                config::limit(nat_section.limits.max_sessions_per_client);
-            nat_config.max_ports_per_client =
-                config::limit(nat_section.limits.max_ports_per_client);
-            nat_config.max_new_bindings_per_client =
-                config::limit(nat_section.limits.max_new_bindings_per_second);
+            apply_live(&mut nat_config, nat_section);
             nat_config.statics = nat_section
                 .statics
                 .iter()
                 .map(config::StaticSection::to_nat)
                 .collect();
             nat_config.port_block = nat_section.port_block;
-            nat_config.port_reuse_delay =
-                std::time::Duration::from_secs(nat_section.port_reuse_delay);
-            nat_config.denied = nat_section
-                .deny_destinations
-                .iter()
-                .map(|d| d.to_nat())
-                .collect();
             nat_config.shard = split;
             if let Some(target) = nat_section.log.bindings_target() {
                 let log = BindingLog::start(target)?;
@@ -245,6 +299,7 @@ impl Running {
                 .map_err(|e| format!("cannot start the packet workers: {e}"))?;
             state.datapath = Some(datapath.view());
             self.datapath = Some(datapath);
+            self.nat_config = Some(nat_config.clone());
             tracing::info!(
                 prefix = %prefix.net(),
                 pool4 = ?nets,
@@ -319,6 +374,15 @@ impl Running {
                 let _ = std::fs::remove_dir(dir);
             }
         }
+    }
+}
+
+/// One log line for a reload's outcome.
+fn log_reload(by: &str, outcome: &ReloadOutcome) {
+    match outcome {
+        Ok(keys) if keys.is_empty() => tracing::info!("{by}: configuration unchanged"),
+        Ok(keys) => tracing::info!(applied = ?keys, "{by}: configuration reloaded"),
+        Err(why) => tracing::warn!("{by}: {why}"),
     }
 }
 

@@ -38,7 +38,8 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
   [[dns64.prefixes]] prefix, ipv4
   [control]         socket
   [runtime]         workers (packet workers; default: one per core), io-threads
-Signals: SIGTERM/SIGINT stop; SIGHUP reopens the binding log.
+Signals: SIGTERM/SIGINT stop; SIGHUP reloads the configuration (as `xlat64 reload`)
+and reopens the binding log.
 Exit status: 0 after SIGTERM/SIGINT; 1 when it cannot start, or when a packet worker or the DNS64
 server dies (routes and control socket removed first).";
 
@@ -82,6 +83,13 @@ pub enum Command {
     },
     /// Print the running daemon's counters, every drop reason included.
     Stats {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the configuration and apply it to the running daemon without
+    /// dropping sessions (SIGHUP does the same).
+    Reload {
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -161,7 +169,7 @@ pub fn main() -> i32 {
         Command::Run => match load(&cli.config).and_then(|c| check_host(c, Warn::Log)) {
             Ok(config) => {
                 tracing::info!("configuration: {}", source(&cli.config));
-                crate::daemon::run(config)
+                crate::daemon::run(config, config_file(&cli.config))
             }
             Err(code) => code,
         },
@@ -186,6 +194,7 @@ pub fn main() -> i32 {
         },
         Command::Stats { json } => query(&cli.config, "stats", json, render_stats),
         Command::FlushCache { json } => query(&cli.config, "flush-cache", json, render_flush),
+        Command::Reload { json } => reload(&cli.config, json),
     }
 }
 
@@ -375,6 +384,43 @@ fn render_bib(v: &Value) -> String {
             ("SESSIONS", "sessions"),
         ],
     )
+}
+
+/// `xlat64 reload`: exit status 1 when nothing was applied for an error.
+fn reload(path: &Option<PathBuf>, json: bool) -> i32 {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match control::request(&config.control.socket, "reload") {
+        Ok(v) if json => {
+            emit(&format!("{v}\n"));
+            i32::from(v.get("error").is_some())
+        }
+        Ok(v) => match (v["applied"].as_array(), v["error"].as_str()) {
+            (Some(keys), _) if keys.is_empty() => {
+                emit("configuration unchanged\n");
+                0
+            }
+            (Some(keys), _) => {
+                let keys: Vec<&str> = keys.iter().filter_map(Value::as_str).collect();
+                emit(&format!("applied: {}\n", keys.join(", ")));
+                0
+            }
+            (_, Some(error)) => {
+                eprintln!("error: {error}");
+                1
+            }
+            _ => {
+                eprintln!("error: unexpected answer {v}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 fn render_flush(v: &Value) -> String {

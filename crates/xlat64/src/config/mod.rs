@@ -872,6 +872,35 @@ impl Config {
         Ok(config)
     }
 
+    /// What a reload to `new` would change (RFC-free bookkeeping for
+    /// `xlat64 reload`): the dotted keys that differ, when all of them can
+    /// change while running ([`LIVE_KEYS`]); else an error naming the first
+    /// that cannot.
+    pub fn live_changes(&self, new: &Config) -> Result<Vec<String>, ConfigError> {
+        let (old_v, new_v) = (
+            toml::Value::try_from(self).expect("config always serializes"),
+            toml::Value::try_from(new).expect("config always serializes"),
+        );
+        let mut changed = Vec::new();
+        differences(&old_v, &new_v, "", &mut changed);
+        // In the file's order of sections: a NAT64 change first (a new
+        // nat64.prefix also changes the dns64.prefix it defaults to).
+        let rank = |k: &String| {
+            ["nat64", "dns64", "control", "runtime"]
+                .iter()
+                .position(|s| k.split('.').next() == Some(*s))
+                .unwrap_or(4)
+        };
+        changed.sort_by_key(rank);
+        if let Some(key) = changed.iter().find(|k| !LIVE_KEYS.contains(&k.as_str())) {
+            return Err(ConfigError::new(
+                key.clone(),
+                "cannot change while xlat64 runs; restart it to apply this (nothing was applied)",
+            ));
+        }
+        Ok(changed)
+    }
+
     /// The effective configuration as TOML (what `check` prints).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config always serializes")
@@ -1272,6 +1301,53 @@ impl Config {
 /// The `[dns64]` keys beyond listen/upstream/prefix.
 /// `[[nat64.static]]`: inside pool4, outside the prefix, no transport
 /// address twice on either side.
+/// The keys a reload applies to a running daemon; a change to any other
+/// is refused (and nothing applied).
+pub const LIVE_KEYS: &[&str] = &[
+    "nat64.timeouts.udp",
+    "nat64.timeouts.icmp",
+    "nat64.timeouts.tcp-established",
+    "nat64.timeouts.tcp-transitory",
+    "nat64.filtering",
+    "nat64.drop-externally-initiated-tcp",
+    "nat64.deny-destinations",
+    "nat64.icmp-errors-per-second",
+    "nat64.mss-clamp",
+    "nat64.lowest-ipv6-mtu",
+    "nat64.rfc6791-v4",
+    "nat64.port-reuse-delay",
+    "nat64.limits.max-sessions",
+    "nat64.limits.max-sessions-per-client",
+    "nat64.limits.max-ports-per-client",
+    "nat64.limits.max-new-bindings-per-second",
+    "nat64.limits.max-simultaneous-opens",
+];
+
+/// The dotted keys (under `path`) whose values differ between `a` and
+/// `b`; a list counts as one value.
+fn differences(a: &toml::Value, b: &toml::Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => differences(p, q, &sub, out),
+                    _ => out.push(sub),
+                }
+            }
+        }
+        (p, q) if p != q => out.push(path.to_string()),
+        _ => {}
+    }
+}
+
 /// The ports of a pool4 entry without a range of its own.
 const DEFAULT_SPAN: (u16, u16) = (
     *xlat64_nat::pool4::DEFAULT_PORTS.start(),
@@ -1614,6 +1690,34 @@ mod tests {
                 Config::from_toml(&format!("[nat64]\ndeny-destinations = [{bad}]\n")).unwrap_err();
             assert!(e.key.contains("deny-destinations"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_reload_applies_live_keys_and_refuses_the_others() {
+        let base = "[nat64]\npool4 = [\"192.0.2.1\"]\n\n[dns64]\nupstream = [\"192.0.2.53:53\"]\n";
+        let old = Config::from_toml(base).unwrap();
+        assert_eq!(old.live_changes(&old).unwrap(), Vec::<String>::new());
+        let new = Config::from_toml(&base.replace(
+            "[dns64]",
+            "filtering = \"address-dependent\"\n[nat64.timeouts]\nudp = 120\n\n[dns64]",
+        ))
+        .unwrap();
+        assert_eq!(
+            old.live_changes(&new).unwrap(),
+            vec!["nat64.filtering", "nat64.timeouts.udp"]
+        );
+        let moved = Config::from_toml(
+            &base.replace("pool4 = [", "prefix = \"2001:db8:64::/96\"\npool4 = ["),
+        )
+        .unwrap();
+        let e = old.live_changes(&moved).unwrap_err();
+        assert_eq!(e.key, "nat64.prefix");
+        assert!(e.message.contains("restart"), "{e}");
+        let upstream = Config::from_toml(&base.replace("192.0.2.53:53", "192.0.2.54:53")).unwrap();
+        assert_eq!(
+            old.live_changes(&upstream).unwrap_err().key,
+            "dns64.upstream"
+        );
     }
 
     #[test]

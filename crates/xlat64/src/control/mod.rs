@@ -41,6 +41,12 @@ pub struct ControlState {
     pub binding_log_dropped: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// Empties the DNS64 cache, when `[dns64]` is configured.
     pub dns_cache: Option<crate::dns64::CacheFlusher>,
+    /// Asks the daemon to reload its configuration.
+    pub reload: Option<
+        tokio::sync::mpsc::UnboundedSender<
+            tokio::sync::oneshot::Sender<crate::daemon::ReloadOutcome>,
+        >,
+    >,
 }
 
 /// The bound control socket and what `bind` created for it.
@@ -201,6 +207,23 @@ async fn answer(state: &ControlState, line: &str, out: &mut Out) -> std::io::Res
             .await
         }
         "stats" => send(out, &stats(state).await).await,
+        "reload" => {
+            let outcome = match &state.reload {
+                Some(daemon) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    match daemon.send(tx) {
+                        Ok(()) => rx.await.unwrap_or_else(|_| Err("the daemon is stopping".into())),
+                        Err(_) => Err("the daemon is stopping".into()),
+                    }
+                }
+                None => Err("this daemon cannot reload".into()),
+            };
+            let reply = match outcome {
+                Ok(applied) => serde_json::json!({ "applied": applied }),
+                Err(error) => serde_json::json!({ "error": error }),
+            };
+            send(out, &reply).await
+        }
         "flush-cache" => {
             let flushed = state.dns_cache.as_ref().map(|c| c.flush());
             send(out, &serde_json::json!({ "flushed": flushed })).await

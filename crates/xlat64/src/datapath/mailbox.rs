@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tun_rs::InterruptEvent;
-use xlat64_nat::{BibEntry, NatCounters, SessionEntry};
+use xlat64_nat::{BibEntry, Nat64Config, NatCounters, SessionEntry};
 
 /// Requests a worker's mailbox holds at most; beyond, a hand-off is dropped
 /// (counted) and a control request is retried.
@@ -51,6 +51,8 @@ pub(crate) enum Request {
     Sessions(usize, oneshot::Sender<Vec<SessionEntry>>),
     /// The bindings at positions `start..start + PAGE`.
     Bib(usize, oneshot::Sender<Vec<BibEntry>>),
+    /// Apply the live settings of this configuration (a reload).
+    Reconfigure(Arc<Nat64Config>, oneshot::Sender<()>),
 }
 
 /// What became of a posted request.

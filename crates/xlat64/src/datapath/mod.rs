@@ -69,27 +69,10 @@ impl Datapath {
         let counters: Arc<[Arc<PacketCounters>]> = (0..count)
             .map(|_| Arc::new(PacketCounters::default()))
             .collect();
-        let per_worker = config.max_sessions.div_ceil(count).max(1);
         let mut threads = Vec::with_capacity(count);
         let parts = queues.queues.into_iter().zip(doorbells).zip(receivers);
         for (index, ((dev, doorbell), receiver)) in parts.enumerate() {
-            let mut nat_config = config.clone();
-            // How clients and ports are dealt (client prefix, port runs,
-            // deterministic clients) is the configuration's; which share
-            // is this worker's.
-            nat_config.shard = Shard {
-                index: index as u16,
-                count: count as u16,
-                ..config.shard
-            };
-            nat_config.max_sessions = per_worker;
-            nat_config.max_simultaneous_opens = config.max_simultaneous_opens.div_ceil(count);
-            // The gateway-wide rates and bounds, shared out.
-            nat_config.icmp_errors_per_second =
-                config.icmp_errors_per_second.div_ceil(count as u32);
-            let f = &mut nat_config.fragments;
-            f.max_datagrams = f.max_datagrams.div_ceil(count).max(1);
-            f.max_per_source = f.max_per_source.min(f.max_datagrams);
+            let nat_config = worker_config(config, index, count);
             let shard_parts = (
                 counters[index].clone(),
                 mailboxes.clone(),
@@ -157,6 +140,27 @@ impl Datapath {
     }
 }
 
+/// Worker `index`'s share of `config` among `count` workers: its shard,
+/// and its part of the gateway-wide bounds and rates.
+fn worker_config(config: &Nat64Config, index: usize, count: usize) -> Nat64Config {
+    let mut nat_config = config.clone();
+    // How clients and ports are dealt (client prefix, port runs,
+    // deterministic clients) is the configuration's; which share is this
+    // worker's.
+    nat_config.shard = Shard {
+        index: index as u16,
+        count: count as u16,
+        ..config.shard
+    };
+    nat_config.max_sessions = config.max_sessions.div_ceil(count).max(1);
+    nat_config.max_simultaneous_opens = config.max_simultaneous_opens.div_ceil(count);
+    nat_config.icmp_errors_per_second = config.icmp_errors_per_second.div_ceil(count as u32);
+    let f = &mut nat_config.fragments;
+    f.max_datagrams = f.max_datagrams.div_ceil(count).max(1);
+    f.max_per_source = f.max_per_source.min(f.max_datagrams);
+    nat_config
+}
+
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
@@ -194,6 +198,21 @@ impl DatapathView {
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+    }
+
+    /// Applies the live settings of `config` (a reload) to every worker,
+    /// each its share; false if a worker is gone.
+    pub async fn reconfigure(&self, config: &Nat64Config) -> bool {
+        let count = self.workers();
+        let mut all = true;
+        for i in 0..count {
+            let share = Arc::new(worker_config(config, i, count));
+            all &= self
+                .ask(i, |reply| Request::Reconfigure(share.clone(), reply))
+                .await
+                .is_some();
+        }
+        all
     }
 
     /// Worker `i`'s NAT64 figures.

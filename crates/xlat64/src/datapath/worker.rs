@@ -279,6 +279,10 @@ fn serve(dev: &SyncDevice, io: &mut impl PacketIo, shard: &mut Shard, mailbox: &
                 shard.nat.sessions_page(start, PAGE, &mut page);
                 let _ = reply.send(page);
             }
+            Request::Reconfigure(config, reply) => {
+                shard.nat.reconfigure(&config);
+                let _ = reply.send(());
+            }
             Request::Bib(start, reply) => {
                 let mut page = Vec::with_capacity(PAGE);
                 shard.nat.bib_page(start, PAGE, &mut page);

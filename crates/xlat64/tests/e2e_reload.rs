@@ -1,0 +1,122 @@
+//! `xlat64 reload` (and SIGHUP) on a running gateway: what may change while
+//! running is applied without losing a session; a change to anything else,
+//! or an invalid file, is refused, naming the key, and changes nothing.
+
+mod common;
+
+use serde_json::Value;
+use std::net::UdpSocket;
+use std::time::Duration;
+use xlat64_lab::{self as lab, embed_v4, Gateway, Lab, CLIENT_V6, SERVER_V4};
+
+fn sessions(gateway: &Gateway) -> Vec<Value> {
+    let out = gateway.cli(&["sessions", "--json"]).expect("sessions");
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice::<Value>(&out.stdout)
+        .expect("JSON")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn reload(gateway: &Gateway) -> std::process::Output {
+    gateway.cli(&["reload"]).expect("xlat64 reload")
+}
+
+#[test]
+fn reload_applies_live_keys_and_refuses_the_rest() {
+    if !common::can_run("reload", &["ip"]) {
+        return;
+    }
+    let lab = Lab::create("reload").expect("lab");
+    let base = lab.gateway_config();
+    let gateway = lab
+        .start_gateway_with(&common::exe(), &base)
+        .expect("start the gateway");
+    let write = |text: &str| std::fs::write(gateway.config_path(), text).expect("write config");
+    lab.in_netns(lab.client(), || {
+        UdpSocket::bind((CLIENT_V6, 45000))?.send_to(b"x", (embed_v4(SERVER_V4), 9999))
+    })
+    .expect("send");
+    lab::wait_until(Duration::from_secs(5), || Ok(sessions(&gateway).len() == 1))
+        .expect("a UDP session");
+    let before = sessions(&gateway)[0]["expires_in_s"].as_u64().unwrap();
+    assert!(before > 200, "default UDP timeout: {before}");
+
+    // Live keys: applied, the session kept, its new lifetime in force.
+    write(
+        &base
+            .replacen(
+                "[nat64]\n",
+                "[nat64]\nfiltering = \"address-dependent\"\n",
+                1,
+            )
+            .replacen("[dns64]\n", "[nat64.timeouts]\nudp = 120\n\n[dns64]\n", 1),
+    );
+    let out = reload(&gateway);
+    assert!(out.status.success(), "{out:?}\n{}", gateway.log());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        "applied: nat64.filtering, nat64.timeouts.udp",
+        "{text}"
+    );
+    let now = sessions(&gateway);
+    assert_eq!(now.len(), 1, "the session stays");
+    assert!(now[0]["expires_in_s"].as_u64().unwrap() <= 120, "{now:?}");
+    // Again: nothing to change.
+    let out = reload(&gateway);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configuration unchanged"
+    );
+
+    // A key that cannot change while running: refused by name, nothing
+    // applied (the UDP timeout of the same file is not taken either).
+    let applied = std::fs::read_to_string(gateway.config_path()).unwrap();
+    write(
+        &applied
+            .replace("udp = 120", "udp = 150")
+            .replace("tun = \"nat64\"", "tun = \"other\""),
+    );
+    let out = reload(&gateway);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nat64.tun") && err.contains("restart"),
+        "{err}"
+    );
+    assert!(sessions(&gateway)[0]["expires_in_s"].as_u64().unwrap() <= 120);
+
+    // An invalid file: refused, the running configuration untouched.
+    write(&applied.replace("[nat64]\n", "[nat64]\nmtu = \"big\"\n"));
+    let out = reload(&gateway);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nat64.mtu"),
+        "{out:?}"
+    );
+    write(&applied);
+    assert_eq!(sessions(&gateway).len(), 1);
+
+    // SIGHUP reloads too: an invalid file is refused in the log...
+    let hup = |gateway: &Gateway| {
+        // SAFETY: kill(2) on the gateway's pid, which this test started.
+        assert_eq!(unsafe { libc::kill(gateway.pid() as i32, libc::SIGHUP) }, 0);
+    };
+    write(&applied.replace("[nat64]\n", "[nat64]\nmtu = \"big\"\n"));
+    hup(&gateway);
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(gateway.log().contains("SIGHUP: nat64.mtu"))
+    })
+    .unwrap_or_else(|_| panic!("no refusal on SIGHUP:\n{}", gateway.log()));
+    // ...and a valid one applied.
+    write(&applied.replace("udp = 120", "udp = 150"));
+    hup(&gateway);
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(gateway.log().contains("SIGHUP: configuration reloaded"))
+    })
+    .unwrap_or_else(|_| panic!("no reload on SIGHUP:\n{}", gateway.log()));
+    assert_eq!(sessions(&gateway).len(), 1);
+}
