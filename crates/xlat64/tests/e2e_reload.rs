@@ -120,3 +120,84 @@ fn reload_applies_live_keys_and_refuses_the_rest() {
     .unwrap_or_else(|_| panic!("no reload on SIGHUP:\n{}", gateway.log()));
     assert_eq!(sessions(&gateway).len(), 1);
 }
+
+/// A reload while an iperf3 TCP transfer and an iperf3 UDP flow run
+/// through the gateway: both complete, the UDP one without losses to speak
+/// of, and the new timeout is in force afterwards.
+#[test]
+fn reload_during_a_tcp_transfer_and_a_udp_flow_interrupts_neither() {
+    if !common::can_run("reloadtraffic", &["ip", "iperf3"]) {
+        return;
+    }
+    let lab = Lab::create("reloadtraffic").expect("lab");
+    let base = lab.gateway_config();
+    let gateway = lab
+        .start_gateway_with(&common::exe(), &base)
+        .expect("start the gateway");
+    let server = SERVER_V4.to_string();
+    let _tcp_server = lab
+        .spawn_in(lab.server(), &["iperf3", "-s", "-B", &server, "-p", "5201"])
+        .expect("iperf3 server");
+    let _udp_server = lab
+        .spawn_in(lab.server(), &["iperf3", "-s", "-B", &server, "-p", "5202"])
+        .expect("iperf3 server");
+    lab.wait_listening(lab.server(), "tcp", 5201, Duration::from_secs(10))
+        .and_then(|()| lab.wait_listening(lab.server(), "tcp", 5202, Duration::from_secs(10)))
+        .expect("iperf3 listening");
+    let to = xlat64_lab::server_via_nat64().to_string();
+    let mut tcp = lab
+        .spawn_in(
+            lab.client(),
+            &["iperf3", "-c", &to, "-p", "5201", "-t", "4", "--json"],
+        )
+        .expect("iperf3 TCP client");
+    let mut udp = lab
+        .spawn_in(
+            lab.client(),
+            &[
+                "iperf3", "-c", &to, "-p", "5202", "-u", "-b", "20M", "-t", "4", "--json",
+            ],
+        )
+        .expect("iperf3 UDP client");
+    // Reload twice while both run: a shorter UDP timeout, then a longer.
+    std::thread::sleep(Duration::from_millis(1500));
+    for udp_timeout in [150, 200] {
+        std::fs::write(
+            gateway.config_path(),
+            base.replacen(
+                "[dns64]\n",
+                &format!("[nat64.timeouts]\nudp = {udp_timeout}\n\n[dns64]\n"),
+                1,
+            ),
+        )
+        .expect("write config");
+        let out = gateway.cli(&["reload"]).expect("xlat64 reload");
+        assert!(out.status.success(), "{out:?}\n{}", gateway.log());
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    for (what, run) in [("TCP", &mut tcp), ("UDP", &mut udp)] {
+        let status = run
+            .wait_timeout(Duration::from_secs(20))
+            .expect("wait")
+            .unwrap_or_else(|| panic!("iperf3 {what} still running"));
+        assert!(status.success(), "iperf3 {what}: {}", run.log());
+        let report: Value = serde_json::from_str(&run.log()).expect("iperf3 JSON");
+        let end = &report["end"];
+        if what == "TCP" {
+            let bytes = end["sum_received"]["bytes"].as_u64().unwrap_or(0);
+            assert!(bytes > 1 << 20, "TCP received {bytes} bytes: {}", run.log());
+        } else {
+            let lost = end["sum"]["lost_percent"].as_f64().unwrap_or(100.0);
+            assert!(lost < 5.0, "UDP lost {lost}%: {}", run.log());
+        }
+    }
+    // The last reload's UDP timeout is in force for the UDP session.
+    let udp_sessions: Vec<Value> = sessions(&gateway)
+        .into_iter()
+        .filter(|s| s["protocol"] == "udp")
+        .collect();
+    assert!(!udp_sessions.is_empty());
+    assert!(udp_sessions
+        .iter()
+        .all(|s| s["expires_in_s"].as_u64().unwrap() <= 200));
+}
