@@ -333,6 +333,15 @@ impl Running {
                 "DNS64 serving"
             );
         }
+        if let Some(metrics) = &config.metrics {
+            let listener = control::metrics::bind(metrics.listen).await?;
+            self.tasks.push(tokio::spawn(control::metrics::serve(
+                listener,
+                state.clone(),
+                self.shutdown.clone(),
+            )));
+            tracing::info!(listen = %metrics.listen, "metrics served at /metrics");
+        }
         let bound = control::bind(&config.control.socket)?;
         let listener = bound.listener;
         self.control = Some((bound.path, bound.created_dir));

@@ -38,6 +38,7 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
   [[dns64.prefixes]] prefix, ipv4
   [control]         socket
   [runtime]         workers (packet workers; default: one per core), io-threads
+  [metrics]         listen (ADDR:PORT: Prometheus/OpenMetrics text at GET /metrics)
 Signals: SIGTERM/SIGINT stop; SIGHUP reloads the configuration (as `xlat64 reload`)
 and reopens the binding log.
 Exit status: 0 after SIGTERM/SIGINT; 1 when it cannot start, or when a packet worker or the DNS64
@@ -86,6 +87,9 @@ pub enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Each counter with what it means and what to check when it grows.
+        #[arg(long)]
+        explain: bool,
     },
     /// Re-read the configuration and apply it to the running daemon without
     /// dropping sessions (SIGHUP does the same).
@@ -192,7 +196,14 @@ pub fn main() -> i32 {
             Ok(config) => lookup::run(&config, &log, &lookup::Query { v4, at, protocol }, json),
             Err(code) => code,
         },
-        Command::Stats { json } => query(&cli.config, "stats", json, render_stats),
+        Command::Stats { json, explain } => {
+            let render = if explain {
+                render_explained
+            } else {
+                render_stats
+            };
+            query(&cli.config, "stats", json && !explain, render)
+        }
         Command::FlushCache { json } => query(&cli.config, "flush-cache", json, render_flush),
         Command::Reload { json } => reload(&cli.config, json),
     }
@@ -428,6 +439,19 @@ fn render_flush(v: &Value) -> String {
         Some(n) => format!("flushed {n} replies from the DNS64 cache\n"),
         None => "no DNS64 cache to flush (no [dns64], or cache-size = 0)\n".to_string(),
     }
+}
+
+/// `stats --explain`: name, value, and what it means.
+fn render_explained(v: &Value) -> String {
+    let mut text = String::new();
+    if let Some(map) = v.as_object() {
+        let width = map.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (k, val) in map {
+            let help = control::explain::explain(k).unwrap_or("(no explanation in this build)");
+            text.push_str(&format!("{k:<width$}  {val:>12}  {help}\n"));
+        }
+    }
+    text
 }
 
 fn render_stats(v: &Value) -> String {

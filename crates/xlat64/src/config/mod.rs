@@ -45,6 +45,17 @@ pub struct Config {
     /// Threads of the daemon.
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// The Prometheus endpoint; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[metrics]`: Prometheus / OpenMetrics text at `GET /metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where to listen, e.g. `"127.0.0.1:9164"`.
+    pub listen: SocketAddr,
 }
 
 /// `[runtime]`.

@@ -160,6 +160,7 @@ fn example(key: &str) -> Option<&'static str> {
         ("dns64.allow", "allow = [\"2001:db8::/32\"]"),
         ("control.socket", "socket = \"/run/xlat64/control.sock\""),
         ("runtime.workers", "workers = 2"),
+        ("metrics.listen", "listen = \"127.0.0.1:9164\""),
     ];
     examples.iter().find(|(k, _)| *k == key).map(|(_, e)| *e)
 }

@@ -12,7 +12,9 @@
 //! snapshot (sessions created or expiring meanwhile may be in it or not),
 //! and it comes unsorted; the command line sorts it.
 
+pub mod explain;
 pub mod filter;
+pub mod metrics;
 
 use crate::datapath::DatapathView;
 use crate::dns64::Dns64Counters;
@@ -271,8 +273,24 @@ async fn stream_pages<T>(
     out.write_all(b"]\n").await
 }
 
+/// The names of the NAT64 figures the workers report, summed.
+const FIGURE_NAMES: [&str; 7] = [
+    "nat64_sessions",
+    "nat64_bindings",
+    "nat64_port_blocks",
+    "nat64_sessions_created",
+    "nat64_sessions_expired",
+    "fragments_in_progress",
+    "fragments_bytes_held",
+];
+
 /// Every counter: the workers' summed, the NAT64 figures they report, DNS64's.
 async fn stats(state: &ControlState) -> Value {
+    json!(stats_map(state).await)
+}
+
+/// Every counter by name (what `stats` and the metrics show).
+pub async fn stats_map(state: &ControlState) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     if let Some(datapath) = &state.datapath {
         out.insert("workers".into(), datapath.workers() as u64);
@@ -310,16 +328,7 @@ async fn stats(state: &ControlState) -> Value {
                     .or_default() += expired;
             }
         }
-        let names = [
-            "nat64_sessions",
-            "nat64_bindings",
-            "nat64_port_blocks",
-            "nat64_sessions_created",
-            "nat64_sessions_expired",
-            "fragments_in_progress",
-            "fragments_bytes_held",
-        ];
-        for (name, v) in names.into_iter().zip(gauges) {
+        for (name, v) in FIGURE_NAMES.into_iter().zip(gauges) {
             out.insert(name.into(), v);
         }
         if let Some(d) = &state.binding_log_dropped {
@@ -332,7 +341,7 @@ async fn stats(state: &ControlState) -> Value {
     if let Some(d) = &state.dns {
         d.snapshot(&mut out);
     }
-    json!(out)
+    out
 }
 
 fn tcp_state_name(s: Option<TcpState>) -> &'static str {
@@ -388,4 +397,44 @@ pub fn request(path: &PathBuf, command: &str) -> Result<Value, String> {
         return Err(format!("the daemon refused `{command}`: {err}"));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod explain_tests {
+    use super::*;
+
+    /// Every counter `stats` can show says what it means.
+    #[test]
+    fn every_counter_is_explained() {
+        let mut names = std::collections::BTreeMap::new();
+        crate::datapath::counters::PacketCounters::default().snapshot(&mut names);
+        crate::dns64::Dns64Counters::default().snapshot(&mut names);
+        let mut all: Vec<String> = names.into_keys().collect();
+        all.extend(
+            xlat64_nat::NatCounters::default()
+                .named()
+                .iter()
+                .map(|(n, _)| n.to_string()),
+        );
+        all.extend(FIGURE_NAMES.iter().map(|n| n.to_string()));
+        for proto in ["tcp", "udp", "icmp"] {
+            all.push(format!("nat64_sessions_created_{proto}"));
+            all.push(format!("nat64_sessions_expired_{proto}"));
+        }
+        all.extend(
+            [
+                "workers",
+                "tun_offload",
+                "worker_0_tun_rx_packets",
+                "worker_3_nat64_sessions",
+            ]
+            .map(String::from),
+        );
+        for name in &all {
+            assert!(
+                explain::explain(name).is_some(),
+                "{name} has no explanation"
+            );
+        }
+    }
 }

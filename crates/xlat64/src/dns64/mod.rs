@@ -75,6 +75,10 @@ macro_rules! counters {
             $(#[doc = $doc] pub $name: AtomicU64,)*
         }
 
+        /// What each counter means (`xlat64 stats --explain`), by name
+        /// without the `dns64_` prefix.
+        pub const COUNTER_HELP: &[(&str, &str)] = &[$((stringify!($name), $doc),)*];
+
         impl Dns64Counters {
             /// Adds every counter (zeros included) to `out`, names prefixed `dns64_`.
             pub fn snapshot(&self, out: &mut BTreeMap<String, u64>) {

@@ -1,0 +1,106 @@
+//! `[metrics] listen`: the counters at `GET /metrics` in Prometheus /
+//! OpenMetrics text, scraped after traffic and checked line by line: every
+//! family has HELP and TYPE, the text ends with `# EOF`, and every value
+//! equals what `stats --json` says.
+
+mod common;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use xlat64_lab::{server_via_nat64, Lab};
+
+/// `GET /metrics` from the gateway namespace.
+fn scrape(lab: &Lab) -> String {
+    lab.in_netns(lab.gateway(), || {
+        let mut s = TcpStream::connect("127.0.0.1:9164")?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .expect("scrape")
+}
+
+#[test]
+fn metrics_match_stats_and_parse() {
+    if !common::can_run("metrics", &["ping"]) {
+        return;
+    }
+    let lab = Lab::create("metrics").expect("lab");
+    let config = lab.gateway_config().replacen(
+        "[control]",
+        "[metrics]\nlisten = \"127.0.0.1:9164\"\n\n[control]",
+        1,
+    );
+    let gateway = lab
+        .start_gateway_with(&common::exe(), &config)
+        .expect("start the gateway");
+    let server = server_via_nat64().to_string();
+    let out = lab
+        .run_in(
+            lab.client(),
+            &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", &server],
+        )
+        .expect("ping");
+    assert!(out.status.success(), "{out:?}");
+    let response = scrape(&lab);
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("openmetrics-text"), "{head}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    // Every sample belongs to a family with HELP and TYPE.
+    let mut families = std::collections::BTreeSet::new();
+    let mut samples: BTreeMap<String, u64> = BTreeMap::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            families.insert(rest.split_whitespace().next().unwrap().to_string());
+        } else if line.starts_with('#') {
+            continue;
+        } else {
+            let (name, value) = line.rsplit_once(' ').expect("name value");
+            let value: u64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+            let family = name.split('{').next().unwrap().trim_end_matches("_total");
+            assert!(families.contains(family), "{line}: no TYPE for {family}");
+            assert!(
+                body.contains(&format!("# HELP {family} ")),
+                "no HELP for {family}"
+            );
+            samples.insert(name.to_string(), value);
+        }
+    }
+    // The same values as `stats --json` (no traffic in between).
+    let out = gateway.cli(&["stats", "--json"]).expect("stats");
+    let stats: BTreeMap<String, Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    for (name, value) in &stats {
+        let value = value.as_u64().unwrap();
+        let sample = if let Some(reason) = name.strip_prefix("drop_") {
+            format!("xlat64_drops_total{{reason=\"{reason}\"}}")
+        } else if let Some((worker, what)) =
+            name.strip_prefix("worker_").and_then(|r| r.split_once('_'))
+        {
+            match samples.contains_key(&format!("xlat64_worker_{what}{{worker=\"{worker}\"}}")) {
+                true => format!("xlat64_worker_{what}{{worker=\"{worker}\"}}"),
+                false => format!("xlat64_worker_{what}_total{{worker=\"{worker}\"}}"),
+            }
+        } else if samples.contains_key(&format!("xlat64_{name}")) {
+            format!("xlat64_{name}")
+        } else {
+            format!("xlat64_{name}_total")
+        };
+        assert_eq!(samples.get(&sample), Some(&value), "{name} as {sample}");
+    }
+    assert!(samples["xlat64_translated_v6_to_v4_packets_total"] >= 3);
+    // Anything else is not found.
+    let other = lab
+        .in_netns(lab.gateway(), || {
+            let mut s = TcpStream::connect("127.0.0.1:9164")?;
+            s.write_all(b"GET / HTTP/1.1\r\n\r\n")?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        })
+        .expect("GET /");
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+}
