@@ -1,5 +1,5 @@
-//! The command line (`../shared/CONTRACT.md`): run, check, sessions, bib, stats, flush-cache,
-//! lookup, demo.
+//! The command line (`../shared/CONTRACT.md`): run, check, sessions, bib, stats, reload, trace,
+//! flush-cache, lookup, demo.
 
 pub mod demo;
 pub mod lookup;
@@ -97,6 +97,25 @@ pub enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+    /// Stream, from the running daemon, one line per dropped packet (with
+    /// --all, per translated packet too): time, direction, protocol,
+    /// addresses and ports, what happened and why. Sampled: at most 200
+    /// lines per second and worker.
+    Trace {
+        /// Only packets from or to this IPv6 client (ADDR[/LEN]).
+        #[arg(long, value_name = "ADDR[/LEN]", value_parser = filter::parse_client)]
+        client: Option<ipnet::Ipv6Net>,
+        /// Only drops for this reason (a `stats` drop counter, e.g.
+        /// drop_no_binding; the `drop_` prefix may be left out).
+        #[arg(long, value_name = "NAME")]
+        reason: Option<String>,
+        /// Stop after this many lines (default: until interrupted).
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Translated packets too.
+        #[arg(long)]
+        all: bool,
     },
     /// Empty the running daemon's DNS64 cache.
     FlushCache {
@@ -206,6 +225,12 @@ pub fn main() -> i32 {
         }
         Command::FlushCache { json } => query(&cli.config, "flush-cache", json, render_flush),
         Command::Reload { json } => reload(&cli.config, json),
+        Command::Trace {
+            client,
+            reason,
+            count,
+            all,
+        } => trace(&cli.config, client, reason, count, all),
     }
 }
 
@@ -395,6 +420,47 @@ fn render_bib(v: &Value) -> String {
             ("SESSIONS", "sessions"),
         ],
     )
+}
+
+/// `xlat64 trace`: prints the daemon's trace lines as they come.
+fn trace(
+    path: &Option<PathBuf>,
+    client: Option<ipnet::Ipv6Net>,
+    reason: Option<String>,
+    count: Option<u64>,
+    all: bool,
+) -> i32 {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut command = String::from("trace");
+    if let Some(c) = client {
+        command.push_str(&format!(" client={c}"));
+    }
+    if let Some(r) = reason {
+        command.push_str(&format!(" reason={r}"));
+    }
+    if let Some(n) = count {
+        command.push_str(&format!(" count={n}"));
+    }
+    if all {
+        command.push_str(" all=1");
+    }
+    let shown = control::stream(&config.control.socket, &command, |line| {
+        if line == "# tracing" {
+            eprintln!("tracing; Ctrl-C stops");
+        } else if !line.is_empty() {
+            emit(&format!("{line}\n"));
+        }
+    });
+    match shown {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 /// `xlat64 reload`: exit status 1 when nothing was applied for an error.

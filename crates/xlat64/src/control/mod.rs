@@ -172,6 +172,82 @@ async fn serve(listener: UnixListener, state: ControlState, shutdown: Cancellati
 
 type Out = BufWriter<OwnedWriteHalf>;
 
+/// The words of a command line after the command.
+fn words_after(line: &str) -> std::str::SplitWhitespace<'_> {
+    let mut words = line.split_whitespace();
+    words.next();
+    words
+}
+
+/// `trace [client=ADDR[/LEN]] [reason=NAME] [count=N] [all=1]`: streams
+/// one line per traced packet until `count` lines (0: no end) or the
+/// client goes away; an empty line each second without one tells whether
+/// it is still there.
+async fn trace(
+    state: &ControlState,
+    words: std::str::SplitWhitespace<'_>,
+    out: &mut Out,
+) -> std::io::Result<()> {
+    let Some(datapath) = &state.datapath else {
+        return send(out, &json!({"error": "no [nat64]: nothing to trace"})).await;
+    };
+    let mut filter = crate::datapath::trace::TraceFilter::default();
+    let mut count = 0u64;
+    for word in words {
+        let parsed = match word.split_once('=') {
+            Some(("client", v)) => filter::parse_client(v).map(|c| filter.client = Some(c)),
+            Some(("reason", v)) => {
+                filter.reason = Some(v.to_string());
+                Ok(())
+            }
+            Some(("count", v)) => v
+                .parse()
+                .map(|n| count = n)
+                .map_err(|_| format!("count={v}: not a number")),
+            Some(("all", v)) => {
+                filter.all = v == "1";
+                Ok(())
+            }
+            _ => Err(format!("`{word}` is not client=, reason=, count= or all=")),
+        };
+        if let Err(e) = parsed {
+            return send(out, &json!({ "error": e })).await;
+        }
+    }
+    let (tx, mut lines) = tokio::sync::mpsc::channel(1024);
+    datapath.trace(Some((filter, tx))).await;
+    out.write_all(b"# tracing\n").await?;
+    out.flush().await?;
+    let mut shown = 0u64;
+    let mut replaced = false;
+    let result = loop {
+        let line = tokio::time::timeout(Duration::from_secs(1), lines.recv()).await;
+        let written = match line {
+            Ok(Some(line)) => {
+                shown += 1;
+                out.write_all(format!("{line}\n").as_bytes()).await
+            }
+            // Another trace took the workers over.
+            Ok(None) => {
+                replaced = true;
+                break Ok(());
+            }
+            Err(_) => out.write_all(b"\n").await,
+        };
+        if let Err(e) = written.and(out.flush().await) {
+            break Err(e);
+        }
+        if count > 0 && shown >= count {
+            break Ok(());
+        }
+    };
+    drop(lines);
+    if !replaced {
+        datapath.trace(None).await;
+    }
+    result
+}
+
 async fn send(out: &mut Out, value: &Value) -> std::io::Result<()> {
     let mut text = value.to_string();
     text.push('\n');
@@ -226,6 +302,7 @@ async fn answer(state: &ControlState, line: &str, out: &mut Out) -> std::io::Res
             };
             send(out, &reply).await
         }
+        "trace" => trace(state, words_after(line), out).await,
         "flush-cache" => {
             let flushed = state.dns_cache.as_ref().map(|c| c.flush());
             send(out, &serde_json::json!({ "flushed": flushed })).await
@@ -368,6 +445,35 @@ fn bib_json(b: &BibEntry) -> Value {
         "static": b.is_static,
         "sessions": b.sessions,
     })
+}
+
+/// Sends `command` and hands each line of the answer to `line` until the
+/// daemon closes the connection (`trace`). A first line that is a JSON
+/// error is returned as the error.
+pub fn stream(path: &PathBuf, command: &str, mut line: impl FnMut(&str)) -> Result<(), String> {
+    use std::io::BufRead;
+    let fail = |e: std::io::Error| {
+        format!(
+            "cannot reach the xlat64 daemon at {} ({e}); is `xlat64 run` running with this configuration?",
+            path.display()
+        )
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(fail)?;
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .map_err(fail)?;
+    for text in std::io::BufReader::new(stream).lines() {
+        let text = text.map_err(fail)?;
+        if text.starts_with('{') {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                if let Some(err) = v.get("error") {
+                    return Err(format!("the daemon refused `{command}`: {err}"));
+                }
+            }
+        }
+        line(&text);
+    }
+    Ok(())
 }
 
 /// Sends `command` to the daemon at `path` and returns its JSON answer.

@@ -53,6 +53,8 @@ pub(crate) enum Request {
     Bib(usize, oneshot::Sender<Vec<BibEntry>>),
     /// Apply the live settings of this configuration (a reload).
     Reconfigure(Arc<Nat64Config>, oneshot::Sender<()>),
+    /// Start (or with `None` stop) tracing packets.
+    Trace(Option<super::trace::Tracer>, oneshot::Sender<()>),
 }
 
 /// What became of a posted request.

@@ -14,6 +14,7 @@ pub(crate) mod mailbox;
 mod offload;
 mod single;
 mod steering;
+pub(crate) mod trace;
 mod worker;
 
 use counters::PacketCounters;
@@ -92,6 +93,7 @@ impl Datapath {
                             counters: shard_parts.0,
                             peers: shard_parts.1,
                             binding_log: shard_parts.2,
+                            tracer: None,
                         };
                         if offload {
                             let max = shard.nat.max_output_len();
@@ -161,6 +163,12 @@ fn worker_config(config: &Nat64Config, index: usize, count: usize) -> Nat64Confi
     nat_config
 }
 
+/// A tracer for one request (`ask` may build the request twice when a
+/// mailbox is full).
+fn tracer_slot(tracer: &Option<trace::Tracer>) -> Option<trace::Tracer> {
+    tracer.as_ref().map(trace::Tracer::clone_for_worker)
+}
+
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
@@ -213,6 +221,22 @@ impl DatapathView {
                 .is_some();
         }
         all
+    }
+
+    /// Starts a trace on every worker (replacing one running), its lines
+    /// to `lines`; `None` stops it.
+    pub(crate) async fn trace(
+        &self,
+        filter: Option<(trace::TraceFilter, tokio::sync::mpsc::Sender<String>)>,
+    ) {
+        for i in 0..self.workers() {
+            let tracer = filter
+                .clone()
+                .map(|(f, lines)| trace::Tracer::new(f, lines));
+            let _ = self
+                .ask(i, |reply| Request::Trace(tracer_slot(&tracer), reply))
+                .await;
+        }
     }
 
     /// Worker `i`'s NAT64 figures.

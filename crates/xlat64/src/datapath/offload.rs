@@ -108,6 +108,13 @@ impl Offload {
             .translate_in_place(now, &mut self.frame, start, len, gso_size)
         {
             InPlace::Translated { start, len } => {
+                if let Some(tracer) = &mut shard.tracer {
+                    let way = match self.frame.get(start).map(|b| b >> 4) {
+                        Some(4) => Direction::V6ToV4,
+                        _ => Direction::V4ToV6,
+                    };
+                    tracer.offer_translated(now, &self.frame[start..start + len], way);
+                }
                 self.send_in_place(dev, shard, &hdr, start, len, segments)
             }
             InPlace::Fallback if gso => self.split_and_copy(dev, shard, hdr, start, len),

@@ -39,6 +39,8 @@ pub(crate) struct Shard {
     pub(crate) peers: Arc<[Mailbox]>,
     /// Where binding events go (`[nat64.log] bindings`), if anywhere.
     pub(crate) binding_log: Option<crate::binding_log::Handle>,
+    /// A running `xlat64 trace`, if any.
+    pub(crate) tracer: Option<super::trace::Tracer>,
 }
 
 impl Shard {
@@ -128,6 +130,12 @@ impl Shard {
         mut send: impl FnMut(&[u8]) -> io::Result<usize>,
     ) {
         let (verdict, direction) = self.translate(now, packet, out);
+        if let Some(tracer) = &mut self.tracer {
+            tracer.offer(now, packet, direction, &verdict);
+            if tracer.is_closed() {
+                self.tracer = None;
+            }
+        }
         let Some((len, translated)) = self.output_of(verdict, packet.len(), out) else {
             return;
         };
@@ -278,6 +286,10 @@ fn serve(dev: &SyncDevice, io: &mut impl PacketIo, shard: &mut Shard, mailbox: &
                 let mut page = Vec::with_capacity(PAGE);
                 shard.nat.sessions_page(start, PAGE, &mut page);
                 let _ = reply.send(page);
+            }
+            Request::Trace(tracer, reply) => {
+                shard.tracer = tracer;
+                let _ = reply.send(());
             }
             Request::Reconfigure(config, reply) => {
                 shard.nat.reconfigure(&config);
