@@ -348,10 +348,13 @@ impl Running {
         let thread = control::spawn(listener, state, self.shutdown.clone())
             .map_err(|e| format!("cannot start the control socket thread: {e}"))?;
         self.control_thread = Some(thread);
+        // Everything is up: tell systemd (Type=notify), if it runs us.
+        crate::sys::notify::notify("READY=1\nSTATUS=translating");
         Ok(())
     }
 
     async fn stop(&mut self) {
+        crate::sys::notify::notify("STOPPING=1");
         self.shutdown.cancel();
         for task in self.tasks.drain(..) {
             let _ = task.await;

@@ -5,6 +5,7 @@ pub(crate) mod bpf;
 pub mod host_addrs;
 pub(crate) mod memory;
 pub mod netlink;
+pub mod notify;
 pub(crate) mod process;
 pub mod shared_address;
 pub(crate) mod udp_batch;
