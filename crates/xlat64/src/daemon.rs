@@ -41,7 +41,10 @@ pub fn run(config: Config, file: Option<PathBuf>) -> i32 {
         let mut running = Running::default();
         let (died_tx, mut died) = mpsc::unbounded_channel();
         let (reload_tx, mut reloads) = mpsc::unbounded_channel::<oneshot::Sender<ReloadOutcome>>();
-        let started = running.start(&config, died_tx, reload_tx).await;
+        let mut started = running.start(&config, died_tx, reload_tx).await;
+        if let (Ok(()), Some(user)) = (&started, &config.runtime.user) {
+            started = running.drop_privileges(user);
+        }
         let code = match started {
             Ok(()) => {
                 tracing::info!("xlat64 running; SIGTERM or SIGINT stops it, SIGHUP (or xlat64 reload) reloads the configuration and reopens the binding log");
@@ -146,6 +149,31 @@ fn apply_live(nat: &mut Nat64Config, section: &config::Nat64Section) {
 pub type ReloadOutcome = Result<Vec<String>, String>;
 
 impl Running {
+    /// `[runtime] user`: hands the control socket (and the directory made
+    /// for it) to the user, then becomes it, keeping `CAP_NET_ADMIN` on
+    /// this thread only (the routes and rules come off at exit).
+    fn drop_privileges(&mut self, user: &str) -> Result<(), String> {
+        let (uid, gid) = crate::sys::process::lookup_user(user)?;
+        if let Some((socket, dir)) = &self.control {
+            for path in std::iter::once(socket).chain(dir.as_ref()) {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| {
+                    format!(
+                        "runtime.user {user}: cannot hand {} over: {e}",
+                        path.display()
+                    )
+                })?;
+            }
+        }
+        crate::sys::process::drop_to_user(user)?;
+        tracing::info!(
+            user,
+            uid,
+            gid,
+            "running as {user}, with CAP_NET_ADMIN kept for the exit only"
+        );
+        Ok(())
+    }
+
     /// Re-reads the configuration (`file`, else the embedded defaults) and
     /// applies what may change while running; refuses, changing nothing,
     /// an invalid file or a change to any other key.

@@ -37,7 +37,8 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
                     allow, synthesize-for, servfail, cache-size, parallel-a
   [[dns64.prefixes]] prefix, ipv4
   [control]         socket
-  [runtime]         workers (packet workers; default: one per core), io-threads
+  [runtime]         workers (packet workers; default: one per core), io-threads,
+                    user (drop to this user after setup)
   [metrics]         listen (ADDR:PORT: Prometheus/OpenMetrics text at GET /metrics)
 Signals: SIGTERM/SIGINT stop; SIGHUP reloads the configuration (as `xlat64 reload`)
 and reopens the binding log.

@@ -69,6 +69,11 @@ pub struct RuntimeSection {
     /// NAT64 state; absent: the number of cores (filled in by `check`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
+    /// After setup, run as this user, keeping only `CAP_NET_ADMIN` on the
+    /// thread that removes the routes at exit (with it the daemon runs one
+    /// I/O thread); absent: stay root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 fn default_io_threads() -> usize {
@@ -80,6 +85,7 @@ impl Default for RuntimeSection {
         RuntimeSection {
             io_threads: default_io_threads(),
             workers: None,
+            user: None,
         }
     }
 }
@@ -932,6 +938,12 @@ impl Config {
     }
 
     fn fill_and_validate(&mut self) -> Result<(), ConfigError> {
+        if self.runtime.user.is_some() {
+            // Only the thread that drops privileges keeps CAP_NET_ADMIN,
+            // which removing the routes at exit needs: one I/O thread, the
+            // one that runs the lifecycle.
+            self.runtime.io_threads = 1;
+        }
         let nat_prefix = match &self.nat64 {
             Some(nat) => {
                 let prefix = Prefix6052::new(nat.prefix).map_err(|e| {
