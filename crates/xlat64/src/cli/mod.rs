@@ -146,6 +146,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the man page (roff) or a shell's completions, for packaging.
+    #[command(hide = true)]
+    Generate {
+        /// `man`, or a shell: `bash`, `zsh`, `fish`.
+        what: String,
+    },
     /// Build a throwaway lab of network namespaces and show DNS64 + NAT64 working.
     Demo,
 }
@@ -182,6 +188,7 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Demo => crate::cli::demo::run_demo(),
+        Command::Generate { what } => generate(&what),
         Command::Check => match load(&cli.config).and_then(|c| check_host(c, Warn::Stderr)) {
             Ok(config) => {
                 // A TOML comment: the output stays a valid configuration.
@@ -421,6 +428,34 @@ fn render_bib(v: &Value) -> String {
             ("SESSIONS", "sessions"),
         ],
     )
+}
+
+/// `xlat64 generate man|bash|zsh|fish`: the man page or completions, from
+/// the command-line definition (clap_mangen, clap_complete).
+fn generate(what: &str) -> i32 {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut out = Vec::new();
+    let shell = match what {
+        "man" => {
+            if let Err(e) = clap_mangen::Man::new(command).section("8").render(&mut out) {
+                eprintln!("error: {e}");
+                return 1;
+            }
+            emit(&String::from_utf8_lossy(&out));
+            return 0;
+        }
+        "bash" => clap_complete::Shell::Bash,
+        "zsh" => clap_complete::Shell::Zsh,
+        "fish" => clap_complete::Shell::Fish,
+        other => {
+            eprintln!("error: `{other}`: generate man, bash, zsh or fish");
+            return 1;
+        }
+    };
+    clap_complete::generate(shell, &mut command, "xlat64", &mut out);
+    emit(&String::from_utf8_lossy(&out));
+    0
 }
 
 /// `xlat64 trace`: prints the daemon's trace lines as they come.

@@ -1715,6 +1715,17 @@ mod tests {
         }
     }
 
+    /// The packaged /etc/xlat64/xlat64.toml only comments the defaults:
+    /// installed, xlat64 runs as on its embedded defaults.
+    #[test]
+    fn the_packaged_configuration_is_the_defaults() {
+        let text = include_str!("../../../../contrib/xlat64.toml");
+        assert_eq!(
+            Config::from_toml(text).unwrap(),
+            Config::embedded_defaults().unwrap()
+        );
+    }
+
     #[test]
     fn a_reload_applies_live_keys_and_refuses_the_others() {
         let base = "[nat64]\npool4 = [\"192.0.2.1\"]\n\n[dns64]\nupstream = [\"192.0.2.53:53\"]\n";
