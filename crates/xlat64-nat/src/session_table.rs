@@ -1159,6 +1159,18 @@ impl SessionTable {
         self.probes.pop_front()
     }
 
+    /// Dynamic bindings per pool4 address (in use only) and protocol
+    /// (TCP, UDP, ICMP).
+    pub(crate) fn pool4_use(&self, out: &mut Vec<(Ipv4Addr, [u32; 3])>) {
+        out.extend(
+            self.used
+                .iter()
+                .zip(self.pool4.addrs())
+                .filter(|(u, _)| **u != [0; 3])
+                .map(|(u, a)| (*a, *u)),
+        );
+    }
+
     pub(crate) fn port_block_count(&self) -> usize {
         self.blocks.as_ref().map_or(0, PortBlocks::len)
     }

@@ -919,6 +919,12 @@ impl Nat64 {
         self.core.table.bib_count()
     }
 
+    /// Appends, for each pool4 address with bindings, its dynamic bindings
+    /// by protocol (TCP, UDP, ICMP): how full the pool is.
+    pub fn pool4_use(&self, out: &mut Vec<(Ipv4Addr, [u32; 3])>) {
+        self.core.table.pool4_use(out);
+    }
+
     /// Port blocks clients hold (RFC 7422; 0 without `port_block`).
     pub fn port_block_count(&self) -> usize {
         self.core.table.port_block_count()

@@ -92,6 +92,9 @@ fn metrics_match_stats_and_parse() {
         assert_eq!(samples.get(&sample), Some(&value), "{name} as {sample}");
     }
     assert!(samples["xlat64_translated_v6_to_v4_packets_total"] >= 3);
+    // The ping's binding shows in the pool4 use.
+    let icmp = "xlat64_pool4_bindings{address=\"192.0.2.1\",protocol=\"icmp\"}";
+    assert_eq!(samples.get(icmp), Some(&1), "{body}");
     // Anything else is not found.
     let other = lab
         .in_netns(lab.gateway(), || {

@@ -39,9 +39,13 @@ const GAUGES: &[&str] = &[
     "tun_offload",
 ];
 
-/// A snapshot of the counters, encoded as metric families.
+/// A snapshot of the counters (and of pool4 use), encoded as metric
+/// families.
 #[derive(Debug)]
-struct Snapshot(BTreeMap<String, u64>);
+struct Snapshot(
+    BTreeMap<String, u64>,
+    BTreeMap<std::net::Ipv4Addr, [u64; 3]>,
+);
 
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -82,6 +86,19 @@ impl Collector for Snapshot {
             let labels = [("reason", reason.as_str())];
             ConstCounter::new(*value).encode(family.encode_family(&labels)?)?;
         }
+        let mut pool = encoder.encode_descriptor(
+            "xlat64_pool4_bindings",
+            "Dynamic bindings (pool4 ports in use) per pool4 address and protocol; near the address's port range, the address is full.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (addr, used) in &self.1 {
+            let addr = addr.to_string();
+            for (proto, value) in ["tcp", "udp", "icmp"].into_iter().zip(used) {
+                let labels = [("address", addr.as_str()), ("protocol", proto)];
+                ConstGauge::new(*value).encode(pool.encode_family(&labels)?)?;
+            }
+        }
         for (what, values) in &per_worker {
             let gauge = what.ends_with("sessions");
             let help = explain(&format!("worker_0_{what}")).unwrap_or("");
@@ -106,10 +123,14 @@ impl Collector for Snapshot {
     }
 }
 
-/// The metrics text of `stats` (a map of counter names to values).
-pub fn encode(stats: BTreeMap<String, u64>) -> String {
+/// The metrics text of `stats` (a map of counter names to values) and of
+/// the pool4 addresses' use.
+pub fn encode(
+    stats: BTreeMap<String, u64>,
+    pool4_use: BTreeMap<std::net::Ipv4Addr, [u64; 3]>,
+) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot(stats)));
+    registry.register_collector(Box::new(Snapshot(stats, pool4_use)));
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -159,7 +180,10 @@ pub async fn serve(listener: TcpListener, state: ControlState, stop: Cancellatio
             let mut words = line.split_whitespace();
             let response = match (words.next(), words.next()) {
                 (Some("GET"), Some("/metrics")) => {
-                    let body = encode(super::stats_map(&state).await);
+                    let body = encode(
+                        super::stats_map(&state).await,
+                        super::pool4_use(&state).await,
+                    );
                     format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
@@ -203,7 +227,10 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let text = encode(stats);
+        let pool = [("192.0.2.1".parse().unwrap(), [0, 2, 1])]
+            .into_iter()
+            .collect();
+        let text = encode(stats, pool);
         for want in [
             "# TYPE xlat64_drops counter",
             "xlat64_drops_total{reason=\"no_binding\"} 3",
@@ -214,6 +241,7 @@ mod tests {
             "xlat64_worker_tun_rx_packets_total{worker=\"1\"} 6",
             "xlat64_worker_nat64_sessions{worker=\"0\"} 4",
             "# HELP xlat64_nat64_sessions Sessions held now",
+            "xlat64_pool4_bindings{address=\"192.0.2.1\",protocol=\"udp\"} 2",
             "# EOF",
         ] {
             assert!(text.contains(want), "{want}\n{text}");

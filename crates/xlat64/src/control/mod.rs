@@ -366,6 +366,25 @@ async fn stats(state: &ControlState) -> Value {
     json!(stats_map(state).await)
 }
 
+/// Dynamic bindings per pool4 address in use and protocol (TCP, UDP,
+/// ICMP), all workers: for the metrics.
+pub async fn pool4_use(state: &ControlState) -> BTreeMap<std::net::Ipv4Addr, [u64; 3]> {
+    let mut out: BTreeMap<std::net::Ipv4Addr, [u64; 3]> = BTreeMap::new();
+    if let Some(datapath) = &state.datapath {
+        for i in 0..datapath.workers() {
+            if let Some(f) = datapath.figures(i).await {
+                for (addr, used) in f.pool4_use {
+                    let sum = out.entry(addr).or_default();
+                    for (s, u) in sum.iter_mut().zip(used) {
+                        *s += u64::from(u);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Every counter by name (what `stats` and the metrics show).
 pub async fn stats_map(state: &ControlState) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();

@@ -19,7 +19,7 @@ pub(crate) const MAILBOX_DEPTH: usize = 256;
 pub(crate) const PAGE: usize = 2048;
 
 /// The NAT64 figures a worker reports on request.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct NatFigures {
     /// Sessions held now.
     pub sessions: u64,
@@ -27,6 +27,8 @@ pub struct NatFigures {
     pub bindings: u64,
     /// Port blocks clients hold now (RFC 7422).
     pub port_blocks: u64,
+    /// Dynamic bindings per pool4 address in use, by protocol (TCP, UDP, ICMP).
+    pub pool4_use: Vec<(std::net::Ipv4Addr, [u32; 3])>,
     /// Sessions created since start.
     pub sessions_created: u64,
     /// Sessions expired since start.

@@ -269,10 +269,13 @@ fn serve(dev: &SyncDevice, io: &mut impl PacketIo, shard: &mut Shard, mailbox: &
             Request::Figures(reply) => {
                 let nat = &shard.nat;
                 let (in_progress, bytes) = nat.fragments_in_progress();
+                let mut pool4_use = Vec::new();
+                nat.pool4_use(&mut pool4_use);
                 let _ = reply.send(NatFigures {
                     sessions: nat.session_count() as u64,
                     bindings: nat.bib_count() as u64,
                     port_blocks: nat.port_block_count() as u64,
+                    pool4_use,
                     sessions_created: nat.sessions_created(),
                     sessions_expired: nat.sessions_expired(),
                     sessions_by_protocol: [L4Proto::Tcp, L4Proto::Udp, L4Proto::Icmp]
