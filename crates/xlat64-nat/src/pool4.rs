@@ -17,10 +17,20 @@ pub const DEFAULT_PORTS: RangeInclusive<u16> = 1..=65535;
 /// Pool of IPv4 addresses; each address offers ports 1..=65535 for TCP and
 /// UDP ([`DEFAULT_PORTS`]) and identifiers 0..=65535 for ICMP (both ranges
 /// configurable).
-#[derive(Debug, Clone)]
+///
+/// A reload may add addresses and retire others ([`Pool4::updated`]). An
+/// address keeps its index for the pool's life, because bindings and port
+/// bookkeeping refer to it by index: added addresses come after the
+/// others, and a retired one stays, draining: no new binding takes it,
+/// those it has live on until they expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool4 {
-    /// Sorted, without duplicates.
+    /// In index order: sorted at first, then each reload's additions.
     addrs: Vec<Ipv4Addr>,
+    /// Every address with its index, sorted by address (for lookups).
+    sorted: Vec<(Ipv4Addr, u16)>,
+    /// Per address (same order): retired by a reload, no new bindings.
+    draining: Vec<bool>,
     /// Per address (same order), a port range of its own for TCP, UDP and
     /// ICMP alike (a pool4 entry `"ADDR:FIRST-LAST"`); `None`: the pool's.
     own_ranges: Vec<Option<(u16, u16)>>,
@@ -52,6 +62,12 @@ impl Pool4 {
         addrs.dedup();
         Ok(Pool4 {
             own_ranges: vec![None; addrs.len()],
+            sorted: addrs
+                .iter()
+                .zip(0..=u16::MAX)
+                .map(|(a, i)| (*a, i))
+                .collect(),
+            draining: vec![false; addrs.len()],
             addrs,
             ports: (*DEFAULT_PORTS.start(), *DEFAULT_PORTS.end()),
             icmp_ids: (0, 65535),
@@ -117,14 +133,78 @@ impl Pool4 {
         Ok(self)
     }
 
-    /// Whether `addr` belongs to the pool.
+    /// Whether `addr` belongs to the pool (draining or not).
     pub fn contains(&self, addr: Ipv4Addr) -> bool {
-        self.addrs.binary_search(&addr).is_ok()
+        self.index_of(addr).is_some()
     }
 
-    /// The addresses in the pool, sorted.
+    /// The index of `addr` in [`Self::addrs`], if it belongs to the pool.
+    pub fn index_of(&self, addr: Ipv4Addr) -> Option<usize> {
+        let at = self.sorted.binary_search_by_key(&addr, |e| e.0).ok()?;
+        Some(usize::from(self.sorted[at].1))
+    }
+
+    /// The addresses in the pool, by index: sorted, unless a reload added
+    /// some (they come last). Draining addresses included.
     pub fn addrs(&self) -> &[Ipv4Addr] {
         &self.addrs
+    }
+
+    /// Whether the address at `index` is draining: retired by a reload,
+    /// no new bindings on it.
+    pub fn is_draining(&self, index: usize) -> bool {
+        self.draining.get(index).copied().unwrap_or(true)
+    }
+
+    /// The addresses that are draining.
+    pub fn draining(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.addrs
+            .iter()
+            .zip(&self.draining)
+            .filter(|(_, d)| **d)
+            .map(|(a, _)| *a)
+    }
+
+    /// This pool changed into `new` (a reload) without moving an address:
+    /// addresses of both keep their index (and stop draining if they
+    /// were), addresses only in `new` are added after the others, and
+    /// addresses only in this pool stay, draining. Refused: another port or
+    /// identifier range for an address that stays or comes back (its
+    /// bindings hold ports of the old one), or more than 65,536 addresses
+    /// counting the draining ones.
+    pub fn updated(&self, new: &Pool4) -> Result<Pool4, String> {
+        if new.ports != self.ports || new.icmp_ids != self.icmp_ids {
+            return Err("the pool's port or ICMP identifier range cannot change".into());
+        }
+        let mut pool = self.clone();
+        for (i, addr) in self.addrs.iter().enumerate() {
+            match new.index_of(*addr) {
+                Some(j) if new.own_ranges[j] != self.own_ranges[i] => {
+                    return Err(format!("the port range of {addr} cannot change"));
+                }
+                Some(_) => pool.draining[i] = false,
+                None => pool.draining[i] = true,
+            }
+        }
+        for (j, addr) in new.addrs.iter().enumerate() {
+            if self.contains(*addr) {
+                continue;
+            }
+            let index = u16::try_from(pool.addrs.len())
+                .ok()
+                .filter(|_| (pool.addrs.len() as u64) < MAX_ADDRS)
+                .ok_or_else(|| {
+                    format!(
+                        "with the addresses still draining, the pool would hold more than {MAX_ADDRS} addresses"
+                    )
+                })?;
+            pool.addrs.push(*addr);
+            pool.own_ranges.push(new.own_ranges[j]);
+            pool.draining.push(false);
+            let at = pool.sorted.partition_point(|e| e.0 < *addr);
+            pool.sorted.insert(at, (*addr, index));
+        }
+        Ok(pool)
     }
 
     /// The ports (or ICMP identifiers) handed out on the address at `index`
@@ -200,6 +280,43 @@ mod tests {
         #[allow(clippy::reversed_empty_ranges)]
         let empty = Pool4::with_entries(&[("192.0.2.1/32".parse().unwrap(), Some(10..=9))]);
         assert!(empty.unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn update_keeps_indexes_appends_additions_and_drains_removals() {
+        let pool = Pool4::new(&["192.0.2.4/31".parse().unwrap()]).unwrap();
+        let new = Pool4::new(&[
+            "192.0.2.1/32".parse().unwrap(),
+            "192.0.2.5/32".parse().unwrap(),
+        ])
+        .unwrap();
+        let up = pool.updated(&new).unwrap();
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            up.addrs(),
+            &[a("192.0.2.4"), a("192.0.2.5"), a("192.0.2.1")]
+        );
+        assert_eq!(up.index_of(a("192.0.2.1")), Some(2));
+        assert_eq!(up.index_of(a("192.0.2.4")), Some(0));
+        assert!(up.contains(a("192.0.2.4")), "a draining address stays");
+        assert!(up.is_draining(0) && !up.is_draining(1) && !up.is_draining(2));
+        assert_eq!(up.draining().collect::<Vec<_>>(), vec![a("192.0.2.4")]);
+        // It comes back: no longer draining, same index.
+        let back = up.updated(&pool).unwrap();
+        assert_eq!(back.index_of(a("192.0.2.4")), Some(0));
+        assert!(!back.is_draining(0) && back.is_draining(2));
+    }
+
+    #[test]
+    fn update_refuses_a_new_port_range_and_an_oversized_pool() {
+        let pool =
+            Pool4::with_entries(&[("192.0.2.1/32".parse().unwrap(), Some(2000..=3000))]).unwrap();
+        let other =
+            Pool4::with_entries(&[("192.0.2.1/32".parse().unwrap(), Some(2000..=4000))]).unwrap();
+        assert!(pool.updated(&other).unwrap_err().contains("192.0.2.1"));
+        let big = Pool4::new(&["10.0.0.0/16".parse().unwrap()]).unwrap();
+        let other = Pool4::new(&["10.1.0.0/16".parse().unwrap()]).unwrap();
+        assert!(big.updated(&other).unwrap_err().contains("65536"));
     }
 
     #[test]

@@ -180,6 +180,19 @@ pub(crate) struct Probe {
     pub(crate) server: SocketAddrV4,
 }
 
+/// The ports of `shard` in the range of pool address `idx`, per protocol
+/// and range class (0-1023, 1024-65535).
+fn capacity_of(pool4: &Pool4, idx: usize, shard: &Shard) -> [[u32; 2]; 3] {
+    [L4Proto::Tcp, L4Proto::Udp, L4Proto::Icmp].map(|p| {
+        let (lo, hi) = pool4.port_range_of(idx, p).into_inner();
+        let low_end = *LOW_CLASS.end();
+        [
+            shard.owned_in(lo, hi.min(low_end)),
+            shard.owned_in(lo.max(low_end + 1), hi),
+        ]
+    })
+}
+
 fn proto_index(p: L4Proto) -> usize {
     match p {
         L4Proto::Tcp => 0,
@@ -238,16 +251,7 @@ impl SessionTable {
         let taken = vec![Default::default(); pool4.addrs().len()];
         let owned = PortBits::of_shard(&shard);
         let capacity = (0..addrs)
-            .map(|idx| {
-                [L4Proto::Tcp, L4Proto::Udp, L4Proto::Icmp].map(|p| {
-                    let (lo, hi) = pool4.port_range_of(idx, p).into_inner();
-                    let low_end = *LOW_CLASS.end();
-                    [
-                        shard.owned_in(lo, hi.min(low_end)),
-                        shard.owned_in(lo.max(low_end + 1), hi),
-                    ]
-                })
-            })
+            .map(|idx| capacity_of(&pool4, idx, &shard))
             .collect();
         // Keys carry attacker-chosen ports and addresses, so the hash must
         // be keyed: foldhash with the table's secret seed.
@@ -303,9 +307,7 @@ impl SessionTable {
         };
         let Some(pool_index) = self
             .pool4
-            .addrs()
-            .binary_search(v4.ip())
-            .ok()
+            .index_of(*v4.ip())
             .and_then(|i| u16::try_from(i).ok())
         else {
             return false;
@@ -466,6 +468,7 @@ impl SessionTable {
                 self.mark_taken(usize::from(pool_index), bind.proto, plan.v4_local.port());
                 let c = self.client_entry(&bind.addr);
                 c.ports[proto_index(bind.proto)] += 1;
+                c.pool_index = pool_index;
                 if tick.wrapping_sub(c.window) >= TICKS_PER_SECOND as u32 {
                     (c.window, c.created) = (tick, 0);
                 }
@@ -699,13 +702,23 @@ impl SessionTable {
         }
         let n = self.pool4.addrs().len();
         // Paired pooling per client: a subscriber prefix's addresses too.
+        // A client holding bindings keeps their address; else a keyed hash
+        // of the client chooses.
         let client = shard::client_of(&bind.addr, self.policy.client_prefix);
-        let preferred = (self.keyed_hash(&client) % n as u64) as usize;
+        let preferred = self
+            .find_client(client)
+            .map(|slot| self.clients.slab.get(slot))
+            .filter(|c| c.ports != [0; 3])
+            .map(|c| usize::from(c.pool_index))
+            .unwrap_or_else(|| (self.keyed_hash(&client) % n as u64) as usize);
         let start = self.allocation_start(bind);
         let p = proto_index(bind.proto);
         (0..n)
             .map(|j| (preferred + j) % n)
             .find_map(|idx| {
+                if self.pool4.is_draining(idx) {
+                    return None;
+                }
                 let [low, high] = self.capacity[idx][p];
                 if self.used[idx][p] >= low + high {
                     return None;
@@ -780,6 +793,9 @@ impl SessionTable {
         let client = shard::client_of(&bind.addr, self.policy.client_prefix);
         let start = self.allocation_start(bind);
         let in_block = |idx: u16, number: u16| {
+            if self.pool4.is_draining(usize::from(idx)) {
+                return None;
+            }
             let range = self.pool4.port_range_of(usize::from(idx), bind.proto);
             let ports = blocks.ports(number);
             let lo = (*ports.start()).max(*range.start());
@@ -818,6 +834,7 @@ impl SessionTable {
         };
         (0..n)
             .map(|j| (preferred + j) % n)
+            .filter(|&i| !self.pool4.is_draining(i))
             .find_map(|i| {
                 let idx = u16::try_from(i).ok()?;
                 let numbers = blocks.numbers_in(&self.block_span(i))?;
@@ -1117,6 +1134,23 @@ impl SessionTable {
             }),
         };
         self.clients.slab.get_mut(slot)
+    }
+
+    /// A changed pool4 (a reload, [`Pool4::updated`]): the same addresses
+    /// at the same indexes, some now draining, maybe more after them, whose
+    /// bookkeeping starts empty.
+    pub(crate) fn set_pool4(&mut self, pool4: Pool4) {
+        let (old, new) = (self.pool4.addrs().len(), pool4.addrs().len());
+        debug_assert!(new >= old && pool4.addrs()[..old] == *self.pool4.addrs());
+        for idx in old..new {
+            self.used.push([0; 3]);
+            self.capacity.push(capacity_of(&pool4, idx, &self.shard));
+            self.taken.push(Default::default());
+        }
+        if let Some(blocks) = &mut self.blocks {
+            blocks.grow_to(new);
+        }
+        self.pool4 = pool4;
     }
 
     /// New limits, filtering and lifetimes (a reload). Sessions whose

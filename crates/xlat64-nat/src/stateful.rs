@@ -783,10 +783,11 @@ impl Nat64 {
     /// timeouts (sessions whose lifetime is now shorter are rescheduled),
     /// per-client limits, the session limit, filtering, the refusal of
     /// external TCP, denied destinations, the ICMP error rate, the MSS
-    /// clamp, the lowest IPv6 MTU, RFC 6791 sources, the port reuse delay
-    /// and the held-SYN bound. The rest (prefix, pool4, static bindings,
-    /// port blocks, the shard, fragments) stays as it was: the caller
-    /// refuses changes to them.
+    /// clamp, the lowest IPv6 MTU, RFC 6791 sources, the port reuse delay,
+    /// the held-SYN bound, and pool4 as [`Pool4::updated`] changes it
+    /// (addresses added, others draining). The rest (prefix, static
+    /// bindings, port blocks, the shard, fragments) stays as it was: the
+    /// caller refuses changes to them.
     pub fn reconfigure(&mut self, new: &Nat64Config) {
         let core = &mut self.core;
         let c = &mut core.config;
@@ -806,6 +807,12 @@ impl Nat64 {
         if c.icmp_errors_per_second != new.icmp_errors_per_second {
             c.icmp_errors_per_second = new.icmp_errors_per_second;
             core.rate = IcmpRateLimit::new(new.icmp_errors_per_second);
+        }
+        if c.pool4 != new.pool4 {
+            // Only as `Pool4::updated` changes a pool: addresses keep
+            // their index, some drain, more may follow.
+            c.pool4 = new.pool4.clone();
+            core.table.set_pool4(new.pool4.clone());
         }
         core.syns.set_capacity(c.max_simultaneous_opens);
         core.table

@@ -1012,3 +1012,53 @@ fn reconfigure_applies_timeouts_and_filtering_to_a_running_nat() {
     nat.handle_timeout(t1);
     assert_eq!(nat.session_count(), 0);
 }
+
+/// A reload that changes pool4 (RFC 6146 §3.5.1.1, RFC 6888 REQ-2): the
+/// retired address drains (its binding keeps working both ways, no new
+/// binding takes it), the added one serves new bindings, and a client
+/// keeps one address for all its new flows.
+#[test]
+fn reconfigure_pool4_drains_a_retired_address_and_uses_an_added_one() {
+    let t0 = Instant::now();
+    let mut nat = new_nat();
+    let mut out = [0u8; 1500];
+    let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 53), &mut out));
+    let first = seen_v4(&out[..n]);
+    assert_eq!(first.src, POOL);
+    let added = Ipv4Addr::new(192, 0, 2, 9);
+    let mut changed = config();
+    let new_pool = Pool4::new(&["192.0.2.9/32".parse().unwrap()]).unwrap();
+    changed.pool4 = config().pool4.updated(&new_pool).unwrap();
+    nat.reconfigure(&changed);
+    // The existing binding still translates, both ways.
+    let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 5000, SERVER, 53), &mut out));
+    assert_eq!(seen_v4(&out[..n]).src, POOL, "the draining binding stays");
+    let local = SocketAddrV4::new(POOL, first.sport);
+    forward(nat.handle_v4(t0, &v4_udp(SERVER, 53, local), &mut out));
+    // New bindings, of this client and of another, take the added address.
+    for c in [client(1), client(2)] {
+        let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), c, 6000, SERVER, 53), &mut out));
+        assert_eq!(seen_v4(&out[..n]).src, added, "{c}");
+    }
+    // The client keeps the added address for its next flows (paired).
+    let n = forward(nat.handle_v6(t0, &v6_udp(nsp(), client(1), 6001, SERVER2, 53), &mut out));
+    assert_eq!(seen_v4(&out[..n]).src, added);
+    // The retired address comes back: new clients may get it again.
+    let back = config().pool4.updated(
+        &Pool4::new(&[
+            "192.0.2.1/32".parse().unwrap(),
+            "192.0.2.9/32".parse().unwrap(),
+        ])
+        .unwrap(),
+    );
+    changed.pool4 = changed.pool4.updated(&back.unwrap()).unwrap();
+    nat.reconfigure(&changed);
+    let sources: std::collections::BTreeSet<Ipv4Addr> = (10..60)
+        .map(|i| {
+            let n =
+                forward(nat.handle_v6(t0, &v6_udp(nsp(), client(i), 7000, SERVER, 53), &mut out));
+            seen_v4(&out[..n]).src
+        })
+        .collect();
+    assert_eq!(sources, [POOL, added].into(), "both addresses serve again");
+}

@@ -20,7 +20,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use xlat64_nat::{BindingEvent, Held};
@@ -62,8 +62,13 @@ impl Handle {
 pub struct BindingLog {
     handle: Handle,
     reopen: Arc<AtomicBool>,
+    /// A new target (a reload), opened, for the writer to switch to.
+    next: NextTarget,
     thread: Option<JoinHandle<()>>,
 }
+
+/// A target opened by [`BindingLog::retarget`], waiting for the writer.
+type NextTarget = Arc<Mutex<Option<(Target, Box<dyn Write + Send>)>>>;
 
 impl BindingLog {
     /// Opens `target` (an error names the file) and starts the writer.
@@ -72,16 +77,27 @@ impl BindingLog {
         let (tx, rx) = sync_channel(CHANNEL);
         let reopen = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
-        let flag = reopen.clone();
+        let next = NextTarget::default();
+        let (flag, switch) = (reopen.clone(), next.clone());
         let thread = std::thread::Builder::new()
             .name("binding-log".into())
-            .spawn(move || write_lines(rx, out, target, flag))
+            .spawn(move || write_lines(rx, out, target, flag, switch))
             .map_err(|e| format!("cannot start the binding log writer: {e}"))?;
         Ok(BindingLog {
             handle: Handle { tx, dropped },
             reopen,
+            next,
             thread: Some(thread),
         })
+    }
+
+    /// Sends the lines to `target` from now on (a reload): opened here, so
+    /// that an error (naming the file) leaves the old target in force; the
+    /// writer switches within a second, nothing queued is lost.
+    pub fn retarget(&self, target: Target) -> Result<(), String> {
+        let out = open(&target)?;
+        *self.next.lock().unwrap_or_else(|e| e.into_inner()) = Some((target, out));
+        Ok(())
     }
 
     /// A sender for a worker.
@@ -129,11 +145,18 @@ fn open(target: &Target) -> Result<Box<dyn Write + Send>, String> {
 fn write_lines(
     rx: Receiver<(BindingEvent, SystemTime)>,
     mut out: Box<dyn Write + Send>,
-    target: Target,
+    mut target: Target,
     reopen: Arc<AtomicBool>,
+    next: NextTarget,
 ) {
     loop {
         let got = rx.recv_timeout(Duration::from_secs(1));
+        let switch = next.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((new_target, new_out)) = switch {
+            let _ = out.flush();
+            (target, out) = (new_target, new_out);
+            tracing::info!(target = ?target, "binding log switched to a new target");
+        }
         if reopen.swap(false, Ordering::Relaxed) {
             let _ = out.flush();
             match open(&target) {

@@ -56,8 +56,12 @@ pub fn run(config: Config, file: Option<PathBuf>) -> i32 {
                         return 1;
                     }
                 };
+                let mut drain_check = tokio::time::interval(DRAIN_CHECK);
                 loop {
                     tokio::select! {
+                        _ = drain_check.tick(), if !running.draining.is_empty() => {
+                            running.end_drained().await;
+                        }
                         _ = hangup.recv() => {
                             if let Some(log) = &running.binding_log {
                                 log.reopen();
@@ -119,6 +123,20 @@ struct Running {
     /// (the base a reload changes).
     config: Option<Config>,
     nat_config: Option<Nat64Config>,
+    /// pool4 entries a reload removed whose route stays until none of
+    /// their draining addresses holds a binding.
+    draining: Vec<ipnet::Ipv4Net>,
+}
+
+/// How often draining pool4 entries are checked for their last binding.
+const DRAIN_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A pool4 change a reload will apply: the pool as the NAT will hold it,
+/// entries to route, entries to drain.
+struct Pool4Change {
+    pool: xlat64_nat::Pool4,
+    route: Vec<ipnet::Ipv4Net>,
+    drain: Vec<ipnet::Ipv4Net>,
 }
 
 /// The NAT64 settings a reload may change ([`config::LIVE_KEYS`]), from
@@ -193,16 +211,147 @@ impl Running {
         if changed.is_empty() {
             return Ok(changed);
         }
+        let unapplied = |e: String| format!("{e} (nothing was applied)");
+        // Everything is checked before anything is applied.
+        let pool4 = match changed.iter().any(|k| k == "nat64.pool4") {
+            true => Some(self.plan_pool4(old, &new, &host).map_err(unapplied)?),
+            false => None,
+        };
+        let log_target = new.nat64.as_ref().and_then(|n| n.log.bindings_target());
+        if changed.iter().any(|k| k == "nat64.log.bindings") {
+            match (&self.binding_log, &log_target) {
+                (Some(log), Some(target)) => log.retarget(target.clone()).map_err(unapplied)?,
+                _ => {
+                    return Err(unapplied(
+                        "nat64.log.bindings: turning the binding log on or off needs a restart; only its target can change while running".into(),
+                    ))
+                }
+            }
+        }
+        if let Some(change) = &pool4 {
+            self.route_pool4(change).await.map_err(unapplied)?;
+        }
         if let (Some(nat), Some(section), Some(datapath)) =
             (&mut self.nat_config, &new.nat64, &self.datapath)
         {
             apply_live(nat, section);
+            if let Some(change) = &pool4 {
+                nat.pool4 = change.pool.clone();
+            }
             if !datapath.view().reconfigure(nat).await {
                 return Err("a packet worker is gone".into());
             }
         }
+        if let Some(change) = pool4 {
+            self.draining.retain(|net| !change.route.contains(net));
+            for net in change.drain {
+                if !self.draining.contains(&net) {
+                    tracing::info!(%net, "pool4 entry removed: draining (no new bindings; its route stays until its last binding expires)");
+                    self.draining.push(net);
+                }
+            }
+        }
         self.config = Some(new);
         Ok(changed)
+    }
+
+    /// What a change of `nat64.pool4` from `old` to `new` does, or why it
+    /// cannot be applied while running.
+    fn plan_pool4(
+        &self,
+        old: &Config,
+        new: &Config,
+        host: &[IpNet],
+    ) -> Result<Pool4Change, String> {
+        let (Some(nat), Some(old_section), Some(new_section)) =
+            (&self.nat_config, &old.nat64, &new.nat64)
+        else {
+            return Err("nat64.pool4: no NAT64 is running".into());
+        };
+        if new_section.deterministic.is_some() {
+            return Err("nat64.pool4: cannot change while nat64.deterministic is set (it computes each client's address and ports from the pool); restart to apply".into());
+        }
+        if old.shared_with_host(host) != new.shared_with_host(host) {
+            return Err("nat64.pool4: adding or removing an address this host holds itself (shared by port range) needs a restart".into());
+        }
+        let wanted = config::Pool4Entry::to_pool(&new.pool4_on_host(host))
+            .map_err(|e| format!("nat64.pool4: {e}"))?;
+        let pool = nat
+            .pool4
+            .updated(&wanted)
+            .map_err(|e| format!("nat64.pool4: {e}"))?;
+        let nets = |s: &config::Nat64Section| s.pool4.iter().map(|e| e.0).collect::<Vec<_>>();
+        let (was, now) = (nets(old_section), nets(new_section));
+        let routes = self.routes.as_ref();
+        Ok(Pool4Change {
+            pool,
+            route: now
+                .iter()
+                .filter(|n| {
+                    !routes.is_some_and(|r| r.has(IpNet::V4(**n))) || self.draining.contains(n)
+                })
+                .copied()
+                .collect(),
+            drain: was.iter().filter(|n| !now.contains(n)).copied().collect(),
+        })
+    }
+
+    /// Routes the entries a pool4 change adds (those draining have their
+    /// route still); on a failure, removes those it added.
+    async fn route_pool4(&mut self, change: &Pool4Change) -> Result<(), String> {
+        let Some(routes) = &mut self.routes else {
+            return Ok(());
+        };
+        let mut added = Vec::new();
+        for net in &change.route {
+            let net = IpNet::V4(*net);
+            if routes.has(net) {
+                continue;
+            }
+            if let Err(e) = routes.add(net).await {
+                for done in added {
+                    routes.remove(done).await;
+                }
+                return Err(format!("nat64.pool4: {e}"));
+            }
+            added.push(net);
+        }
+        Ok(())
+    }
+
+    /// Removes the route of each draining pool4 entry none of whose
+    /// draining addresses holds a binding any more.
+    async fn end_drained(&mut self) {
+        let (Some(datapath), Some(nat)) = (&self.datapath, &self.nat_config) else {
+            return;
+        };
+        let view = datapath.view();
+        let mut busy = std::collections::BTreeSet::new();
+        for i in 0..view.workers() {
+            let Some(figures) = view.figures(i).await else {
+                return;
+            };
+            busy.extend(figures.pool4_use.iter().map(|(a, _)| *a));
+        }
+        let still_draining = |net: &ipnet::Ipv4Net| {
+            net.hosts()
+                .chain([net.network(), net.broadcast()])
+                .filter(|a| {
+                    nat.pool4
+                        .index_of(*a)
+                        .is_some_and(|i| nat.pool4.is_draining(i))
+                })
+                .any(|a| busy.contains(&a))
+        };
+        let (keep, done): (Vec<_>, Vec<_>) =
+            self.draining.iter().partition(|net| still_draining(net));
+        self.draining = keep;
+        if let Some(routes) = &mut self.routes {
+            for net in done {
+                routes.remove(IpNet::V4(net)).await;
+                tracing::info!(%net, "pool4 entry drained: its last binding expired; route removed");
+            }
+        }
     }
 }
 

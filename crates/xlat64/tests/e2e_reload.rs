@@ -7,7 +7,7 @@ mod common;
 use serde_json::Value;
 use std::net::UdpSocket;
 use std::time::Duration;
-use xlat64_lab::{self as lab, embed_v4, Gateway, Lab, CLIENT_V6, SERVER_V4};
+use xlat64_lab::{self as lab, embed_v4, Gateway, Lab, CLIENT_V6, POOL4, SERVER_V4};
 
 fn sessions(gateway: &Gateway) -> Vec<Value> {
     let out = gateway.cli(&["sessions", "--json"]).expect("sessions");
@@ -200,4 +200,128 @@ fn reload_during_a_tcp_transfer_and_a_udp_flow_interrupts_neither() {
     assert!(udp_sessions
         .iter()
         .all(|s| s["expires_in_s"].as_u64().unwrap() <= 200));
+}
+
+/// A reload that changes pool4 and the binding log's file: the added
+/// address is routed and serves new flows (both ways), the removed one
+/// drains (its ICMP binding keeps working, its route stays) until its last
+/// binding expires, then its route goes; new bindings are logged to the
+/// new file. A changed port range of a pool4 address is refused by key.
+#[test]
+fn reload_adds_and_drains_pool4_addresses_and_moves_the_binding_log() {
+    if !common::can_run("reloadpool", &["ip", "ping"]) {
+        return;
+    }
+    let lab = Lab::create("reloadpool").expect("lab");
+    let (log1, log2) = (lab.dir().join("b1.jsonl"), lab.dir().join("b2.jsonl"));
+    let with = |pool: &str, log: &std::path::Path| {
+        lab.gateway_config()
+            .replace(
+                &format!("pool4 = [\"{POOL4}\"]"),
+                &format!("pool4 = [{pool}]"),
+            )
+            .replacen(
+                "[dns64]\n",
+                &format!(
+                    "[nat64.timeouts]\nicmp = 4\n\n[nat64.log]\nbindings = \"{}\"\n\n[dns64]\n",
+                    log.display()
+                ),
+                1,
+            )
+    };
+    let gateway = lab
+        .start_gateway_with(&common::exe(), &with(&format!("\"{POOL4}\""), &log1))
+        .expect("start the gateway");
+    let server = xlat64_lab::server_via_nat64().to_string();
+    let ping = || {
+        lab.run_in(lab.client(), &["ping", "-6", "-c", "1", "-W", "2", &server])
+            .expect("ping")
+    };
+    let routes = || {
+        let out = lab
+            .run_in(
+                lab.gateway(),
+                &["ip", "-4", "route", "show", "dev", "nat64"],
+            )
+            .expect("ip route");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let local_of = |proto: &str| -> Vec<String> {
+        sessions(&gateway)
+            .iter()
+            .filter(|s| s["protocol"] == proto)
+            .map(|s| s["v4_local"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    // A ping running across the reload: one echo identifier, one binding.
+    let mut long_ping = lab
+        .spawn_in(
+            lab.client(),
+            &["ping", "-6", "-c", "15", "-i", "0.2", "-W", "2", &server],
+        )
+        .expect("ping");
+    lab::wait_until(Duration::from_secs(5), || Ok(!local_of("icmp").is_empty()))
+        .expect("an ICMP session");
+    assert!(local_of("icmp")[0].starts_with(&format!("{POOL4}:")));
+
+    let added = "192.0.2.9";
+    std::fs::write(gateway.config_path(), with(&format!("\"{added}\""), &log2)).unwrap();
+    let out = reload(&gateway);
+    assert!(out.status.success(), "{out:?}\n{}", gateway.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "applied: nat64.log.bindings, nat64.pool4"
+    );
+    let table = routes();
+    assert!(
+        table.contains(added) && table.contains(&POOL4.to_string()),
+        "{table}"
+    );
+    // The draining binding still works both ways: every echo answered.
+    let status = long_ping
+        .wait_timeout(Duration::from_secs(20))
+        .expect("wait")
+        .expect("ping ends");
+    assert!(status.success(), "{}", long_ping.log());
+    assert!(
+        long_ping.log().contains(" 0% packet loss"),
+        "{}",
+        long_ping.log()
+    );
+    // A new flow takes the added address, and its replies come back.
+    assert!(ping().status.success(), "ping through {added}");
+    assert!(
+        local_of("icmp")
+            .iter()
+            .any(|l| l.starts_with(&format!("{added}:"))),
+        "{:?}",
+        sessions(&gateway)
+    );
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(std::fs::read_to_string(&log2).is_ok_and(|t| t.contains(added)))
+    })
+    .unwrap_or_else(|_| panic!("no binding logged to the new file:\n{}", gateway.log()));
+    // The old binding expires (4 s ICMP timeout): the route goes.
+    lab::wait_until(Duration::from_secs(15), || {
+        Ok(!routes().contains(&POOL4.to_string()))
+    })
+    .unwrap_or_else(|_| panic!("the drained route stays:\n{}\n{}", routes(), gateway.log()));
+    assert!(
+        gateway.log().contains("pool4 entry drained"),
+        "{}",
+        gateway.log()
+    );
+    assert!(routes().contains(added));
+
+    // Another port range for an address in use: refused, naming the key.
+    std::fs::write(
+        gateway.config_path(),
+        with(&format!("\"{added}:2000-3000\""), &log2),
+    )
+    .unwrap();
+    let out = reload(&gateway);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nat64.pool4") && err.contains(added), "{err}");
+    assert!(ping().status.success(), "still translating");
 }

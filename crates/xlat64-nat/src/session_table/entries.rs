@@ -233,6 +233,10 @@ pub(super) struct ClientUse {
     /// and the bindings created in it (RFC 6888 REQ-4 c).
     pub(super) window: u32,
     pub(super) created: u32,
+    /// The pool4 address (index) of its latest dynamic binding: where its
+    /// next one goes (paired pooling, RFC 6888 REQ-2), also after a reload
+    /// added addresses.
+    pub(super) pool_index: u16,
     pub(super) link: Link,
 }
 

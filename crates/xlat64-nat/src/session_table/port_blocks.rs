@@ -96,6 +96,14 @@ impl PortBlocks {
         }
     }
 
+    /// Room for the blocks of `addrs` pool4 addresses (a reload added
+    /// some; they hold none yet).
+    pub(super) fn grow_to(&mut self, addrs: usize) {
+        if addrs > self.held.len() {
+            self.held.resize(addrs, None);
+        }
+    }
+
     /// Ports per block.
     pub(super) fn size(&self) -> u32 {
         1 << self.shift

@@ -1344,6 +1344,8 @@ pub const LIVE_KEYS: &[&str] = &[
     "nat64.limits.max-ports-per-client",
     "nat64.limits.max-new-bindings-per-second",
     "nat64.limits.max-simultaneous-opens",
+    "nat64.pool4",
+    "nat64.log.bindings",
 ];
 
 /// The dotted keys (under `path`) whose values differ between `a` and

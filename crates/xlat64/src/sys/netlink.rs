@@ -6,13 +6,15 @@ use rtnetlink::packet_core::NetlinkMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{Handle, RouteMessageBuilder};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
 
 /// Routes this process added, so that exactly those are removed at shutdown.
 pub struct RouteSet {
     handle: Handle,
     ifindex: u32,
-    /// Each route with its routing table (`RT_TABLE_MAIN` for most).
-    added: Vec<(IpNet, u32)>,
+    /// Each route with its routing table (`RT_TABLE_MAIN` for most);
+    /// shared with [`RouteSet::watch`], which restores what it lists.
+    added: Arc<Mutex<Vec<(IpNet, u32)>>>,
 }
 
 /// The kernel's main routing table.
@@ -26,7 +28,7 @@ impl RouteSet {
         Ok(RouteSet {
             handle,
             ifindex,
-            added: Vec::new(),
+            added: Arc::default(),
         })
     }
 
@@ -40,7 +42,7 @@ impl RouteSet {
     pub async fn add_in(&mut self, net: IpNet, table: u32) -> Result<(), String> {
         match add_route(&self.handle, self.ifindex, net, table).await {
             Ok(()) => {
-                self.added.push((net, table));
+                self.listed().push((net, table));
                 Ok(())
             }
             Err(e) if is_exists(&e) => Err(format!(
@@ -55,21 +57,51 @@ impl RouteSet {
         self.handle.clone()
     }
 
+    /// Whether this set routes `net` (in any table).
+    pub fn has(&self, net: IpNet) -> bool {
+        self.listed().iter().any(|(n, _)| *n == net)
+    }
+
+    /// Removes the route to `net` this set added (a pool4 entry drained
+    /// after a reload), first from the list the watch restores.
+    pub async fn remove(&mut self, net: IpNet) {
+        let entry = {
+            let mut listed = self.listed();
+            let at = listed.iter().position(|(n, _)| *n == net);
+            at.map(|at| listed.remove(at))
+        };
+        if let Some((net, table)) = entry {
+            self.delete(net, table).await;
+        }
+    }
+
     /// Removes the routes this set added, in reverse order; failures are logged.
     pub async fn remove_all(&mut self) {
-        while let Some((net, table)) = self.added.pop() {
-            let result = self
-                .handle
-                .route()
-                .del(route(net, self.ifindex, table))
-                .execute()
-                .await;
-            match result {
-                Ok(()) => tracing::info!(%net, "route removed"),
-                // The device may already be gone, taking its routes with it.
-                Err(e) => tracing::debug!(%net, error = %e, "route removal"),
-            }
+        loop {
+            let Some((net, table)) = self.listed().pop() else {
+                break;
+            };
+            self.delete(net, table).await;
         }
+    }
+
+    async fn delete(&self, net: IpNet, table: u32) {
+        let result = self
+            .handle
+            .route()
+            .del(route(net, self.ifindex, table))
+            .execute()
+            .await;
+        match result {
+            Ok(()) => tracing::info!(%net, "route removed"),
+            // The device may already be gone, taking its routes with it.
+            Err(e) => tracing::debug!(%net, error = %e, "route removal"),
+        }
+    }
+
+    /// The routes added, locked (never across an await).
+    fn listed(&self) -> std::sync::MutexGuard<'_, Vec<(IpNet, u32)>> {
+        self.added.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -102,7 +134,7 @@ impl RouteSet {
         &self,
         stop: tokio_util::sync::CancellationToken,
     ) -> impl std::future::Future<Output = ()> {
-        let (handle, ifindex, routes) = (self.handle.clone(), self.ifindex, self.added.clone());
+        let (handle, ifindex, listed) = (self.handle.clone(), self.ifindex, self.added.clone());
         async move {
             let mut events = match subscribe() {
                 Ok(events) => Some(events),
@@ -123,6 +155,8 @@ impl RouteSet {
                     }
                 }
                 let mut down = false;
+                // What is listed now: a reload adds and removes routes.
+                let routes = listed.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 for &(net, table) in &routes {
                     match add_route(&handle, ifindex, net, table).await {
                         Ok(()) => {
