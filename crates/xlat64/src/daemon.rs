@@ -242,6 +242,12 @@ impl Running {
                 return Err("a packet worker is gone".into());
             }
         }
+        if changed.iter().any(|k| k == "runtime.log-level") {
+            // Validated with the file: only a vanished log can fail here.
+            if let Err(e) = crate::logging::set_level(&new.runtime.log_level) {
+                tracing::warn!("{e}");
+            }
+        }
         if let Some(change) = pool4 {
             self.draining.retain(|net| !change.route.contains(net));
             for net in change.drain {

@@ -14,4 +14,5 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod dns64;
+pub mod logging;
 pub mod sys;

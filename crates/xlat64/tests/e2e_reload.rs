@@ -325,3 +325,50 @@ fn reload_adds_and_drains_pool4_addresses_and_moves_the_binding_log() {
     assert!(err.contains("nat64.pool4") && err.contains(added), "{err}");
     assert!(ping().status.success(), "still translating");
 }
+
+/// `runtime.log-level` changes while running: a DNS64 query is logged at
+/// debug level only after a reload to `debug`.
+#[test]
+fn reload_changes_the_log_level() {
+    if !common::can_run("reloadlog", &["ip"]) {
+        return;
+    }
+    let lab = Lab::create("reloadlog").expect("lab");
+    let base = lab.gateway_config();
+    let gateway = lab
+        .start_gateway_with(&common::exe(), &base)
+        .expect("start the gateway");
+    // A DNS query for "a." type A, id 0x1234 (RFC 1035 §4.1).
+    let query = |id: u16| {
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1]);
+        lab.in_netns(lab.client(), || {
+            UdpSocket::bind((CLIENT_V6, 0))?.send_to(&q, (lab::GATEWAY_V6, 53))
+        })
+        .expect("send a query");
+    };
+    query(0x1234);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !gateway.log().contains("query id 4660"),
+        "{}",
+        gateway.log()
+    );
+    // The lab may have a [runtime] table already (XLAT64_LAB_WORKERS).
+    let debug = match base.contains("[runtime]\n") {
+        true => base.replacen("[runtime]\n", "[runtime]\nlog-level = \"debug\"\n", 1),
+        false => format!("{base}\n[runtime]\nlog-level = \"debug\"\n"),
+    };
+    std::fs::write(gateway.config_path(), debug).expect("write config");
+    let out = reload(&gateway);
+    assert!(out.status.success(), "{out:?}\n{}", gateway.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "applied: runtime.log-level"
+    );
+    query(0x1235);
+    lab::wait_until(Duration::from_secs(5), || {
+        Ok(gateway.log().contains("query id 4661"))
+    })
+    .unwrap_or_else(|_| panic!("no debug line after the reload:\n{}", gateway.log()));
+}

@@ -38,7 +38,7 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
   [[dns64.prefixes]] prefix, ipv4
   [control]         socket
   [runtime]         workers (packet workers; default: one per core), io-threads,
-                    user (drop to this user after setup)
+                    user (drop to this user after setup), log-level (info; RUST_LOG wins)
   [metrics]         listen (ADDR:PORT: Prometheus/OpenMetrics text at GET /metrics)
 Signals: SIGTERM/SIGINT stop; SIGHUP reloads the configuration (as `xlat64 reload`)
 and reopens the binding log.
@@ -185,7 +185,7 @@ impl FilterArgs {
 /// Parses the command line, runs the command, returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_logging();
+    crate::logging::init();
     match cli.command {
         Command::Demo => crate::cli::demo::run_demo(),
         Command::Generate { what } => generate(&what),
@@ -199,6 +199,10 @@ pub fn main() -> i32 {
         },
         Command::Run => match load(&cli.config).and_then(|c| check_host(c, Warn::Log)) {
             Ok(config) => {
+                if let Err(e) = crate::logging::set_level(&config.runtime.log_level) {
+                    eprintln!("error: {e}");
+                    return 1;
+                }
                 tracing::info!("configuration: {}", source(&cli.config));
                 crate::daemon::run(config, config_file(&cli.config))
             }
@@ -240,16 +244,6 @@ pub fn main() -> i32 {
             all,
         } => trace(&cli.config, client, reason, count, all),
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 /// Where the configuration comes from without `--config`, when it exists.

@@ -74,10 +74,19 @@ pub struct RuntimeSection {
     /// I/O thread); absent: stay root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// What the daemon logs: `error`, `warn`, `info`, `debug`, `trace`, or
+    /// `RUST_LOG` directives (`info,xlat64::dns64=debug`); `RUST_LOG`, when
+    /// set, wins. A reload applies it.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
 }
 
 fn default_io_threads() -> usize {
     2
+}
+
+fn default_log_level() -> String {
+    "info".into()
 }
 
 impl Default for RuntimeSection {
@@ -86,6 +95,7 @@ impl Default for RuntimeSection {
             io_threads: default_io_threads(),
             workers: None,
             user: None,
+            log_level: default_log_level(),
         }
     }
 }
@@ -938,6 +948,12 @@ impl Config {
     }
 
     fn fill_and_validate(&mut self) -> Result<(), ConfigError> {
+        crate::logging::parse(&self.runtime.log_level).map_err(|e| {
+            ConfigError::new(
+                "runtime.log-level",
+                format!("{e}; use error, warn, info, debug or trace, or directives like \"info,xlat64::dns64=debug\""),
+            )
+        })?;
         if self.runtime.user.is_some() {
             // Only the thread that drops privileges keeps CAP_NET_ADMIN,
             // which removing the routes at exit needs: one I/O thread, the
@@ -1346,6 +1362,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "nat64.limits.max-simultaneous-opens",
     "nat64.pool4",
     "nat64.log.bindings",
+    "runtime.log-level",
 ];
 
 /// The dotted keys (under `path`) whose values differ between `a` and
