@@ -525,6 +525,10 @@ impl Running {
             )));
             tracing::info!(listen = %metrics.listen, "metrics served at /metrics");
         }
+        self.tasks.push(tokio::spawn(control::alerts::watch(
+            state.clone(),
+            self.shutdown.clone(),
+        )));
         let bound = control::bind(&config.control.socket)?;
         let listener = bound.listener;
         self.control = Some((bound.path, bound.created_dir));

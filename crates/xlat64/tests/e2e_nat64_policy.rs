@@ -379,6 +379,18 @@ fn rfc6888_req_4_a_client_at_its_port_limit_does_not_starve_another() {
     .expect("B's flow");
     lab::wait_until(Duration::from_secs(5), || Ok(count(CLIENT_B) == 1))
         .unwrap_or_else(|_| panic!("B got no binding:\n{}", gateway.log()));
+    // The refusals are logged once for the interval, with their number,
+    // not once per packet.
+    lab::wait_until(Duration::from_secs(15), || {
+        Ok(gateway.log().contains("in the last 10 s: new flows refused: a client reached nat64.limits.max-ports-per-client"))
+    })
+    .unwrap_or_else(|_| panic!("no warning:\n{}", gateway.log()));
+    let warnings = gateway
+        .log()
+        .matches("max-ports-per-client (drop_client_port_limit")
+        .count();
+    // (Two if the burst straddled two intervals; never one per refusal.)
+    assert!((1..=2).contains(&warnings), "{}", gateway.log());
 }
 
 /// RFC 6146 §3.1 static binding: an IPv4 host reaches an IPv6 server of the

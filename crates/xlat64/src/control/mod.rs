@@ -12,6 +12,7 @@
 //! snapshot (sessions created or expiring meanwhile may be in it or not),
 //! and it comes unsorted; the command line sorts it.
 
+pub mod alerts;
 pub mod explain;
 pub mod filter;
 pub mod metrics;
