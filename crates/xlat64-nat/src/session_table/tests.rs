@@ -1503,3 +1503,32 @@ fn a_static_binding_outside_the_range_is_refused() {
     assert!(t.add_static(L4Proto::Tcp, v6, "192.0.2.1:2000".parse().unwrap()));
     check_invariants(&t);
 }
+
+/// A pool4 change (a reload, `Pool4::updated`) with port blocks: a client
+/// whose block is on a draining address gets its next port in a new block
+/// on an added address, never a new port on the draining one; the old
+/// binding stays until it expires.
+#[test]
+fn rfc7422_blocks_skip_a_draining_address_and_use_an_added_one() {
+    let t0 = Instant::now();
+    let mut t = block_table(&["192.0.2.1/32"], 64, Shard::ONE, u32::MAX);
+    let first = out(&mut t, t0, flow6(L4Proto::Udp, 1, 2000, 53, 0), SERVER).unwrap();
+    assert_eq!(*first.ip(), Ipv4Addr::new(192, 0, 2, 1));
+    let updated = t.pool4.updated(&pool(&["192.0.2.7/32"])).unwrap();
+    t.set_pool4(updated);
+    check_invariants(&t);
+    for port in 2001..2010 {
+        let next = out(&mut t, t0, flow6(L4Proto::Udp, 1, port, 53, 0), SERVER).unwrap();
+        assert_eq!(*next.ip(), Ipv4Addr::new(192, 0, 2, 7), "port {port}");
+    }
+    // The draining binding still answers from the IPv4 side.
+    inb(&mut t, t0, flow4(L4Proto::Udp, SERVER, 53, first, 0)).unwrap();
+    assert_eq!(
+        t.blocks.as_ref().unwrap().count_of(u128::from(client(1))),
+        2
+    );
+    check_invariants(&t);
+    expire_all(&mut t, t0 + 3 * 60 * MIN);
+    assert_eq!(t.blocks.as_ref().unwrap().len(), 0);
+    check_invariants(&t);
+}
