@@ -183,6 +183,28 @@ fn reload_during_a_tcp_transfer_and_a_udp_flow_interrupts_neither() {
         assert!(status.success(), "iperf3 {what}: {}", run.log());
         let report: Value = serde_json::from_str(&run.log()).expect("iperf3 JSON");
         let end = &report["end"];
+        // For the record (`--nocapture`): what each flow got across the reloads.
+        eprintln!(
+            "iperf3 {what} across two reloads: {}",
+            if what == "TCP" {
+                format!(
+                    "{:.2} Gbit/s received, {} retransmits",
+                    end["sum_received"]["bits_per_second"]
+                        .as_f64()
+                        .unwrap_or(0.0)
+                        / 1e9,
+                    end["sum_sent"]["retransmits"]
+                )
+            } else {
+                format!(
+                    "{:.1} Mbit/s, {} of {} datagrams lost ({}%)",
+                    end["sum"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6,
+                    end["sum"]["lost_packets"],
+                    end["sum"]["packets"],
+                    end["sum"]["lost_percent"]
+                )
+            }
+        );
         if what == "TCP" {
             let bytes = end["sum_received"]["bytes"].as_u64().unwrap_or(0);
             assert!(bytes > 1 << 20, "TCP received {bytes} bytes: {}", run.log());
