@@ -5,7 +5,7 @@ use crate::binding_log::BindingLog;
 use crate::config::{self, Config};
 use crate::control::{self, ControlState};
 use crate::datapath::{device, Datapath};
-use crate::dns64::Dns64Server;
+use crate::dns64::{Dns64Reloader, Dns64Server};
 use crate::sys::host_addrs;
 use crate::sys::netlink::RouteSet;
 use crate::sys::shared_address::{SharedRules, ROUTE_TABLE};
@@ -119,6 +119,8 @@ struct Running {
     /// (the base a reload changes).
     config: Option<Config>,
     nat_config: Option<Nat64Config>,
+    /// Changes the running DNS64 server's settings on a reload.
+    dns64: Option<Dns64Reloader>,
 }
 
 /// The NAT64 settings a reload may change ([`config::LIVE_KEYS`]), from
@@ -193,6 +195,17 @@ impl Running {
         if changed.is_empty() {
             return Ok(changed);
         }
+        // Checked before anything is applied, so that a refusal applies nothing.
+        let dns64 = match (&self.dns64, &new.dns64) {
+            (Some(server), Some(section)) if changed.iter().any(|k| k.starts_with("dns64.")) => {
+                Some(
+                    server
+                        .prepare(section)
+                        .map_err(|e| format!("{e} (nothing was applied)"))?,
+                )
+            }
+            _ => None,
+        };
         if let (Some(nat), Some(section), Some(datapath)) =
             (&mut self.nat_config, &new.nat64, &self.datapath)
         {
@@ -200,6 +213,9 @@ impl Running {
             if !datapath.view().reconfigure(nat).await {
                 return Err("a packet worker is gone".into());
             }
+        }
+        if let Some(dns64) = dns64 {
+            tracing::info!("reload: {}", dns64.apply());
         }
         self.config = Some(new);
         Ok(changed)
@@ -341,6 +357,7 @@ impl Running {
             let server = Dns64Server::bind(dns_section).await?;
             state.dns = Some(server.counters());
             state.dns_cache = Some(server.cache_flusher());
+            self.dns64 = Some(server.reloader());
             let token = self.shutdown.clone();
             let served = tokio::spawn(server.run(token.clone()));
             // Never half alive: DNS64 ending before shutdown (a panic in

@@ -3,7 +3,7 @@
 //! its id and question match (RFC 5452 §9.1, §9.2), and a truncated
 //! (TC=1) one is retried over TCP.
 
-use super::engine::Engine;
+use super::engine::{Engine, Settings};
 use super::Dns64Counters;
 use hickory_proto::op::Query;
 use std::collections::hash_map::RandomState;
@@ -11,6 +11,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout, timeout_at, Instant};
@@ -49,20 +50,29 @@ enum UpstreamError {
 }
 
 impl Engine {
-    /// Sends `message` (its id is replaced) to the upstreams in order until
-    /// one answers; `None` when all fail.
-    pub(super) async fn exchange(&self, message: &[u8], question: &Query) -> Option<Vec<u8>> {
+    /// Sends `message` (its id is replaced) to the upstreams of `s` in
+    /// order until one answers; `None` when all fail.
+    pub(super) async fn exchange(
+        &self,
+        s: &Settings,
+        message: &[u8],
+        question: &Query,
+    ) -> Option<Vec<u8>> {
         let c = &self.counters;
-        for &server in &self.upstreams {
+        for &server in &s.upstreams {
             let id = self.ids.next();
             let mut packet = message.to_vec();
             wire::set_id(&mut packet, id);
             Dns64Counters::inc(&c.upstream_queries);
-            let mut result = self.exchange_udp(server, &packet, id, question).await;
+            let mut result = self
+                .exchange_udp(server, s.timeout, &packet, id, question)
+                .await;
             if matches!(&result, Ok(reply) if wire::is_truncated(reply)) {
                 Dns64Counters::inc(&c.upstream_tcp_retries);
                 Dns64Counters::inc(&c.upstream_queries);
-                result = self.exchange_tcp(server, &packet, id, question).await;
+                result = self
+                    .exchange_tcp(server, s.timeout, &packet, id, question)
+                    .await;
             }
             match result {
                 Ok(reply) => return Some(reply),
@@ -91,11 +101,12 @@ impl Engine {
     async fn exchange_udp(
         &self,
         server: SocketAddr,
+        wait: Duration,
         packet: &[u8],
         id: u16,
         question: &Query,
     ) -> Result<Vec<u8>, UpstreamError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + wait;
         let local: SocketAddr = if server.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -126,6 +137,7 @@ impl Engine {
     async fn exchange_tcp(
         &self,
         server: SocketAddr,
+        wait: Duration,
         packet: &[u8],
         id: u16,
         question: &Query,
@@ -149,7 +161,7 @@ impl Engine {
                 Dns64Counters::inc(&self.counters.upstream_mismatched);
             }
         };
-        match timeout(self.timeout, attempt).await {
+        match timeout(wait, attempt).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(r) => r.map_err(UpstreamError::Io),
         }
