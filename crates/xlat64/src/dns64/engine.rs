@@ -3,7 +3,7 @@
 //! plan: a local answer (RFC 8880), forwarding, AAAA with synthesis
 //! (RFC 6147 §5.1) or reverse mapping (RFC 6147 §5.3.1).
 
-use super::upstream::IdSource;
+use super::upstream::{IdSource, UpstreamWarnings};
 use super::{Dns64Counters, ReloadNote};
 use crate::config::Dns64Section;
 use arc_swap::ArcSwap;
@@ -83,6 +83,7 @@ pub(super) struct Engine {
     cache: Mutex<Cache>,
     pub(super) counters: Arc<Dns64Counters>,
     pub(super) ids: IdSource,
+    pub(super) upstream_warnings: UpstreamWarnings,
 }
 
 /// The keys whose change alters what a cached reply would hold (the
@@ -119,6 +120,7 @@ impl Engine {
             settings: ArcSwap::from_pointee(settings),
             counters,
             ids: IdSource::new(),
+            upstream_warnings: UpstreamWarnings::new(),
         }
     }
 

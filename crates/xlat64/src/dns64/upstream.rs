@@ -5,6 +5,7 @@
 
 use super::engine::{Engine, Settings};
 use super::Dns64Counters;
+use crate::log_limit::{Passed, RateLimitedWarning, WARNING_INTERVAL};
 use hickory_proto::op::Query;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -49,6 +50,30 @@ enum UpstreamError {
     Io(io::Error),
 }
 
+/// The warnings about one upstream server: a dead upstream under load
+/// fails every query, so its timeouts and errors are logged at most once
+/// per [`WARNING_INTERVAL`] each, with a count of the others.
+pub(super) struct UpstreamWarnings(RateLimitedWarning<(SocketAddr, FailureKind)>);
+
+/// What kind of failure a warning is about (each has its own window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FailureKind {
+    Timeout,
+    Error,
+}
+
+impl UpstreamWarnings {
+    pub(super) fn new() -> Self {
+        UpstreamWarnings(RateLimitedWarning::new(WARNING_INTERVAL))
+    }
+
+    /// Whether a failure of `server` is logged now, and the suffix that
+    /// counts the ones held back.
+    fn pass(&self, server: SocketAddr, kind: FailureKind) -> Option<Passed> {
+        self.0.pass((server, kind), std::time::Instant::now())
+    }
+}
+
 impl Engine {
     /// Sends `message` (its id is replaced) to the upstreams of `s` in
     /// order until one answers; `None` when all fail.
@@ -78,19 +103,24 @@ impl Engine {
                 Ok(reply) => return Some(reply),
                 Err(UpstreamError::Timeout) => {
                     Dns64Counters::inc(&c.upstream_timeouts);
-                    warn!(
-                        "dns64: upstream {server} timed out for {} {}",
-                        question.name(),
-                        question.query_type()
-                    );
+                    if let Some(passed) = self.upstream_warnings.pass(server, FailureKind::Timeout)
+                    {
+                        warn!(
+                            "dns64: upstream {server} timed out for {} {}{passed}",
+                            question.name(),
+                            question.query_type()
+                        );
+                    }
                 }
                 Err(UpstreamError::Io(e)) => {
                     Dns64Counters::inc(&c.upstream_errors);
-                    warn!(
-                        "dns64: upstream {server} failed for {} {}: {e}",
-                        question.name(),
-                        question.query_type()
-                    );
+                    if let Some(passed) = self.upstream_warnings.pass(server, FailureKind::Error) {
+                        warn!(
+                            "dns64: upstream {server} failed for {} {}: {e}{passed}",
+                            question.name(),
+                            question.query_type()
+                        );
+                    }
                 }
             }
         }
