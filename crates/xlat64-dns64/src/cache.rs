@@ -238,6 +238,27 @@ impl Dns64Cache {
         held
     }
 
+    /// Makes the cache hold at most `capacity` replies from now on (a
+    /// configuration reload), keeping what fits: when it holds more, the
+    /// entries that expire first go (expired ones before all others), as
+    /// [`Dns64Cache::insert`] evicts, and each is counted as an eviction.
+    /// 0 empties the cache and turns it off; a later non-zero capacity turns
+    /// it on again. Returns how many replies were evicted.
+    pub fn set_capacity(&mut self, capacity: usize) -> usize {
+        self.capacity = capacity;
+        let mut evicted = 0;
+        while self.entries.len() > capacity && self.evict_one() {
+            evicted += 1;
+        }
+        if capacity == 0 {
+            // Give the memory back as well.
+            self.clear();
+        } else if self.by_expiry.len() > 2 * capacity + 64 {
+            self.rebuild_heap();
+        }
+        evicted
+    }
+
     /// Replies held (some may have expired and not been removed yet).
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -670,6 +691,58 @@ mod tests {
             positive("a.example.", &[300]),
             Instant::now()
         ));
+    }
+
+    /// A reload's new `cache-size`: shrinking evicts what expires first and
+    /// keeps the rest byte for byte; 0 empties and turns the cache off, a
+    /// non-zero size turns it on again.
+    #[test]
+    fn set_capacity_keeps_what_fits_byte_for_byte() {
+        let t0 = Instant::now();
+        let mut c = Dns64Cache::new(4);
+        let names = ["a.example.", "b.example.", "c.example.", "d.example."];
+        let replies: Vec<Vec<u8>> = names
+            .iter()
+            .zip([10, 1000, 500, 2000])
+            .map(|(n, ttl)| positive(n, &[ttl]))
+            .collect();
+        for (name, reply) in names.iter().zip(&replies) {
+            assert!(c.insert(key(name), reply.clone(), t0));
+        }
+        // Growing keeps everything.
+        assert_eq!(c.set_capacity(10), 0);
+        assert_eq!(c.len(), 4);
+        // a.example expires first (TTL 10), then c.example (500).
+        assert_eq!(c.set_capacity(2), 2);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.stats().evictions, 2);
+        let mut out = Vec::new();
+        for gone in [names[0], names[2]] {
+            let q = query_bytes(gone, 1);
+            assert!(!c.get_hit_into(&key(gone), &q, t0, &mut out), "{gone}");
+        }
+        // What stays is served exactly as stored (a query with the stored
+        // id and spelling, no time passed).
+        let same_id = query_bytes(names[1], u16::from_be_bytes([replies[1][0], replies[1][1]]));
+        assert!(c.get_hit_into(&key(names[1]), &same_id, t0, &mut out));
+        assert_eq!(out, replies[1]);
+        let same_id = query_bytes(names[3], u16::from_be_bytes([replies[3][0], replies[3][1]]));
+        assert!(c.get_hit_into(&key(names[3]), &same_id, t0, &mut out));
+        assert_eq!(out, replies[3]);
+        let same_id = query_bytes(names[1], u16::from_be_bytes([replies[1][0], replies[1][1]]));
+        let t1 = t0 + Duration::from_secs(20);
+        // Full at the new size: an insert evicts.
+        assert!(c.insert(key("e.example."), positive("e.example.", &[3000]), t1));
+        assert_eq!(c.len(), 2);
+        // 0: nothing held, nothing stored.
+        assert_eq!(c.set_capacity(0), 2);
+        assert!(c.is_empty());
+        assert!(!c.insert(key(names[1]), replies[1].clone(), t1));
+        // And back on.
+        assert_eq!(c.set_capacity(3), 0);
+        assert!(c.insert(key(names[1]), replies[1].clone(), t1));
+        assert!(c.get_hit_into(&key(names[1]), &same_id, t1, &mut out));
+        assert_eq!(out, replies[1]);
     }
 
     fn raw_key(bytes: &[u8], synthesize: bool) -> Option<(CacheKey, usize)> {

@@ -91,13 +91,12 @@ impl BindingLog {
         })
     }
 
-    /// Sends the lines to `target` from now on (a reload): opened here, so
-    /// that an error (naming the file) leaves the old target in force; the
-    /// writer switches within a second, nothing queued is lost.
-    pub fn retarget(&self, target: Target) -> Result<(), String> {
-        let out = open(&target)?;
+    /// Sends the lines to `target` from now on (a reload), through `out`,
+    /// which [`open`] made of it beforehand (so that an error leaves the
+    /// old target in force); the writer switches within a second, nothing
+    /// queued is lost.
+    pub fn retarget(&self, target: Target, out: Box<dyn Write + Send>) {
         *self.next.lock().unwrap_or_else(|e| e.into_inner()) = Some((target, out));
-        Ok(())
     }
 
     /// A sender for a worker.
@@ -126,7 +125,8 @@ impl BindingLog {
     }
 }
 
-fn open(target: &Target) -> Result<Box<dyn Write + Send>, String> {
+/// Opens `target` for appending; the error names the file.
+pub fn open(target: &Target) -> Result<Box<dyn Write + Send>, String> {
     match target {
         Target::Stderr => Ok(Box::new(io::stderr())),
         Target::File(path) => {

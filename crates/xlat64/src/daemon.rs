@@ -5,7 +5,7 @@ use crate::binding_log::BindingLog;
 use crate::config::{self, Config};
 use crate::control::{self, ControlState};
 use crate::datapath::{device, Datapath};
-use crate::dns64::Dns64Server;
+use crate::dns64::{Dns64Reloader, Dns64Server};
 use crate::sys::host_addrs;
 use crate::sys::netlink::RouteSet;
 use crate::sys::shared_address::{SharedRules, ROUTE_TABLE};
@@ -123,6 +123,8 @@ struct Running {
     /// (the base a reload changes).
     config: Option<Config>,
     nat_config: Option<Nat64Config>,
+    /// Changes the running DNS64 server's settings on a reload.
+    dns64: Option<Dns64Reloader>,
     /// pool4 entries a reload removed whose route stays until none of
     /// their draining addresses holds a binding.
     draining: Vec<ipnet::Ipv4Net>,
@@ -212,24 +214,41 @@ impl Running {
             return Ok(changed);
         }
         let unapplied = |e: String| format!("{e} (nothing was applied)");
-        // Everything is checked before anything is applied.
+        // Everything is checked (and what can fail prepared) before
+        // anything is applied, so that a refusal applies nothing.
         let pool4 = match changed.iter().any(|k| k == "nat64.pool4") {
             true => Some(self.plan_pool4(old, &new, &host).map_err(unapplied)?),
             false => None,
         };
-        let log_target = new.nat64.as_ref().and_then(|n| n.log.bindings_target());
-        if changed.iter().any(|k| k == "nat64.log.bindings") {
-            match (&self.binding_log, &log_target) {
-                (Some(log), Some(target)) => log.retarget(target.clone()).map_err(unapplied)?,
-                _ => {
-                    return Err(unapplied(
-                        "nat64.log.bindings: turning the binding log on or off needs a restart; only its target can change while running".into(),
-                    ))
+        let dns64 = match (&self.dns64, &new.dns64) {
+            (Some(server), Some(section)) if changed.iter().any(|k| k.starts_with("dns64.")) => {
+                Some(server.prepare(section).map_err(unapplied)?)
+            }
+            _ => None,
+        };
+        let log_target = match changed.iter().any(|k| k == "nat64.log.bindings") {
+            true => {
+                let target = new.nat64.as_ref().and_then(|n| n.log.bindings_target());
+                match (&self.binding_log, target) {
+                    (Some(_), Some(target)) => {
+                        let out = crate::binding_log::open(&target).map_err(unapplied)?;
+                        Some((target, out))
+                    }
+                    _ => {
+                        return Err(unapplied(
+                            "nat64.log.bindings: turning the binding log on or off needs a restart; only its target can change while running".into(),
+                        ))
+                    }
                 }
             }
-        }
+            false => None,
+        };
+        // The one apply that can fail undoes itself, and comes first.
         if let Some(change) = &pool4 {
             self.route_pool4(change).await.map_err(unapplied)?;
+        }
+        if let (Some(log), Some((target, out))) = (&self.binding_log, log_target) {
+            log.retarget(target, out);
         }
         if let (Some(nat), Some(section), Some(datapath)) =
             (&mut self.nat_config, &new.nat64, &self.datapath)
@@ -247,6 +266,9 @@ impl Running {
             if let Err(e) = crate::logging::set_level(&new.runtime.log_level) {
                 tracing::warn!("{e}");
             }
+        }
+        if let Some(dns64) = dns64 {
+            tracing::info!("reload: {}", dns64.apply());
         }
         if let Some(change) = pool4 {
             self.draining.retain(|net| !change.route.contains(net));
@@ -496,6 +518,7 @@ impl Running {
             let server = Dns64Server::bind(dns_section).await?;
             state.dns = Some(server.counters());
             state.dns_cache = Some(server.cache_flusher());
+            self.dns64 = Some(server.reloader());
             let token = self.shutdown.clone();
             let served = tokio::spawn(server.run(token.clone()));
             // Never half alive: DNS64 ending before shutdown (a panic in

@@ -1,11 +1,17 @@
 //! `xlat64 reload` (and SIGHUP) on a running gateway: what may change while
-//! running is applied without losing a session; a change to anything else,
-//! or an invalid file, is refused, naming the key, and changes nothing.
+//! running is applied without losing a session (NAT64) or the cache
+//! (DNS64); a change to anything else, or an invalid file, is refused,
+//! naming the key, and changes nothing.
 
 mod common;
 
+use hickory_proto::op::{Message, MessageType};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
 use serde_json::Value;
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use xlat64_lab::{self as lab, embed_v4, Gateway, Lab, CLIENT_V6, POOL4, SERVER_V4};
 
@@ -393,4 +399,208 @@ fn reload_changes_the_log_level() {
         Ok(gateway.log().contains("query id 4661"))
     })
     .unwrap_or_else(|_| panic!("no debug line after the reload:\n{}", gateway.log()));
+}
+
+/// Where the second upstream of the DNS64 reload test answers (in the
+/// server namespace, beside NSD on port 53).
+const SECOND_UPSTREAM_PORT: u16 = 5353;
+/// The address the second upstream gives every A query.
+const SECOND_A: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 77);
+
+/// A second upstream: every A query gets [`SECOND_A`], everything else an
+/// empty NOERROR (so AAAA queries are synthesized from it). Counts what it
+/// answered; stops when dropped.
+struct SecondUpstream {
+    answered: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl SecondUpstream {
+    fn start(lab: &Lab) -> SecondUpstream {
+        let socket = lab
+            .in_netns(lab.server(), || {
+                UdpSocket::bind((SERVER_V4, SECOND_UPSTREAM_PORT))
+            })
+            .expect("bind the second upstream");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let (answered, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (count, flag) = (answered.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(query) = Message::from_vec(&buf[..len]) else {
+                    continue;
+                };
+                let Some(q) = query.queries().first().cloned() else {
+                    continue;
+                };
+                let mut reply = Message::new();
+                reply
+                    .set_id(query.id())
+                    .set_message_type(MessageType::Response)
+                    .set_recursion_desired(query.recursion_desired())
+                    .set_recursion_available(true)
+                    .add_query(q.clone());
+                if q.query_type() == RecordType::A {
+                    reply.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        300,
+                        RData::A(A(SECOND_A)),
+                    ));
+                }
+                if let Ok(bytes) = reply.to_vec() {
+                    socket.send_to(&bytes, peer)?;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(())
+        });
+        SecondUpstream {
+            answered,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn answered(&self) -> usize {
+        self.answered.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for SecondUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `v4` under the /96 `prefix` (RFC 6052 §2.2).
+fn under(prefix: &str, v4: std::net::Ipv4Addr) -> String {
+    let base: std::net::Ipv6Addr = prefix.split('/').next().unwrap().parse().unwrap();
+    let mut o = base.octets();
+    o[12..].copy_from_slice(&v4.octets());
+    std::net::Ipv6Addr::from(o).to_string()
+}
+
+/// DNS64 settings reload while running: a new upstream and a new `allow`
+/// keep the cache (a cached answer is still served from it), a new name
+/// goes through the new upstream, and a new prefix empties the cache (the
+/// log says how many replies were dropped and why).
+#[test]
+fn reload_switches_dns64_upstream_and_allow_keeping_the_cache() {
+    let Some(world) = common::world("reloaddns", &["dig"]) else {
+        return;
+    };
+    let gateway = &world.gateway;
+    let second = SecondUpstream::start(&world.lab);
+    let dig = |name: &str| {
+        let server = format!("@{}", xlat64_lab::GATEWAY_V6);
+        common::lines(&world.client_ok(&[
+            "dig", "+time=2", "+tries=2", &server, "+short", "AAAA", name,
+        ]))
+    };
+    let base = world.lab.gateway_config();
+    let nat64_prefix = xlat64_lab::NAT64_PREFIX;
+    // Answered (through NSD) and cached.
+    assert_eq!(
+        dig("v4only.xlat64.test"),
+        vec![under(nat64_prefix, SERVER_V4)]
+    );
+    assert!(world.counter("dns64_cache_entries") >= 1);
+
+    // Another upstream and another allow list: applied, the cache kept.
+    let second_addr = format!("{SERVER_V4}:{SECOND_UPSTREAM_PORT}");
+    let switched = base
+        .replace(
+            &format!("\"{SERVER_V4}:53\""),
+            &format!("\"{second_addr}\""),
+        )
+        .replace(
+            "allow = [\"2001:db8::/32\"]",
+            "allow = [\"2001:db8:1::/64\"]",
+        );
+    assert_ne!(switched, base);
+    std::fs::write(gateway.config_path(), &switched).expect("write config");
+    let out = reload(gateway);
+    assert!(out.status.success(), "{out:?}\n{}", gateway.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "applied: dns64.allow, dns64.upstream"
+    );
+    assert!(
+        gateway.log().contains("DNS64 cache kept"),
+        "{}",
+        gateway.log()
+    );
+    let hits = world.counter("dns64_cache_hits");
+    assert_eq!(
+        dig("v4only.xlat64.test"),
+        vec![under(nat64_prefix, SERVER_V4)],
+        "the answer cached before the reload"
+    );
+    assert_eq!(world.counter("dns64_cache_hits"), hits + 1);
+    assert_eq!(second.answered(), 0);
+    // A new name: through the new upstream (NSD does not know it).
+    assert_eq!(
+        dig("fresh.xlat64.test"),
+        vec![under(nat64_prefix, SECOND_A)]
+    );
+    assert!(
+        second.answered() >= 2,
+        "AAAA and A asked of the second upstream"
+    );
+
+    // Another prefix: every synthesized reply would change, so the cache
+    // is emptied, and the log says how many replies and why.
+    let other_prefix = "2001:db8:46::/96";
+    let moved = switched.replace(
+        &format!("upstream = [\"{second_addr}\"]"),
+        &format!("upstream = [\"{second_addr}\"]\nprefix = \"{other_prefix}\""),
+    );
+    std::fs::write(gateway.config_path(), &moved).expect("write config");
+    let cached = world.counter("dns64_cache_entries");
+    assert!(cached >= 2, "v4only and fresh cached: {cached}");
+    let out = reload(gateway);
+    assert!(out.status.success(), "{out:?}\n{}", gateway.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "applied: dns64.prefix"
+    );
+    let log = gateway.log();
+    assert!(
+        log.contains(&format!(
+            "DNS64 cache emptied: {cached} replies dropped, as dns64.prefix changed"
+        )),
+        "{log}"
+    );
+    assert_eq!(world.counter("dns64_cache_entries"), 0);
+    assert_eq!(
+        dig("v4only.xlat64.test"),
+        vec![under(other_prefix, SECOND_A)]
+    );
+
+    // listen cannot change while running: refused, naming the key.
+    std::fs::write(
+        gateway.config_path(),
+        moved.replace(":53\"]\nupstream", ":5300\"]\nupstream"),
+    )
+    .expect("write config");
+    let out = reload(gateway);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dns64.listen") && err.contains("port 53"),
+        "{err}"
+    );
 }

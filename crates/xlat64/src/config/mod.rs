@@ -920,10 +920,14 @@ impl Config {
         };
         changed.sort_by_key(rank);
         if let Some(key) = changed.iter().find(|k| !LIVE_KEYS.contains(&k.as_str())) {
-            return Err(ConfigError::new(
-                key.clone(),
-                "cannot change while xlat64 runs; restart it to apply this (nothing was applied)",
-            ));
+            // The sockets are bound once: after the privilege drop
+            // (`runtime.user`) a port below 1024 could not be bound again.
+            let why = if key == "dns64.listen" {
+                "cannot change while xlat64 runs: its sockets are bound at start, and after dropping privileges it cannot bind port 53 again; restart it to apply this (nothing was applied)"
+            } else {
+                "cannot change while xlat64 runs; restart it to apply this (nothing was applied)"
+            };
+            return Err(ConfigError::new(key.clone(), why));
         }
         Ok(changed)
     }
@@ -1363,6 +1367,19 @@ pub const LIVE_KEYS: &[&str] = &[
     "nat64.pool4",
     "nat64.log.bindings",
     "runtime.log-level",
+    // Every [dns64] key but `listen` (see `live_changes`).
+    "dns64.upstream",
+    "dns64.upstream-timeout-ms",
+    "dns64.allow",
+    "dns64.synthesize-for",
+    "dns64.parallel-a",
+    "dns64.cache-size",
+    "dns64.servfail",
+    "dns64.prefix",
+    "dns64.prefixes",
+    "dns64.exclude",
+    "dns64.mapped",
+    "dns64.exclude-mapped",
 ];
 
 /// The dotted keys (under `path`) whose values differ between `a` and
@@ -1766,11 +1783,44 @@ mod tests {
         let e = old.live_changes(&moved).unwrap_err();
         assert_eq!(e.key, "nat64.prefix");
         assert!(e.message.contains("restart"), "{e}");
-        let upstream = Config::from_toml(&base.replace("192.0.2.53:53", "192.0.2.54:53")).unwrap();
+    }
+
+    /// Every `[dns64]` key but `listen` is live; adding or removing the
+    /// section is not.
+    #[test]
+    fn a_reload_applies_dns64_keys_but_not_listen_or_the_section() {
+        let base = "[dns64]
+upstream = [\"192.0.2.53:53\"]\n";
+        let old = Config::from_toml(base).unwrap();
+        let new = Config::from_toml(&format!(
+            "{}prefix = \"2001:db8:64::/96\"\nallow = [\"::/0\"]\ncache-size = 0\n\
+             exclude-mapped = [\"10.0.0.0/8\"]\n\n[[dns64.prefixes]]\nprefix = \"2001:db8:46::/96\"\nipv4 = [\"203.0.113.0/24\"]\n",
+            base.replace("192.0.2.53:53", "192.0.2.54:53")
+        ))
+        .unwrap();
         assert_eq!(
-            old.live_changes(&upstream).unwrap_err().key,
-            "dns64.upstream"
+            old.live_changes(&new).unwrap(),
+            vec![
+                "dns64.allow",
+                "dns64.cache-size",
+                "dns64.exclude-mapped",
+                "dns64.prefix",
+                "dns64.prefixes",
+                "dns64.upstream"
+            ]
         );
+        let listen = Config::from_toml(&format!("{base}listen = [\"[::1]:5353\"]\n")).unwrap();
+        let e = old.live_changes(&listen).unwrap_err();
+        assert_eq!(e.key, "dns64.listen");
+        assert!(
+            e.message.contains("port 53") && e.message.contains("restart"),
+            "{e}"
+        );
+        let gone = Config::from_toml("[nat64]\npool4 = [\"192.0.2.1\"]\n").unwrap();
+        let with_nat =
+            Config::from_toml(&format!("[nat64]\npool4 = [\"192.0.2.1\"]\n\n{base}")).unwrap();
+        assert_eq!(with_nat.live_changes(&gone).unwrap_err().key, "dns64");
+        assert_eq!(gone.live_changes(&with_nat).unwrap_err().key, "dns64");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod metrics;
 
 use crate::datapath::DatapathView;
 use crate::dns64::Dns64Counters;
+use crate::log_limit::{RateLimitedWarning, WARNING_INTERVAL};
 use filter::TableFilter;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -141,13 +142,20 @@ pub fn spawn(
 
 /// Answers requests until `shutdown` is cancelled.
 async fn serve(listener: UnixListener, state: ControlState, shutdown: CancellationToken) {
+    let accept_errors = RateLimitedWarning::new(WARNING_INTERVAL);
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::warn!(error = %e, "control socket accept failed");
+                    // E.g. out of file descriptors (EMFILE persists until
+                    // one is freed): say so once per interval, and pause
+                    // instead of spinning.
+                    if let Some(passed) = accept_errors.pass(e.kind(), Instant::now()) {
+                        tracing::warn!(error = %e, "control socket accept failed{passed}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },

@@ -3,15 +3,17 @@
 //! plan: a local answer (RFC 8880), forwarding, AAAA with synthesis
 //! (RFC 6147 §5.1) or reverse mapping (RFC 6147 §5.3.1).
 
-use super::upstream::IdSource;
-use super::Dns64Counters;
+use super::upstream::{IdSource, UpstreamWarnings};
+use super::{Dns64Counters, ReloadNote};
+use crate::config::Dns64Section;
+use arc_swap::ArcSwap;
 use futures::future::{select, Either};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tracing::debug;
 use xlat64_dns64::wire;
@@ -26,26 +28,139 @@ pub(super) struct Reply {
     pub(super) udp_limit: usize,
 }
 
-/// Everything a query task needs.
-pub(super) struct Engine {
+/// The `[dns64]` settings a reload may replace (every key but `listen`).
+/// A query loads them once, at its start, and uses that snapshot to its
+/// end: it never mixes old and new settings.
+pub(super) struct Settings {
     pub(super) policy: Dns64Policy,
     pub(super) allow: ClientSet,
     pub(super) synthesize_for: ClientSet,
-    pub(super) cache: Option<Mutex<Dns64Cache>>,
     pub(super) parallel_a: bool,
     pub(super) upstreams: Vec<SocketAddr>,
     pub(super) timeout: Duration,
+    /// `cache-size`; 0: no cache lookups at all.
+    pub(super) cache_size: usize,
+    /// The [`Cache::epoch`] these settings' replies belong to: a reply
+    /// finished under older settings than the cache's is not stored.
+    cache_epoch: u64,
+}
+
+impl Settings {
+    /// The settings of `section`, checked: the same checks as at start.
+    pub(super) fn from_section(section: &Dns64Section) -> Result<Self, String> {
+        let policy = section.policy().map_err(|e| e.to_string())?;
+        if section.upstream.is_empty() {
+            return Err("dns64.upstream: no upstream server to forward to".to_string());
+        }
+        Ok(Settings {
+            policy,
+            allow: ClientSet::new(section.allow.iter().copied()),
+            synthesize_for: ClientSet::new(section.synthesize_for.iter().copied()),
+            parallel_a: section.parallel_a,
+            upstreams: section.upstream.clone(),
+            timeout: Duration::from_millis(section.upstream_timeout_ms.max(1)),
+            cache_size: section.cache_size,
+            cache_epoch: 0,
+        })
+    }
+}
+
+/// The reply cache, with the epoch of the settings its replies were made
+/// under: a reload that changes what a reply would hold empties the cache
+/// and starts a new epoch.
+struct Cache {
+    replies: Dns64Cache,
+    epoch: u64,
+}
+
+/// Everything a query task needs.
+pub(super) struct Engine {
+    /// Swapped whole by a reload ([`Engine::reconfigure`]); loading it is
+    /// lock-free and, for a [`Guard`](arc_swap::Guard), allocation-free.
+    settings: ArcSwap<Settings>,
+    /// Exists even at `cache-size = 0` (holding nothing), so that a reload
+    /// can turn the cache on and off.
+    cache: Mutex<Cache>,
     pub(super) counters: Arc<Dns64Counters>,
     pub(super) ids: IdSource,
+    pub(super) upstream_warnings: UpstreamWarnings,
+}
+
+/// The keys whose change alters what a cached reply would hold (the
+/// synthesized addresses, RFC 6147 §5.1.4 exclusions, §5.1.2 errors), by
+/// the policies before and after.
+fn reply_changing_keys(old: &Dns64Policy, new: &Dns64Policy) -> Vec<&'static str> {
+    [
+        ("dns64.prefix", old.prefix != new.prefix),
+        ("dns64.prefixes", old.prefixes != new.prefixes),
+        ("dns64.exclude", old.exclude != new.exclude),
+        ("dns64.mapped", old.mapped != new.mapped),
+        (
+            "dns64.exclude-mapped",
+            old.exclude_mapped != new.exclude_mapped,
+        ),
+        (
+            "dns64.servfail",
+            old.synthesize_on_error != new.synthesize_on_error,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 impl Engine {
+    /// An engine with `settings` and an empty cache of their size.
+    pub(super) fn new(settings: Settings, counters: Arc<Dns64Counters>) -> Self {
+        Engine {
+            cache: Mutex::new(Cache {
+                replies: Dns64Cache::new(settings.cache_size),
+                epoch: 0,
+            }),
+            settings: ArcSwap::from_pointee(settings),
+            counters,
+            ids: IdSource::new(),
+            upstream_warnings: UpstreamWarnings::new(),
+        }
+    }
+
+    /// Puts `new` in force for every query that starts from now on (a
+    /// reload). The cache stays, resized to `new.cache_size`, unless a key
+    /// that changes what a reply would hold changed
+    /// ([`reply_changing_keys`]): then it is emptied, and replies still
+    /// being made under the old settings are not stored.
+    pub(super) fn reconfigure(&self, mut new: Settings) -> ReloadNote {
+        // Held throughout: reloads run one at a time, and no reply made
+        // under the old settings is stored after the cache is emptied.
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let emptied_by = reply_changing_keys(&self.settings.load().policy, &new.policy);
+        let mut note = ReloadNote {
+            emptied_by,
+            ..ReloadNote::default()
+        };
+        if !note.emptied_by.is_empty() {
+            cache.epoch += 1;
+            note.dropped = cache.replies.clear();
+        }
+        note.evicted = cache.replies.set_capacity(new.cache_size);
+        note.held = cache.replies.len();
+        note.capacity = new.cache_size;
+        new.cache_epoch = cache.epoch;
+        self.settings.store(Arc::new(new));
+        self.publish_cache_stats(&cache.replies);
+        note
+    }
+
     /// The reply to one client message from `peer`, or `None` to drop it.
     pub(super) async fn answer(&self, bytes: &[u8], peer: IpAddr) -> Option<Reply> {
         let c = &self.counters;
         Dns64Counters::inc(&c.queries);
+        // One snapshot for the whole query (it may wait on upstreams while
+        // a reload happens).
+        let s = self.settings.load_full();
+        let s = &*s;
         let parsed = parse_query(bytes);
-        if !self.allow.contains(peer) {
+        if !s.allow.contains(peer) {
             Dns64Counters::inc(&c.refused);
             debug!("dns64: {peer} not in dns64.allow: REFUSED");
             // Only well-formed queries get an answer: no reflection of junk.
@@ -81,12 +196,12 @@ impl Engine {
             q.query_class(),
             q.query_type()
         );
-        let synthesize_for = self.synthesize_for.contains(peer);
+        let synthesize_for = s.synthesize_for.contains(peer);
         let key = CacheKey::new(&query, synthesize_for);
-        if let Some(bytes) = self.cache_get(&key, bytes) {
+        if let Some(bytes) = self.cache_get(s, &key, bytes) {
             return Some(self.finish(&query, bytes));
         }
-        let result = match query.plan_for(&self.policy, synthesize_for) {
+        let result = match query.plan_for(&s.policy, synthesize_for) {
             Plan::Answer(m) => {
                 Dns64Counters::inc(&c.local_answers);
                 return Some(self.finish(&query, m.to_vec().ok()?));
@@ -97,14 +212,14 @@ impl Engine {
                     PassReason::NotInSynthesizeFor => &c.client_not_in_synthesize_for,
                     _ => &c.not_aaaa,
                 });
-                self.forward(&query, bytes).await
+                self.forward(s, &query, bytes).await
             }
-            Plan::ForwardAaaa => self.forward_aaaa(&query, bytes).await,
-            Plan::Reverse { target } => self.reverse(&query, target).await,
+            Plan::ForwardAaaa => self.forward_aaaa(s, &query, bytes).await,
+            Plan::Reverse { target } => self.reverse(s, &query, target).await,
         };
         let bytes = match result {
             Some(b) => {
-                self.cache_insert(key, &b);
+                self.cache_insert(s, key, &b);
                 b
             }
             None => {
@@ -120,7 +235,8 @@ impl Engine {
     /// is in `out`. False sends the query down [`Engine::answer`], which
     /// does everything again, so nothing is counted here then. The rules
     /// are those of `answer`: `allow` first (REFUSED comes from `answer`),
-    /// the key under the client's `synthesize-for` view.
+    /// the key under the client's `synthesize-for` view, all from one
+    /// snapshot of the settings.
     pub(super) fn answer_cached(
         &self,
         query: &[u8],
@@ -129,22 +245,20 @@ impl Engine {
         key: &mut CacheKey,
         out: &mut Vec<u8>,
     ) -> bool {
-        let Some(cache) = self.cache.as_ref() else {
-            return false;
-        };
-        if !self.allow.contains(peer) {
+        let s = self.settings.load();
+        if s.cache_size == 0 || !s.allow.contains(peer) {
             return false;
         }
-        let Some(udp_limit) = key.set_from_wire(query, self.synthesize_for.contains(peer)) else {
+        let Some(udp_limit) = key.set_from_wire(query, s.synthesize_for.contains(peer)) else {
             return false;
         };
-        let Ok(mut cache) = cache.lock() else {
+        let Ok(mut cache) = self.cache.lock() else {
             return false;
         };
-        if !cache.get_hit_into(key, query, now, out) {
+        if !cache.replies.get_hit_into(key, query, now, out) {
             return false;
         }
-        self.publish_cache_stats(&cache);
+        self.publish_cache_stats(&cache.replies);
         drop(cache);
         let c = &self.counters;
         Dns64Counters::inc(&c.queries);
@@ -170,29 +284,42 @@ impl Engine {
     }
 
     /// A fresh cached reply, ready for this client.
-    fn cache_get(&self, key: &CacheKey, query_bytes: &[u8]) -> Option<Vec<u8>> {
-        let mut cache = self.cache.as_ref()?.lock().ok()?;
-        let hit = cache.get(key, query_bytes, std::time::Instant::now());
-        self.publish_cache_stats(&cache);
+    fn cache_get(&self, s: &Settings, key: &CacheKey, query_bytes: &[u8]) -> Option<Vec<u8>> {
+        if s.cache_size == 0 {
+            return None;
+        }
+        let mut cache = self.cache.lock().ok()?;
+        let hit = cache
+            .replies
+            .get(key, query_bytes, std::time::Instant::now());
+        self.publish_cache_stats(&cache.replies);
         hit
     }
 
-    fn cache_insert(&self, key: CacheKey, reply: &[u8]) {
-        let Some(Ok(mut cache)) = self.cache.as_ref().map(|c| c.lock()) else {
+    /// Stores a reply made under `s`, unless a reload emptied the cache
+    /// since `s` was loaded (the reply may hold what the new settings
+    /// would not).
+    fn cache_insert(&self, s: &Settings, key: CacheKey, reply: &[u8]) {
+        let Ok(mut cache) = self.cache.lock() else {
             return;
         };
-        cache.insert(key, reply.to_vec(), std::time::Instant::now());
-        self.publish_cache_stats(&cache);
+        if cache.epoch != s.cache_epoch {
+            return;
+        }
+        cache
+            .replies
+            .insert(key, reply.to_vec(), std::time::Instant::now());
+        self.publish_cache_stats(&cache.replies);
     }
 
     /// Empties the cache (`xlat64 flush-cache`); returns how many replies
     /// it held.
     pub(super) fn flush_cache(&self) -> usize {
-        let Some(Ok(mut cache)) = self.cache.as_ref().map(|c| c.lock()) else {
+        let Ok(mut cache) = self.cache.lock() else {
             return 0;
         };
-        let flushed = cache.clear();
-        self.publish_cache_stats(&cache);
+        let flushed = cache.replies.clear();
+        self.publish_cache_stats(&cache.replies);
         flushed
     }
 
@@ -211,8 +338,8 @@ impl Engine {
     }
 
     /// Relays the client's query and the upstream answer unchanged.
-    async fn forward(&self, query: &ClientQuery, bytes: &[u8]) -> Option<Vec<u8>> {
-        let mut reply = self.exchange(bytes, query.question()).await?;
+    async fn forward(&self, s: &Settings, query: &ClientQuery, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut reply = self.exchange(s, bytes, query.question()).await?;
         Dns64Counters::inc(&self.counters.passed_through);
         wire::set_id(&mut reply, query.id());
         Some(reply)
@@ -222,15 +349,20 @@ impl Engine {
     /// failed, with `servfail = "synthesize"`). With `parallel_a` both go
     /// out at once and the A answer is dropped when the AAAA one is used.
     /// `None`: send SERVFAIL.
-    async fn forward_aaaa(&self, query: &ClientQuery, bytes: &[u8]) -> Option<Vec<u8>> {
+    async fn forward_aaaa(
+        &self,
+        s: &Settings,
+        query: &ClientQuery,
+        bytes: &[u8],
+    ) -> Option<Vec<u8>> {
         let c = &self.counters;
         let a_query = query.upstream_query(query.question().name().clone(), RecordType::A);
         let a_bytes = a_query.to_vec().ok()?;
         // Futures are lazy: without parallel_a this starts only when awaited.
-        let mut a_pending = pin!(self.exchange(&a_bytes, &a_query.queries()[0]));
+        let mut a_pending = pin!(self.exchange(s, &a_bytes, &a_query.queries()[0]));
         let mut a_done = None;
-        let aaaa_exchange = self.exchange(bytes, query.question());
-        let aaaa_result = if self.parallel_a {
+        let aaaa_exchange = self.exchange(s, bytes, query.question());
+        let aaaa_result = if s.parallel_a {
             match select(pin!(aaaa_exchange), a_pending.as_mut()).await {
                 Either::Left((aaaa, _)) => aaaa,
                 Either::Right((a, aaaa_rest)) => {
@@ -268,9 +400,9 @@ impl Engine {
                 Dns64Counters::inc(&c.parallel_a_unused);
             }
         };
-        match classify_aaaa(query, &aaaa, &self.policy) {
+        match classify_aaaa(query, &aaaa, &s.policy) {
             AaaaVerdict::PassThrough(reason) => {
-                unused_a(self.parallel_a);
+                unused_a(s.parallel_a);
                 match reason {
                     PassReason::RealAaaa => Dns64Counters::inc(&c.real_aaaa),
                     PassReason::Error(_) => Dns64Counters::inc(&c.error_passed),
@@ -291,7 +423,7 @@ impl Engine {
             Dns64Counters::inc(&c.upstream_errors);
             return aaaa_raw.and_then(pass);
         };
-        match synthesize(query, &aaaa, &a, &self.policy) {
+        match synthesize(query, &aaaa, &a, &s.policy) {
             Synthesis::Synthesized(m) => {
                 Dns64Counters::inc(&c.synthesized);
                 if aaaa.response_code() != ResponseCode::NoError {
@@ -314,12 +446,13 @@ impl Engine {
     /// RFC 6147 §5.3.1: PTR for the in-addr.arpa name behind a CNAME.
     async fn reverse(
         &self,
+        s: &Settings,
         query: &ClientQuery,
         target: hickory_proto::rr::Name,
     ) -> Option<Vec<u8>> {
         let ptr_query = query.upstream_query(target.clone(), RecordType::PTR);
         let ptr_raw = self
-            .exchange(&ptr_query.to_vec().ok()?, &ptr_query.queries()[0])
+            .exchange(s, &ptr_query.to_vec().ok()?, &ptr_query.queries()[0])
             .await?;
         let Ok(ptr) = Message::from_vec(&ptr_raw) else {
             Dns64Counters::inc(&self.counters.upstream_errors);

@@ -30,6 +30,12 @@
 //! DNSSEC bits and whether the client gets synthesis. For AAAA queries that
 //! may need synthesis the A query goes out together with the AAAA one
 //! (`parallel-a`), so synthesis costs one upstream round trip, not two.
+//!
+//! A reload ([`Dns64Reloader`]) swaps the settings (every key but `listen`)
+//! atomically; each query works from the snapshot it took at its start.
+//! The cache stays (resized to `cache-size`), unless a key that changes
+//! what a reply holds changed (`prefix`, `prefixes`, `exclude`, `mapped`,
+//! `exclude-mapped`, `servfail`): then it is emptied.
 
 mod engine;
 mod tcp;
@@ -44,15 +50,94 @@ impl CacheFlusher {
     }
 }
 
+/// Changes a running server's settings (`xlat64 reload`, SIGHUP): every
+/// `[dns64]` key but `listen`. Queries in flight finish with the settings
+/// they started with; the cache stays unless the new settings would make
+/// other replies.
+#[derive(Clone)]
+pub struct Dns64Reloader(Arc<Engine>);
+
+impl Dns64Reloader {
+    /// Checks `section` as [`Dns64Server::bind`] does, changing nothing
+    /// yet, so that a reload can check every part before it applies any.
+    /// `section.listen` is not looked at: the sockets stay.
+    pub fn prepare(&self, section: &Dns64Section) -> Result<Dns64Reload, String> {
+        Ok(Dns64Reload {
+            engine: self.0.clone(),
+            settings: Settings::from_section(section)?,
+        })
+    }
+}
+
+/// Checked settings, ready to be put in force by [`Dns64Reload::apply`].
+#[must_use = "nothing changes until it is applied"]
+pub struct Dns64Reload {
+    engine: Arc<Engine>,
+    settings: Settings,
+}
+
+impl Dns64Reload {
+    /// Puts the settings in force at once, for every query that starts
+    /// from now on.
+    pub fn apply(self) -> ReloadNote {
+        self.engine.reconfigure(self.settings)
+    }
+}
+
+/// What a reload did to the DNS64 cache; its `Display` is the log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadNote {
+    /// The changed keys that alter what a cached reply would hold
+    /// (`dns64.prefix`, `prefixes`, `exclude`, `mapped`, `exclude-mapped`,
+    /// `servfail`); empty when the cache was kept.
+    pub emptied_by: Vec<&'static str>,
+    /// Replies dropped because of `emptied_by`.
+    pub dropped: usize,
+    /// Replies evicted to fit a smaller `cache-size`.
+    pub evicted: usize,
+    /// Replies the cache holds now.
+    pub held: usize,
+    /// The cache's size now (`cache-size`; 0: off).
+    pub capacity: usize,
+}
+
+impl std::fmt::Display for ReloadNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.emptied_by.is_empty() {
+            write!(
+                f,
+                "DNS64 cache emptied: {} replies dropped, as {} changed what they would hold",
+                self.dropped,
+                self.emptied_by.join(", ")
+            )
+        } else if self.capacity == 0 {
+            write!(
+                f,
+                "DNS64 cache off (cache-size 0): {} replies dropped",
+                self.evicted
+            )
+        } else {
+            write!(f, "DNS64 cache kept: {} replies", self.held)?;
+            if self.evicted > 0 {
+                write!(
+                    f,
+                    ", {} evicted to fit cache-size {}",
+                    self.evicted, self.capacity
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
 mod udp;
 mod upstream;
 
-use self::engine::Engine;
+use self::engine::{Engine, Settings};
 use self::tcp::serve_tcp;
 use self::udp::serve_udp;
-use self::upstream::IdSource;
 use crate::config::Dns64Section;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::BTreeMap;
@@ -60,12 +145,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use xlat64_dns64::{ClientSet, Dns64Cache};
 
 macro_rules! counters {
     ($($name:ident: $doc:literal,)*) => {
@@ -155,10 +238,7 @@ impl Dns64Server {
     /// kernel spreads clients over them (by address and port hash), and
     /// each socket's receive loop can run on its own thread.
     pub async fn bind(section: &Dns64Section) -> Result<Self, String> {
-        let policy = section.policy().map_err(|e| e.to_string())?;
-        if section.upstream.is_empty() {
-            return Err("dns64.upstream: no upstream server to forward to".to_string());
-        }
+        let settings = Settings::from_section(section)?;
         let per_address = tokio::runtime::Handle::try_current()
             .map(|h| h.metrics().num_workers())
             .unwrap_or(1)
@@ -181,18 +261,7 @@ impl Dns64Server {
             tcp.push(t);
         }
         let counters = Arc::new(Dns64Counters::default());
-        let engine = Arc::new(Engine {
-            policy,
-            allow: ClientSet::new(section.allow.iter().copied()),
-            synthesize_for: ClientSet::new(section.synthesize_for.iter().copied()),
-            cache: (section.cache_size > 0)
-                .then(|| Mutex::new(Dns64Cache::new(section.cache_size))),
-            parallel_a: section.parallel_a,
-            upstreams: section.upstream.clone(),
-            timeout: Duration::from_millis(section.upstream_timeout_ms.max(1)),
-            counters: counters.clone(),
-            ids: IdSource::new(),
-        });
+        let engine = Arc::new(Engine::new(settings, counters.clone()));
         Ok(Dns64Server {
             counters,
             udp,
@@ -209,6 +278,11 @@ impl Dns64Server {
     /// What the control socket needs to empty the cache.
     pub fn cache_flusher(&self) -> CacheFlusher {
         CacheFlusher(self.engine.clone())
+    }
+
+    /// What a reload needs to change the settings while the server runs.
+    pub fn reloader(&self) -> Dns64Reloader {
+        Dns64Reloader(self.engine.clone())
     }
 
     /// The addresses actually bound, one per `listen` entry (UDP and TCP

@@ -4,6 +4,7 @@
 
 use super::engine::Engine;
 use super::Dns64Counters;
+use crate::log_limit::{RateLimitedWarning, WARNING_INTERVAL};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,9 @@ use tracing::{debug, warn};
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open client TCP connections per listener; more are closed at once.
 const MAX_TCP_CONNECTIONS: usize = 512;
+/// The pause after a failed accept (e.g. EMFILE, which persists until a
+/// descriptor is freed), so that the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The TCP listener: each connection in its own task, at most
 /// [`MAX_TCP_CONNECTIONS`] at a time.
@@ -28,6 +32,7 @@ pub(super) async fn serve_tcp(
     shutdown: CancellationToken,
 ) {
     let mut connections = JoinSet::new();
+    let accept_errors = RateLimitedWarning::new(WARNING_INTERVAL);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -42,9 +47,12 @@ pub(super) async fn serve_tcp(
                     connections.spawn(serve_tcp_connection(engine.clone(), stream, peer));
                 }
                 Err(e) => {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    warn!("dns64: TCP accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // E.g. out of file descriptors: back off instead of
+                    // spinning, and say so once per interval.
+                    if let Some(passed) = accept_errors.pass(e.kind(), std::time::Instant::now()) {
+                        warn!("dns64: TCP accept: {e}{passed}");
+                    }
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
         }

@@ -1,7 +1,7 @@
 //! Tests of the whole server, over UDP and TCP on 127.0.0.1, against a
 //! fake upstream.
 
-use super::{CacheFlusher, Dns64Counters, Dns64Server};
+use super::{CacheFlusher, Dns64Counters, Dns64Reloader, Dns64Server, ReloadNote};
 use crate::config::Dns64Section;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, SOA};
@@ -192,7 +192,19 @@ struct Harness {
     addr: SocketAddr,
     counters: Arc<Dns64Counters>,
     flusher: CacheFlusher,
+    reloader: Dns64Reloader,
+    /// The section the server started with (a reload's starting point).
+    section: Dns64Section,
     shutdown: CancellationToken,
+}
+
+impl Harness {
+    /// A reload to the started section as changed by `change`.
+    fn reload(&self, change: impl FnOnce(&mut Dns64Section)) -> ReloadNote {
+        let mut new = self.section.clone();
+        change(&mut new);
+        self.reloader.prepare(&new).expect("valid section").apply()
+    }
 }
 
 impl Drop for Harness {
@@ -233,12 +245,15 @@ async fn start_section(section: Dns64Section) -> Harness {
     let addr = server.local_addrs()[0];
     let counters = server.counters();
     let flusher = server.cache_flusher();
+    let reloader = server.reloader();
     let shutdown = CancellationToken::new();
     tokio::spawn(server.run(shutdown.clone()));
     Harness {
         addr,
         counters,
         flusher,
+        reloader,
+        section,
         shutdown,
     }
 }
@@ -768,4 +783,176 @@ async fn parallel_a_on_a_fast_upstream() {
             up.count()
         );
     }
+}
+
+/// A fake upstream stopped with the harness `h`.
+async fn second_upstream(h: &Harness) -> FakeUpstream {
+    fake_upstream(h.shutdown.clone(), Duration::ZERO).await
+}
+
+/// A reload to another upstream and another `allow` swaps them for the
+/// next query and keeps the cache: the cached answer is still served.
+#[tokio::test]
+async fn reload_swaps_upstream_and_allow_and_keeps_the_cache() {
+    let (h, first) = start_fake_with(Duration::ZERO, |_| {}).await;
+    let cached = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    let asked_first = first.count();
+    let second = second_upstream(&h).await;
+    let note = h.reload(|s| {
+        s.upstream = vec![second.addr];
+        s.allow = vec!["127.0.0.0/8".parse().unwrap()];
+        s.upstream_timeout_ms = 500;
+        s.parallel_a = false;
+        s.synthesize_for = vec!["127.0.0.1/32".parse().unwrap()];
+    });
+    assert!(note.emptied_by.is_empty(), "{note:?}");
+    assert_eq!((note.dropped, note.held), (0, 1), "{note:?}");
+    assert_eq!(note.to_string(), "DNS64 cache kept: 1 replies");
+    // Cached: served over UDP (the receive loop) and TCP, no upstream asked.
+    let hit = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    assert_eq!(aaaa_of(&hit), aaaa_of(&cached));
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    let hit = ask_tcp(&mut stream, &query("v4only.test.", RecordType::AAAA)).await;
+    assert_eq!(aaaa_of(&hit), aaaa_of(&cached));
+    assert_eq!(counter(&h, "dns64_cache_hits"), 2);
+    // A new name goes to the new upstream only (parallel-a off: AAAA first,
+    // no A needed for a real AAAA).
+    let m = ask_udp(h.addr, &query("dual.test.", RecordType::AAAA)).await;
+    assert_eq!(aaaa_of(&m).len(), 1);
+    assert_eq!(*second.queries.lock().unwrap(), vec![RecordType::AAAA]);
+    assert_eq!(first.count(), asked_first);
+    // A client outside the new allow list is refused, even a cached name.
+    h.reload(|s| s.allow = vec!["10.0.0.0/8".parse().unwrap()]);
+    let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    assert_eq!(m.response_code(), ResponseCode::Refused);
+    assert_eq!(counter(&h, "dns64_cache_hits"), 2);
+}
+
+/// RFC 6147 §5.2: a new prefix changes every synthesized answer, so the
+/// cache is emptied (and the reload says so); the next answer carries the
+/// new prefix.
+#[tokio::test]
+async fn reload_of_the_prefix_empties_the_cache() {
+    let h = start_with_fake().await;
+    ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    ask_udp(h.addr, &query("dual.test.", RecordType::AAAA)).await;
+    let note = h.reload(|s| s.prefix = Some("2001:db8:64::/96".parse().unwrap()));
+    assert_eq!(note.emptied_by, vec!["dns64.prefix"]);
+    assert_eq!((note.dropped, note.held), (2, 0));
+    assert_eq!(
+        note.to_string(),
+        "DNS64 cache emptied: 2 replies dropped, as dns64.prefix changed what they would hold"
+    );
+    assert_eq!(counter(&h, "dns64_cache_entries"), 0);
+    let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    assert_eq!(
+        aaaa_of(&m),
+        vec![("2001:db8:64::5db8:d822".parse().unwrap(), 300)]
+    );
+    // Each key that changes a reply empties it; together they are named.
+    let note = h.reload(|s| {
+        s.prefix = Some("2001:db8:64::/96".parse().unwrap());
+        s.exclude = Vec::new();
+        s.mapped = vec!["93.0.0.0/8".parse().unwrap()];
+        s.exclude_mapped = vec!["10.0.0.0/8".parse().unwrap()];
+        s.servfail = crate::config::ServfailPolicy::Pass;
+        s.prefixes = vec![crate::config::Dns64PrefixEntry {
+            prefix: "2001:db8:46::/96".parse().unwrap(),
+            ipv4: vec!["93.184.0.0/16".parse().unwrap()],
+        }];
+    });
+    assert_eq!(
+        note.emptied_by,
+        vec![
+            "dns64.prefixes",
+            "dns64.exclude",
+            "dns64.mapped",
+            "dns64.exclude-mapped",
+            "dns64.servfail"
+        ]
+    );
+    assert_eq!(note.dropped, 1);
+    let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    assert_eq!(
+        aaaa_of(&m),
+        vec![("2001:db8:46::5db8:d822".parse().unwrap(), 300)]
+    );
+}
+
+/// `cache-size`: smaller keeps what fits, 0 turns the cache off, and a
+/// size again turns it on.
+#[tokio::test]
+async fn reload_of_cache_size_resizes_turns_off_and_on() {
+    let (h, up) = start_fake_with(Duration::ZERO, |_| {}).await;
+    ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    ask_udp(h.addr, &query("dual.test.", RecordType::AAAA)).await;
+    let note = h.reload(|s| s.cache_size = 1);
+    assert_eq!((note.evicted, note.held), (1, 1), "{note:?}");
+    assert_eq!(
+        note.to_string(),
+        "DNS64 cache kept: 1 replies, 1 evicted to fit cache-size 1"
+    );
+    let note = h.reload(|s| s.cache_size = 0);
+    assert_eq!((note.evicted, note.held), (1, 0), "{note:?}");
+    assert_eq!(
+        note.to_string(),
+        "DNS64 cache off (cache-size 0): 1 replies dropped"
+    );
+    // A queries: one upstream query each.
+    let sent = up.count();
+    ask_udp(h.addr, &query("dual.test.", RecordType::A)).await;
+    ask_udp(h.addr, &query("dual.test.", RecordType::A)).await;
+    assert_eq!(up.count(), sent + 2, "no cache");
+    assert_eq!(counter(&h, "dns64_cache_entries"), 0);
+    h.reload(|s| s.cache_size = 10);
+    ask_udp(h.addr, &query("dual.test.", RecordType::A)).await;
+    let hits = counter(&h, "dns64_cache_hits");
+    ask_udp(h.addr, &query("dual.test.", RecordType::A)).await;
+    assert_eq!(up.count(), sent + 3, "cached again");
+    assert_eq!(counter(&h, "dns64_cache_hits"), hits + 1);
+}
+
+/// A query keeps the settings it started with; a reply made under settings
+/// a reload has since replaced (and the cache emptied for) is sent but not
+/// cached.
+#[tokio::test]
+async fn a_query_in_flight_keeps_its_settings_and_is_not_cached_after_a_reload() {
+    let (h, up) = start_fake_with(Duration::from_millis(300), |_| {}).await;
+    let addr = h.addr;
+    let in_flight =
+        tokio::spawn(async move { ask_udp(addr, &query("v4only.test.", RecordType::AAAA)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.reload(|s| s.prefix = Some("2001:db8:64::/96".parse().unwrap()));
+    let m = in_flight.await.unwrap();
+    assert_eq!(
+        aaaa_of(&m),
+        vec![("64:ff9b::5db8:d822".parse().unwrap(), 300)],
+        "the old prefix, throughout"
+    );
+    assert_eq!(counter(&h, "dns64_cache_entries"), 0);
+    let sent = up.count();
+    let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    assert_eq!(
+        aaaa_of(&m),
+        vec![("2001:db8:64::5db8:d822".parse().unwrap(), 300)]
+    );
+    assert!(up.count() > sent, "asked upstream again");
+}
+
+/// An invalid section is refused by `prepare`, and nothing changes.
+#[tokio::test]
+async fn reload_refuses_an_invalid_section_and_changes_nothing() {
+    let (h, up) = start_fake_with(Duration::ZERO, |_| {}).await;
+    ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    let mut bad = h.section.clone();
+    bad.upstream.clear();
+    let e = h.reloader.prepare(&bad).err().expect("refused");
+    assert!(e.contains("dns64.upstream"), "{e}");
+    let mut bad = h.section.clone();
+    bad.prefix = Some("2001:db8::/33".parse().unwrap());
+    let e = h.reloader.prepare(&bad).err().expect("refused");
+    assert!(e.contains("dns64.prefix"), "{e}");
+    let sent = up.count();
+    ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
+    assert_eq!(up.count(), sent, "still cached");
 }

@@ -3,14 +3,16 @@
 //! its id and question match (RFC 5452 §9.1, §9.2), and a truncated
 //! (TC=1) one is retried over TCP.
 
-use super::engine::Engine;
+use super::engine::{Engine, Settings};
 use super::Dns64Counters;
+use crate::log_limit::{Passed, RateLimitedWarning, WARNING_INTERVAL};
 use hickory_proto::op::Query;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout, timeout_at, Instant};
@@ -48,39 +50,77 @@ enum UpstreamError {
     Io(io::Error),
 }
 
+/// The warnings about one upstream server: a dead upstream under load
+/// fails every query, so its timeouts and errors are logged at most once
+/// per [`WARNING_INTERVAL`] each, with a count of the others.
+pub(super) struct UpstreamWarnings(RateLimitedWarning<(SocketAddr, FailureKind)>);
+
+/// What kind of failure a warning is about (each has its own window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FailureKind {
+    Timeout,
+    Error,
+}
+
+impl UpstreamWarnings {
+    pub(super) fn new() -> Self {
+        UpstreamWarnings(RateLimitedWarning::new(WARNING_INTERVAL))
+    }
+
+    /// Whether a failure of `server` is logged now, and the suffix that
+    /// counts the ones held back.
+    fn pass(&self, server: SocketAddr, kind: FailureKind) -> Option<Passed> {
+        self.0.pass((server, kind), std::time::Instant::now())
+    }
+}
+
 impl Engine {
-    /// Sends `message` (its id is replaced) to the upstreams in order until
-    /// one answers; `None` when all fail.
-    pub(super) async fn exchange(&self, message: &[u8], question: &Query) -> Option<Vec<u8>> {
+    /// Sends `message` (its id is replaced) to the upstreams of `s` in
+    /// order until one answers; `None` when all fail.
+    pub(super) async fn exchange(
+        &self,
+        s: &Settings,
+        message: &[u8],
+        question: &Query,
+    ) -> Option<Vec<u8>> {
         let c = &self.counters;
-        for &server in &self.upstreams {
+        for &server in &s.upstreams {
             let id = self.ids.next();
             let mut packet = message.to_vec();
             wire::set_id(&mut packet, id);
             Dns64Counters::inc(&c.upstream_queries);
-            let mut result = self.exchange_udp(server, &packet, id, question).await;
+            let mut result = self
+                .exchange_udp(server, s.timeout, &packet, id, question)
+                .await;
             if matches!(&result, Ok(reply) if wire::is_truncated(reply)) {
                 Dns64Counters::inc(&c.upstream_tcp_retries);
                 Dns64Counters::inc(&c.upstream_queries);
-                result = self.exchange_tcp(server, &packet, id, question).await;
+                result = self
+                    .exchange_tcp(server, s.timeout, &packet, id, question)
+                    .await;
             }
             match result {
                 Ok(reply) => return Some(reply),
                 Err(UpstreamError::Timeout) => {
                     Dns64Counters::inc(&c.upstream_timeouts);
-                    warn!(
-                        "dns64: upstream {server} timed out for {} {}",
-                        question.name(),
-                        question.query_type()
-                    );
+                    if let Some(passed) = self.upstream_warnings.pass(server, FailureKind::Timeout)
+                    {
+                        warn!(
+                            "dns64: upstream {server} timed out for {} {}{passed}",
+                            question.name(),
+                            question.query_type()
+                        );
+                    }
                 }
                 Err(UpstreamError::Io(e)) => {
                     Dns64Counters::inc(&c.upstream_errors);
-                    warn!(
-                        "dns64: upstream {server} failed for {} {}: {e}",
-                        question.name(),
-                        question.query_type()
-                    );
+                    if let Some(passed) = self.upstream_warnings.pass(server, FailureKind::Error) {
+                        warn!(
+                            "dns64: upstream {server} failed for {} {}: {e}{passed}",
+                            question.name(),
+                            question.query_type()
+                        );
+                    }
                 }
             }
         }
@@ -91,11 +131,12 @@ impl Engine {
     async fn exchange_udp(
         &self,
         server: SocketAddr,
+        wait: Duration,
         packet: &[u8],
         id: u16,
         question: &Query,
     ) -> Result<Vec<u8>, UpstreamError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + wait;
         let local: SocketAddr = if server.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -126,6 +167,7 @@ impl Engine {
     async fn exchange_tcp(
         &self,
         server: SocketAddr,
+        wait: Duration,
         packet: &[u8],
         id: u16,
         question: &Query,
@@ -149,7 +191,7 @@ impl Engine {
                 Dns64Counters::inc(&self.counters.upstream_mismatched);
             }
         };
-        match timeout(self.timeout, attempt).await {
+        match timeout(wait, attempt).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(r) => r.map_err(UpstreamError::Io),
         }
