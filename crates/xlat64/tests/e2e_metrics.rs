@@ -23,6 +23,37 @@ fn scrape(lab: &Lab) -> String {
     .expect("scrape")
 }
 
+/// The metric families `body` holds, as the OpenMetrics parser of the
+/// Prometheus Python client reads them (it refuses what breaks the format).
+fn openmetrics_families(body: &str) -> Vec<String> {
+    const PARSE: &str = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+        for f in parse(sys.stdin.read()): print(f.name)\n";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (apt install python3 python3-prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused the exposition (needs python3-prometheus-client): {}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
 #[test]
 fn metrics_match_stats_and_parse() {
     if !common::can_run("metrics", &["ping"]) {
@@ -50,6 +81,22 @@ fn metrics_match_stats_and_parse() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("openmetrics-text"), "{head}");
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    // An independent, strict OpenMetrics parser accepts it: the Python
+    // client's (Debian's python3-prometheus-client, installed by .ci/run).
+    let families = openmetrics_families(body);
+    eprintln!("{} metric families: {}", families.len(), families.join(" "));
+    for family in [
+        "xlat64_drops",
+        "xlat64_nat64_sessions",
+        "xlat64_pool4_bindings",
+        "xlat64_worker_tun_rx_packets",
+        "xlat64_dns64_cache_entries",
+    ] {
+        assert!(
+            families.iter().any(|f| f == family),
+            "{family} not in {families:?}"
+        );
+    }
     // Every sample belongs to a family with HELP and TYPE.
     let mut families = std::collections::BTreeSet::new();
     let mut samples: BTreeMap<String, u64> = BTreeMap::new();
