@@ -410,6 +410,12 @@ impl Engine {
                 }
                 return aaaa_raw.and_then(pass);
             }
+            AaaaVerdict::RealWithoutExcluded(m) => {
+                unused_a(s.parallel_a);
+                Dns64Counters::inc(&c.real_aaaa);
+                Dns64Counters::inc(&c.excluded_aaaa_removed);
+                return m.to_vec().ok();
+            }
             AaaaVerdict::QueryA => {}
         }
         let a_raw = match a_done {

@@ -189,7 +189,7 @@ counters! {
     client_not_in_synthesize_for: "AAAA queries passed through: client outside synthesize-for.",
     error_passed: "AAAA errors (other than NXDOMAIN) sent to the client: servfail = \"pass\".",
     nothing_to_synthesize: "AAAA answers empty and no A record to synthesize from: the AAAA answer is sent.",
-    excluded_aaaa_removed: "Answers whose AAAA records were all in `exclude` and were removed (RFC 6147 §5.1.4).",
+    excluded_aaaa_removed: "AAAA answers whose records inside `exclude` were removed before they reached the client (RFC 6147 §5.1.4).",
     refused: "Queries answered REFUSED: client not in `allow`.",
     reverse_mapped: "PTR queries answered through the ip6.arpa -> in-addr.arpa CNAME (RFC 6147 §5.3.1).",
     local_answers: "Queries answered locally (ipv4only.arpa, RFC 8880).",

@@ -100,6 +100,9 @@ fn zone_xlat64_test() -> String {
          short {SHORT_TTL} IN A 198.51.100.14\n\
          mapped IN AAAA ::ffff:198.51.100.12\n\
          mapped IN A 198.51.100.12\n\
+         mixedaaaa IN AAAA ::ffff:198.51.100.16\n\
+         mixedaaaa IN AAAA 2001:db8:2::16\n\
+         mixedaaaa IN A 198.51.100.16\n\
          multi IN A 198.51.100.11\n\
          multi IN A 203.0.113.5\n\
          private IN A 10.1.2.3\n\
