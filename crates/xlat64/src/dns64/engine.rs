@@ -5,7 +5,7 @@
 
 use super::upstream::{IdSource, UpstreamWarnings};
 use super::{Dns64Counters, ReloadNote};
-use crate::config::Dns64Section;
+use crate::config::{ClientSubnetPolicy, Dns64Section};
 use arc_swap::ArcSwap;
 use futures::future::{select, Either};
 use hickory_proto::op::{Message, ResponseCode};
@@ -40,6 +40,8 @@ pub(super) struct Settings {
     pub(super) timeout: Duration,
     /// `cache-size`; 0: no cache lookups at all.
     pub(super) cache_size: usize,
+    /// What becomes of a client's EDNS Client Subnet option.
+    pub(super) client_subnet: ClientSubnetPolicy,
     /// The [`Cache::epoch`] these settings' replies belong to: a reply
     /// finished under older settings than the cache's is not stored.
     cache_epoch: u64,
@@ -60,6 +62,7 @@ impl Settings {
             upstreams: section.upstream.clone(),
             timeout: Duration::from_millis(section.upstream_timeout_ms.max(1)),
             cache_size: section.cache_size,
+            client_subnet: section.client_subnet,
             cache_epoch: 0,
         })
     }
@@ -188,6 +191,21 @@ impl Engine {
                 });
             }
         };
+        // client-subnet = "strip": the client's network never goes upstream
+        // (RFC 7871 §11.1), and every answer is everyone's to cache.
+        let stripped;
+        let without = match s.client_subnet {
+            ClientSubnetPolicy::Strip => query.without_client_subnet(),
+            ClientSubnetPolicy::Pass => None,
+        };
+        let (query, bytes) = match without {
+            Some((q, b)) => {
+                Dns64Counters::inc(&c.client_subnet_stripped);
+                stripped = b;
+                (q, stripped.as_slice())
+            }
+            None => (query, bytes),
+        };
         let q = query.question();
         debug!(
             "dns64: query id {} {} {} {} from {peer}",
@@ -218,6 +236,13 @@ impl Engine {
             Plan::Reverse { target } => self.reverse(s, &query, target).await,
         };
         let bytes = match result {
+            // client-subnet = "pass": the answer may be tailored to the
+            // client's subnet (a synthesized one no longer shows its
+            // scope), so it is not kept for others (RFC 7871 §7.3.1).
+            Some(b) if query.has_client_subnet() => {
+                Dns64Counters::inc(&c.client_subnet_not_cached);
+                b
+            }
             Some(b) => {
                 self.cache_insert(s, key, &b);
                 b
