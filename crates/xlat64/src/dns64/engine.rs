@@ -3,6 +3,7 @@
 //! plan: a local answer (RFC 8880), forwarding, AAAA with synthesis
 //! (RFC 6147 §5.1) or reverse mapping (RFC 6147 §5.3.1).
 
+use super::cache_shards::ShardedCache;
 use super::upstream::{IdSource, UpstreamWarnings};
 use super::{Dns64Counters, ReloadNote};
 use crate::config::{ClientSubnetPolicy, Dns64Section};
@@ -12,14 +13,13 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
 use xlat64_dns64::wire;
 use xlat64_dns64::{
     classify_aaaa, parse_query, reverse_answer, synthesize, AaaaVerdict, CacheKey, ClientQuery,
-    ClientSet, Dns64Cache, Dns64Policy, PassReason, Plan, QueryError, Synthesis,
+    ClientSet, Dns64Policy, PassReason, Plan, QueryError, Synthesis,
 };
 
 /// A reply for the client, before UDP truncation.
@@ -68,14 +68,6 @@ impl Settings {
     }
 }
 
-/// The reply cache, with the epoch of the settings its replies were made
-/// under: a reload that changes what a reply would hold empties the cache
-/// and starts a new epoch.
-struct Cache {
-    replies: Dns64Cache,
-    epoch: u64,
-}
-
 /// Everything a query task needs.
 pub(super) struct Engine {
     /// Swapped whole by a reload ([`Engine::reconfigure`]); loading it is
@@ -83,7 +75,7 @@ pub(super) struct Engine {
     settings: ArcSwap<Settings>,
     /// Exists even at `cache-size = 0` (holding nothing), so that a reload
     /// can turn the cache on and off.
-    cache: Mutex<Cache>,
+    cache: ShardedCache,
     pub(super) counters: Arc<Dns64Counters>,
     pub(super) ids: IdSource,
     pub(super) upstream_warnings: UpstreamWarnings,
@@ -116,10 +108,7 @@ impl Engine {
     /// An engine with `settings` and an empty cache of their size.
     pub(super) fn new(settings: Settings, counters: Arc<Dns64Counters>) -> Self {
         Engine {
-            cache: Mutex::new(Cache {
-                replies: Dns64Cache::new(settings.cache_size),
-                epoch: 0,
-            }),
+            cache: ShardedCache::new(settings.cache_size),
             settings: ArcSwap::from_pointee(settings),
             counters,
             ids: IdSource::new(),
@@ -133,24 +122,23 @@ impl Engine {
     /// ([`reply_changing_keys`]): then it is emptied, and replies still
     /// being made under the old settings are not stored.
     pub(super) fn reconfigure(&self, mut new: Settings) -> ReloadNote {
-        // Held throughout: reloads run one at a time, and no reply made
-        // under the old settings is stored after the cache is emptied.
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        // Reloads run one at a time. A new epoch begins before the cache
+        // is emptied, so a reply made under the old settings is not stored
+        // after (`ShardedCache::insert` checks under the shard's lock).
+        let c = &self.counters;
         let emptied_by = reply_changing_keys(&self.settings.load().policy, &new.policy);
         let mut note = ReloadNote {
             emptied_by,
             ..ReloadNote::default()
         };
         if !note.emptied_by.is_empty() {
-            cache.epoch += 1;
-            note.dropped = cache.replies.clear();
+            note.dropped = self.cache.clear(true, c);
         }
-        note.evicted = cache.replies.set_capacity(new.cache_size);
-        note.held = cache.replies.len();
+        note.evicted = self.cache.set_capacity(new.cache_size, c);
+        note.held = self.cache.len();
         note.capacity = new.cache_size;
-        new.cache_epoch = cache.epoch;
+        new.cache_epoch = self.cache.epoch();
         self.settings.store(Arc::new(new));
-        self.publish_cache_stats(&cache.replies);
         note
     }
 
@@ -277,15 +265,10 @@ impl Engine {
         let Some(udp_limit) = key.set_from_wire(query, s.synthesize_for.contains(peer)) else {
             return false;
         };
-        let Ok(mut cache) = self.cache.lock() else {
-            return false;
-        };
-        if !cache.replies.get_hit_into(key, query, now, out) {
+        let c = &self.counters;
+        if !self.cache.get_hit_into(key, query, now, out, c) {
             return false;
         }
-        self.publish_cache_stats(&cache.replies);
-        drop(cache);
-        let c = &self.counters;
         Dns64Counters::inc(&c.queries);
         if out.len() >= 4 && out[3] & 0x0f == 3 {
             Dns64Counters::inc(&c.nxdomain);
@@ -313,53 +296,23 @@ impl Engine {
         if s.cache_size == 0 {
             return None;
         }
-        let mut cache = self.cache.lock().ok()?;
-        let hit = cache
-            .replies
-            .get(key, query_bytes, std::time::Instant::now());
-        self.publish_cache_stats(&cache.replies);
-        hit
+        let now = std::time::Instant::now();
+        self.cache.get(key, query_bytes, now, &self.counters)
     }
 
     /// Stores a reply made under `s`, unless a reload emptied the cache
     /// since `s` was loaded (the reply may hold what the new settings
     /// would not).
     fn cache_insert(&self, s: &Settings, key: CacheKey, reply: &[u8]) {
-        let Ok(mut cache) = self.cache.lock() else {
-            return;
-        };
-        if cache.epoch != s.cache_epoch {
-            return;
-        }
-        cache
-            .replies
-            .insert(key, reply.to_vec(), std::time::Instant::now());
-        self.publish_cache_stats(&cache.replies);
+        let now = std::time::Instant::now();
+        self.cache
+            .insert(s.cache_epoch, key, reply, now, &self.counters);
     }
 
     /// Empties the cache (`xlat64 flush-cache`); returns how many replies
     /// it held.
     pub(super) fn flush_cache(&self) -> usize {
-        let Ok(mut cache) = self.cache.lock() else {
-            return 0;
-        };
-        let flushed = cache.replies.clear();
-        self.publish_cache_stats(&cache.replies);
-        flushed
-    }
-
-    fn publish_cache_stats(&self, cache: &Dns64Cache) {
-        let c = &self.counters;
-        let s = cache.stats();
-        for (counter, value) in [
-            (&c.cache_hits, s.hits),
-            (&c.cache_misses, s.misses),
-            (&c.cache_inserts, s.inserts),
-            (&c.cache_evictions, s.evictions),
-            (&c.cache_entries, cache.len() as u64),
-        ] {
-            counter.store(value, Ordering::Relaxed);
-        }
+        self.cache.clear(false, &self.counters)
     }
 
     /// Relays the client's query and the upstream answer unchanged.

@@ -37,6 +37,7 @@
 //! what a reply holds changed (`prefix`, `prefixes`, `exclude`, `mapped`,
 //! `exclude-mapped`, `servfail`): then it is emptied.
 
+mod cache_shards;
 mod engine;
 mod tcp;
 /// Empties a running server's cache (`xlat64 flush-cache`).
