@@ -37,6 +37,8 @@
 //! what a reply holds changed (`prefix`, `prefixes`, `exclude`, `mapped`,
 //! `exclude-mapped`, `servfail`): then it is emptied.
 
+#[cfg(test)]
+mod access_tests;
 mod engine;
 mod tcp;
 /// Empties a running server's cache (`xlat64 flush-cache`).
