@@ -129,6 +129,8 @@ listen = ["[$XLAT]:53"]
 upstream = ["$NSD:53"]
 prefix = "2001:db8:64::/96"
 allow = ["2001:db8::/32"]
+# dnsperf is one client: no per-client rate limit.
+queries-per-second-per-client = 0
 
 [control]
 socket = "$dir/xlat64.sock"

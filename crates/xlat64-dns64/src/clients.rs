@@ -1,5 +1,6 @@
 //! Sets of client addresses: who may query (`allow`) and who gets
-//! synthesized answers (`synthesize-for`, RFC 6147 §5.1).
+//! synthesized answers (`synthesize-for`, RFC 6147 §5.1); and who counts
+//! as one client for per-client limits ([`ClientId`]).
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -56,6 +57,42 @@ impl ClientSet {
     }
 }
 
+/// The default length of the IPv6 prefix that counts as one client for
+/// per-client limits: a /64 is one subscriber's LAN (RFC 6177) or one
+/// phone (RFC 7278), and a host picks new addresses inside it at will
+/// (RFC 8981), so a per-address limit would be no limit.
+pub const DEFAULT_CLIENT_PREFIX_V6: u8 = 64;
+
+/// One client, for per-client limits (TCP connections, query rate): an
+/// IPv4 address, or an IPv6 address's first `prefix` bits. An IPv4-mapped
+/// IPv6 address counts as the IPv4 address it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientId(IpAddr);
+
+impl ClientId {
+    /// The client `addr` belongs to, IPv6 addresses grouped by their first
+    /// `v6_prefix` bits (at most 128).
+    pub fn new(addr: IpAddr, v6_prefix: u8) -> Self {
+        let addr = match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let bits = u32::from(v6_prefix.min(128));
+                    let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                    IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+                }
+            },
+            v4 => v4,
+        };
+        ClientId(addr)
+    }
+
+    /// The client's address or network address, as the key of a table.
+    pub fn addr(self) -> IpAddr {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +130,18 @@ mod tests {
         let only_v6 = ClientSet::new(["::/0".parse().unwrap()]);
         assert!(!only_v6.contains(ip("::ffff:10.0.0.1")));
         assert!(ClientSet::new(EVERYONE).contains(ip("::ffff:8.8.8.8")));
+    }
+
+    #[test]
+    fn client_id_groups_ipv6_by_prefix_and_keeps_ipv4_whole() {
+        let id = |a: &str, p: u8| ClientId::new(ip(a), p);
+        assert_eq!(id("2001:db8:1:2::1", 64), id("2001:db8:1:2:ffff::9", 64));
+        assert_ne!(id("2001:db8:1:2::1", 64), id("2001:db8:1:3::1", 64));
+        assert_ne!(id("2001:db8:1:2::1", 128), id("2001:db8:1:2::2", 128));
+        assert_eq!(id("2001:db8::1", 0), id("fd00::1", 0));
+        assert_eq!(id("2001:db8::1", 200), id("2001:db8::1", 128));
+        assert_ne!(id("192.0.2.1", 64), id("192.0.2.2", 64));
+        assert_eq!(id("::ffff:192.0.2.1", 64), id("192.0.2.1", 8));
+        assert_eq!(id("2001:db8:1:2::1", 64).addr(), ip("2001:db8:1:2::"));
     }
 }

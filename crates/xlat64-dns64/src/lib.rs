@@ -17,7 +17,10 @@
 //!    truncate answers for UDP.
 //!
 //! Around that: [`ClientSet`] says who may query and who gets synthesized
-//! answers, and [`Dns64Cache`] keeps finished replies for their TTLs.
+//! answers, and [`Dns64Cache`] keeps finished replies for their TTLs;
+//! [`ClientRateLimiter`] holds each [`ClientId`] to a query rate, and
+//! [`wire::short_reply`] answers a refused or rate-limited client from the
+//! query's bytes.
 #![warn(missing_docs, unreachable_pub)]
 
 mod cache;
@@ -25,6 +28,7 @@ mod clients;
 pub mod fuzzing;
 mod policy;
 mod query;
+mod rate_limit;
 mod reverse;
 mod synthesis;
 pub mod wire;
@@ -33,9 +37,10 @@ pub mod wire;
 mod testutil;
 
 pub use cache::{CacheKey, CacheStats, Dns64Cache, MAX_NEGATIVE_TTL, MAX_POSITIVE_TTL};
-pub use clients::{ClientSet, DEFAULT_ALLOW, EVERYONE};
+pub use clients::{ClientId, ClientSet, DEFAULT_ALLOW, DEFAULT_CLIENT_PREFIX_V6, EVERYONE};
 pub use policy::{Dns64Policy, PrefixRule, ALL_IPV4, DEFAULT_EXCLUDE};
 pub use query::{parse_query, ClientQuery, Plan, QueryError, UDP_PAYLOAD_LIMIT};
+pub use rate_limit::{ClientRateLimiter, RateLimit, RateVerdict, DEFAULT_BUCKETS};
 pub use reverse::{reverse_answer, reverse_target, REVERSE_CNAME_TTL};
 pub use synthesis::{
     classify_aaaa, ipv4only_answer, synthesize, AaaaVerdict, PassReason, Synthesis, IPV4ONLY_ADDRS,

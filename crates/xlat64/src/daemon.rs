@@ -391,6 +391,15 @@ impl Running {
         reload: mpsc::UnboundedSender<oneshot::Sender<ReloadOutcome>>,
     ) -> Result<(), String> {
         self.config = Some(config.clone());
+        // Before any socket: DNS64 and the control socket hold one
+        // descriptor per TCP connection and per upstream query.
+        match crate::sys::process::raise_open_files_limit() {
+            Ok((before, now)) if now > before => {
+                tracing::info!(before, now, "open files limit raised to the hard limit");
+            }
+            Ok((_, now)) => tracing::info!(limit = now, "open files limit"),
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+        }
         let mut state = ControlState {
             reload: Some(reload),
             ..ControlState::default()

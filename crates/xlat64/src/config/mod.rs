@@ -659,6 +659,27 @@ pub struct Dns64Section {
     /// second round trip.
     #[serde(default = "default_true")]
     pub parallel_a: bool,
+    /// IPv6 clients are counted per prefix of this length for the
+    /// per-client limits (an IPv4 client per address).
+    #[serde(default = "default_dns64_client_prefix")]
+    pub client_prefix: u8,
+    /// TCP connections one client may hold open at once (RFC 7766 §6.2.2).
+    #[serde(default = "default_tcp_connections_per_client")]
+    pub tcp_connections_per_client: usize,
+    /// A TCP connection without a query for this long is closed (RFC 7766
+    /// §6.2.3); sooner when the listener is crowded.
+    #[serde(default = "default_tcp_idle_timeout_ms")]
+    pub tcp_idle_timeout_ms: u64,
+    /// UDP queries per second one client may send, sustained; 0: no limit.
+    #[serde(default = "default_queries_per_second_per_client")]
+    pub queries_per_second_per_client: u32,
+    /// UDP queries a client that was quiet may send at once.
+    #[serde(default = "default_queries_burst_per_client")]
+    pub queries_burst_per_client: u32,
+    /// Every Nth UDP query over a client's rate gets a TC=1 reply (retry
+    /// over TCP) instead of none; 0: all are dropped.
+    #[serde(default = "default_rate_limit_slip")]
+    pub rate_limit_slip: u32,
     /// What becomes of a client's EDNS Client Subnet option (RFC 7871).
     #[serde(default)]
     pub client_subnet: ClientSubnetPolicy,
@@ -838,6 +859,30 @@ fn default_cache_size() -> usize {
 fn default_true() -> bool {
     true
 }
+fn default_dns64_client_prefix() -> u8 {
+    xlat64_dns64::DEFAULT_CLIENT_PREFIX_V6
+}
+fn default_tcp_connections_per_client() -> usize {
+    8
+}
+fn default_tcp_idle_timeout_ms() -> u64 {
+    10_000
+}
+fn default_queries_per_second_per_client() -> u32 {
+    1000
+}
+fn default_queries_burst_per_client() -> u32 {
+    1000
+}
+fn default_rate_limit_slip() -> u32 {
+    2
+}
+/// Upper bound of `dns64.tcp-idle-timeout-ms`: RFC 7766 §6.2.3 speaks of
+/// seconds, and a long timeout lets idle clients hold the connections.
+const MAX_TCP_IDLE_TIMEOUT_MS: u64 = 120_000;
+/// Upper bound of `dns64.tcp-connections-per-client`: one listener's
+/// connections (`dns64::MAX_TCP_CONNECTIONS`).
+const MAX_TCP_CONNECTIONS_PER_CLIENT: usize = crate::dns64::MAX_TCP_CONNECTIONS;
 /// Upper bound of `dns64.cache-size` (a cached reply takes about 200 bytes
 /// to 1 KiB).
 const MAX_CACHE_SIZE: usize = 10_000_000;
@@ -1399,6 +1444,12 @@ pub const LIVE_KEYS: &[&str] = &[
     "dns64.exclude",
     "dns64.mapped",
     "dns64.exclude-mapped",
+    "dns64.client-prefix",
+    "dns64.tcp-connections-per-client",
+    "dns64.tcp-idle-timeout-ms",
+    "dns64.queries-per-second-per-client",
+    "dns64.queries-burst-per-client",
+    "dns64.rate-limit-slip",
     "dns64.client-subnet",
 ];
 
@@ -1700,6 +1751,48 @@ fn validate_dns64(dns: &Dns64Section) -> Result<(), ConfigError> {
         return Err(ConfigError::new(
             "dns64.allow",
             "must list at least one client network, e.g. [\"fd00::/8\", \"127.0.0.0/8\"]; without [dns64] there is no DNS64",
+        ));
+    }
+    if !(32..=128).contains(&dns.client_prefix) {
+        return Err(ConfigError::new(
+            "dns64.client-prefix",
+            format!(
+                "{} is out of range; use 32 to 128 (64: each /64 is one client, as a subscriber's LAN or a phone is)",
+                dns.client_prefix
+            ),
+        ));
+    }
+    if !(1..=MAX_TCP_CONNECTIONS_PER_CLIENT).contains(&dns.tcp_connections_per_client) {
+        return Err(ConfigError::new(
+            "dns64.tcp-connections-per-client",
+            format!(
+                "{} is out of range; use 1 to {MAX_TCP_CONNECTIONS_PER_CLIENT} (the connections of one listener)",
+                dns.tcp_connections_per_client
+            ),
+        ));
+    }
+    if !(100..=MAX_TCP_IDLE_TIMEOUT_MS).contains(&dns.tcp_idle_timeout_ms) {
+        return Err(ConfigError::new(
+            "dns64.tcp-idle-timeout-ms",
+            format!(
+                "{} is out of range; use 100 to {MAX_TCP_IDLE_TIMEOUT_MS} (RFC 7766 section 6.2.3: idle connections are closed after seconds, not minutes)",
+                dns.tcp_idle_timeout_ms
+            ),
+        ));
+    }
+    if dns.queries_per_second_per_client != 0 && dns.queries_burst_per_client == 0 {
+        return Err(ConfigError::new(
+            "dns64.queries-burst-per-client",
+            "must be at least 1 while queries-per-second-per-client limits the rate (e.g. the same number); set queries-per-second-per-client = 0 for no limit",
+        ));
+    }
+    if dns.queries_per_second_per_client > 1_000_000_000 {
+        return Err(ConfigError::new(
+            "dns64.queries-per-second-per-client",
+            format!(
+                "{} is too large; use 0 (no limit) to 1000000000",
+                dns.queries_per_second_per_client
+            ),
         ));
     }
     if dns.cache_size > MAX_CACHE_SIZE {
@@ -2193,6 +2286,65 @@ upstream = [\"192.0.2.53:53\"]\n";
     }
 
     const DNS: &str = "[dns64]\nupstream = [\"192.0.2.53:53\"]\n";
+
+    #[test]
+    fn dns64_access_keys_have_defaults_bounds_and_reload() {
+        let c = Config::from_toml(DNS).unwrap();
+        let d = c.dns64.as_ref().unwrap();
+        assert_eq!(d.client_prefix, 64);
+        assert_eq!(d.tcp_connections_per_client, 8);
+        assert_eq!(d.tcp_idle_timeout_ms, 10_000);
+        assert_eq!(d.queries_per_second_per_client, 1000);
+        assert_eq!(d.queries_burst_per_client, 1000);
+        assert_eq!(d.rate_limit_slip, 2);
+        let text = c.to_toml();
+        for key in [
+            "client-prefix = 64",
+            "tcp-connections-per-client = 8",
+            "tcp-idle-timeout-ms = 10000",
+            "queries-per-second-per-client = 1000",
+            "queries-burst-per-client = 1000",
+            "rate-limit-slip = 2",
+        ] {
+            assert!(text.contains(key), "{key} in:\n{text}");
+        }
+        for (bad, key) in [
+            ("client-prefix = 16", "dns64.client-prefix"),
+            ("client-prefix = 129", "dns64.client-prefix"),
+            (
+                "tcp-connections-per-client = 0",
+                "dns64.tcp-connections-per-client",
+            ),
+            (
+                "tcp-connections-per-client = 100000",
+                "dns64.tcp-connections-per-client",
+            ),
+            ("tcp-idle-timeout-ms = 50", "dns64.tcp-idle-timeout-ms"),
+            ("tcp-idle-timeout-ms = 3600000", "dns64.tcp-idle-timeout-ms"),
+            (
+                "queries-burst-per-client = 0",
+                "dns64.queries-burst-per-client",
+            ),
+            (
+                "queries-per-second-per-client = 4000000000",
+                "dns64.queries-per-second-per-client",
+            ),
+        ] {
+            let e = Config::from_toml(&format!("{DNS}{bad}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{bad}: {e}");
+        }
+        // No limit needs no burst.
+        Config::from_toml(&format!(
+            "{DNS}queries-per-second-per-client = 0\nqueries-burst-per-client = 0\n"
+        ))
+        .unwrap();
+        let new = Config::from_toml(&format!(
+            "{DNS}client-prefix = 56\ntcp-connections-per-client = 2\ntcp-idle-timeout-ms = 3000\n\
+             queries-per-second-per-client = 50\nqueries-burst-per-client = 5\nrate-limit-slip = 0\n"
+        ))
+        .unwrap();
+        assert_eq!(c.live_changes(&new).unwrap().len(), 6, "every one is live");
+    }
 
     #[test]
     fn dns64_defaults_are_printed_and_round_trip() {

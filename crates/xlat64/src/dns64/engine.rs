@@ -3,6 +3,7 @@
 //! plan: a local answer (RFC 8880), forwarding, AAAA with synthesis
 //! (RFC 6147 §5.1) or reverse mapping (RFC 6147 §5.3.1).
 
+use super::access::AccessSettings;
 use super::cache_shards::ShardedCache;
 use super::upstream::{IdSource, UpstreamWarnings};
 use super::{Dns64Counters, ReloadNote};
@@ -40,6 +41,8 @@ pub(super) struct Settings {
     pub(super) timeout: Duration,
     /// `cache-size`; 0: no cache lookups at all.
     pub(super) cache_size: usize,
+    /// Per-client limits: TCP connections, idle time, UDP query rate.
+    pub(super) access: AccessSettings,
     /// What becomes of a client's EDNS Client Subnet option.
     pub(super) client_subnet: ClientSubnetPolicy,
     /// The [`Cache::epoch`] these settings' replies belong to: a reply
@@ -62,6 +65,7 @@ impl Settings {
             upstreams: section.upstream.clone(),
             timeout: Duration::from_millis(section.upstream_timeout_ms.max(1)),
             cache_size: section.cache_size,
+            access: AccessSettings::from_section(section),
             client_subnet: section.client_subnet,
             cache_epoch: 0,
         })
@@ -140,6 +144,12 @@ impl Engine {
         new.cache_epoch = self.cache.epoch();
         self.settings.store(Arc::new(new));
         note
+    }
+
+    /// The settings now in force (lock-free, no allocation), for checks
+    /// made before a message is read ([`super::access`]).
+    pub(super) fn settings(&self) -> arc_swap::Guard<Arc<Settings>> {
+        self.settings.load()
     }
 
     /// The reply to one client message from `peer`, or `None` to drop it.

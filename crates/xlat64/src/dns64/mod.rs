@@ -6,6 +6,8 @@
 //! - `udp`: the UDP listener, batched, with cache hits answered in the
 //!   receive loop;
 //! - `tcp`: the TCP listener (RFC 7766);
+//! - `access`: `allow`, per-client TCP connections and UDP query rate,
+//!   checked before a message is read or decoded;
 //! - `engine`: the driver of the pure logic: `allow`, `synthesize-for`,
 //!   the cache, and forwarding, synthesis or reverse mapping per query;
 //! - `upstream`: the upstream client (UDP, TCP on truncation).
@@ -24,8 +26,11 @@
 //! Answers from upstream are relayed as bytes (only the id is rewritten),
 //! so record types the DNS library does not know pass unchanged.
 //!
-//! Before anything else a client must be in `allow` (else REFUSED); a
-//! client outside `synthesize-for` gets answers as from a plain forwarder.
+//! Before anything else a client must be in `allow` (`access`): a refused
+//! TCP connection is closed at accept, a refused datagram answered REFUSED
+//! from its own bytes (or dropped when it is not a query); an allowed client
+//! is held to a UDP query rate and a number of TCP connections. A client
+//! outside `synthesize-for` gets answers as from a plain forwarder.
 //! Finished replies are cached ([`Dns64Cache`]) under the question, the
 //! DNSSEC bits and whether the client gets synthesis. For AAAA queries that
 //! may need synthesis the A query goes out together with the AAAA one
@@ -37,6 +42,9 @@
 //! what a reply holds changed (`prefix`, `prefixes`, `exclude`, `mapped`,
 //! `exclude-mapped`, `servfail`): then it is emptied.
 
+mod access;
+#[cfg(test)]
+mod access_tests;
 mod cache_shards;
 mod engine;
 mod tcp;
@@ -138,6 +146,7 @@ mod upstream;
 
 use self::engine::{Engine, Settings};
 use self::tcp::serve_tcp;
+pub(crate) use self::tcp::MAX_TCP_CONNECTIONS;
 use self::udp::serve_udp;
 use crate::config::Dns64Section;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -180,6 +189,12 @@ counters! {
     queries_udp: "Datagrams received on the UDP listeners.",
     queries_tcp: "Messages received on TCP connections.",
     tcp_connections: "TCP connections accepted.",
+    tcp_refused: "TCP connections closed at accept, nothing read: client not in `allow`.",
+    tcp_client_limit: "TCP connections closed at accept: the client (an IPv4 address, an IPv6 `client-prefix`) held `tcp-connections-per-client` already (RFC 7766 §6.2.2).",
+    tcp_idle_closed: "TCP connections closed after `tcp-idle-timeout-ms` without a whole query (RFC 7766 §6.2.3).",
+    tcp_crowded_closed: "Idle TCP connections closed after 1 s, sooner than `tcp-idle-timeout-ms`, as the listener held over 3/4 of its connections (RFC 7766 §6.2.3).",
+    tcp_malformed_closed: "TCP connections closed after a message that was dropped or answered FORMERR (RFC 7766 §6.2.4).",
+    tcp_accept_errors: "Failed accepts on the TCP listeners (e.g. EMFILE, no file descriptor left); each pauses that listener 100 ms.",
     synthesized: "Answers with synthesized AAAA records (RFC 6147 §5.1).",
     passed_through: "Upstream answers relayed unchanged.",
     synthesized_on_error: "Synthesized answers for AAAA queries that failed upstream (SERVFAIL, timeout; servfail = \"synthesize\", RFC 6147 §5.1.2).",
@@ -192,6 +207,9 @@ counters! {
     nothing_to_synthesize: "AAAA answers empty and no A record to synthesize from: the AAAA answer is sent.",
     excluded_aaaa_removed: "AAAA answers whose records inside `exclude` were removed before they reached the client (RFC 6147 §5.1.4).",
     refused: "Queries answered REFUSED: client not in `allow`.",
+    refused_malformed: "Datagrams from clients outside `allow` dropped unanswered: not a well-formed query.",
+    dropped_rate_limited: "UDP queries dropped: the client was over `queries-per-second-per-client`.",
+    rate_limited_slipped: "UDP queries over the client's rate answered TC=1 instead of dropped (every `rate-limit-slip`-th), so that a real client retries over TCP.",
     client_subnet_stripped: "Queries whose EDNS Client Subnet option was removed before going upstream (client-subnet = \"strip\", RFC 7871 §11.1).",
     client_subnet_not_cached: "Answers to queries with an EDNS Client Subnet option not cached: they may hold for that subnet only (client-subnet = \"pass\", RFC 7871 §7.3.1).",
     reverse_mapped: "PTR queries answered through the ip6.arpa -> in-addr.arpa CNAME (RFC 6147 §5.3.1).",
@@ -208,6 +226,7 @@ counters! {
     upstream_errors: "Upstream queries that failed (socket error, refused, undecodable reply).",
     upstream_mismatched: "Upstream datagrams ignored: id or question did not match.",
     upstream_failures: "Upstream questions for which every upstream failed.",
+    upstream_no_descriptors: "Upstream questions given up at once: no file descriptor for a socket (EMFILE, ENFILE); the client gets SERVFAIL.",
     parallel_a_unused: "A queries sent along with AAAA whose answer was not needed.",
     servfail_sent: "SERVFAIL answers sent because every upstream failed.",
     truncated_udp: "UDP answers truncated to the client's size, TC=1.",

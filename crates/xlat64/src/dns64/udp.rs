@@ -1,8 +1,10 @@
 //! The UDP listener: datagrams received and answered in batches
-//! (`recvmmsg`/`sendmmsg`, `sys::udp_batch`), cache hits answered in the
-//! receive loop, every other query in its own task; answers truncated to
-//! the client's size (TC=1).
+//! (`recvmmsg`/`sendmmsg`, `sys::udp_batch`); each first checked
+//! ([`UdpGate`]: `allow`, then the client's query rate) before anything is
+//! decoded, cache hits answered in the receive loop, every other query in
+//! its own task; answers truncated to the client's size (TC=1).
 
+use super::access::{Admission, UdpGate};
 use super::engine::Engine;
 use super::Dns64Counters;
 use crate::sys::udp_batch::{RecvBatch, SendBatch, BATCH};
@@ -35,6 +37,7 @@ pub(super) async fn serve_udp(
     let mut recv = RecvBatch::new();
     let mut send = SendBatch::new();
     let mut key = CacheKey::with_capacity();
+    let mut gate = UdpGate::new();
     let fd = socket.as_raw_fd();
     loop {
         tokio::select! {
@@ -63,6 +66,23 @@ pub(super) async fn serve_udp(
                 let (query, peer) = recv.datagram(i);
                 let Some(peer) = peer else { continue };
                 Dns64Counters::inc(&engine.counters.queries_udp);
+                // A full batch is flushed as soon as it fills, so there
+                // is always a buffer; without one, `answer` checks `allow`.
+                let admission = match send.next_buffer() {
+                    Some(out) => gate.admit(&engine, query, peer.ip(), now, out),
+                    None => Admission::Pass,
+                };
+                match admission {
+                    Admission::Pass => {}
+                    Admission::Drop => continue,
+                    Admission::Reply => {
+                        send.commit(peer);
+                        if send.is_full() {
+                            flush_udp(&socket, &mut send).await;
+                        }
+                        continue;
+                    }
+                }
                 if let Some(out) = send.next_buffer() {
                     if engine.answer_cached(query, peer.ip(), now, &mut key, out) {
                         send.commit(peer);

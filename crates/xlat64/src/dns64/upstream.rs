@@ -121,6 +121,12 @@ impl Engine {
                             question.query_type()
                         );
                     }
+                    // Out of file descriptors: the next upstream would get
+                    // no socket either; the client gets SERVFAIL now.
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        Dns64Counters::inc(&c.upstream_no_descriptors);
+                        break;
+                    }
                 }
             }
         }

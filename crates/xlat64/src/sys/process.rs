@@ -1,4 +1,4 @@
-//! The process's own credentials and file-creation mask.
+//! The process's own credentials, file-creation mask and descriptor limit.
 
 /// Whether the process runs as root (effective user id 0).
 pub(crate) fn is_root() -> bool {
@@ -17,6 +17,31 @@ pub(crate) fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
     // SAFETY: as above.
     unsafe { libc::umask(old) };
     result
+}
+
+/// Raises the soft limit on open file descriptors (`RLIMIT_NOFILE`) to the
+/// hard limit, so that sockets (DNS64 TCP connections, upstream queries)
+/// do not run out at the usual soft limit of 1024 while the hard limit
+/// allows far more. Returns the limit before and after.
+pub(crate) fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads one rlimit; the soft limit asked for is
+        // the hard one, which an unprivileged process may do.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before, limit.rlim_cur))
 }
 
 /// `CAP_NET_ADMIN` (linux/capability.h).
