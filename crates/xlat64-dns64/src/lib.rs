@@ -13,6 +13,9 @@
 //! 3. For [`Plan::ForwardAaaa`], [`classify_aaaa`] looks at the upstream AAAA
 //!    response: pass it through, or ask for the A records
 //!    ([`ClientQuery::upstream_query`]) and call [`synthesize`].
+//!    [`Resolution`] does step 3 and the upstream work around it as a
+//!    sans-IO state machine (failover, TCP on truncation, parallel A,
+//!    deadline), over the servers' health in [`Upstreams`].
 //! 4. The [`wire`] helpers match upstream replies to queries, rewrite ids and
 //!    truncate answers for UDP.
 //!
@@ -25,8 +28,10 @@ mod clients;
 pub mod fuzzing;
 mod policy;
 mod query;
+mod resolution;
 mod reverse;
 mod synthesis;
+mod upstreams;
 pub mod wire;
 
 #[cfg(test)]
@@ -36,10 +41,16 @@ pub use cache::{CacheKey, CacheStats, Dns64Cache, MAX_NEGATIVE_TTL, MAX_POSITIVE
 pub use clients::{ClientSet, DEFAULT_ALLOW, EVERYONE};
 pub use policy::{Dns64Policy, PrefixRule, ALL_IPV4, DEFAULT_EXCLUDE};
 pub use query::{parse_query, ClientQuery, Plan, QueryError, UDP_PAYLOAD_LIMIT};
+pub use resolution::{
+    Outcome, Resolution, ResolverSettings, Tally, Transmit, Transport, TryHandle, MAX_RESOLUTION,
+};
 pub use reverse::{reverse_answer, reverse_target, REVERSE_CNAME_TTL};
 pub use synthesis::{
     classify_aaaa, ipv4only_answer, synthesize, AaaaVerdict, PassReason, Synthesis, IPV4ONLY_ADDRS,
     IPV4ONLY_TTL, TTL_WITHOUT_SOA,
+};
+pub use upstreams::{
+    UpstreamEvent, UpstreamStatus, Upstreams, DOWN_AFTER, FIRST_BACKOFF, MAX_BACKOFF, UNKNOWN_RTT,
 };
 
 /// Re-export of the DNS library whose message types the API uses.
