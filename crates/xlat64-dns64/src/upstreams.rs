@@ -120,7 +120,7 @@ pub struct UpstreamStatus {
 }
 
 /// The upstream servers' health, shared by the resolutions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Upstreams {
     servers: Vec<Upstream>,
     events: VecDeque<UpstreamEvent>,

@@ -401,3 +401,18 @@ fn abandon_frees_the_probe() {
     assert!(r.is_finished() || r.poll_outcome().is_none());
     assert_eq!(b.ups.take_probe(t1 + ms(1000), up(2)), Some(up(1)));
 }
+
+#[test]
+fn silent_server_aaaa_and_a_time_out_together_then_servfail() {
+    let mut b = Bench::new(&[up(1)]);
+    let mut r = b.start(ms(0), "a.example.", RecordType::AAAA, true);
+    assert_eq!(b.transmits(&mut r, ms(0)).len(), 2);
+    assert_eq!(r.poll_timeout(), Some(b.t0 + TIMEOUT));
+    b.timeout(&mut r, TIMEOUT);
+    assert_eq!(r.poll_outcome(), Some(Outcome::ServFail));
+    assert!(r.is_finished());
+    let tally = r.take_tally();
+    assert_eq!((tally.upstream_timeouts, tally.upstream_failures), (2, 2));
+    // Both were sent together: one failure counted for the server.
+    assert_eq!(b.ups.status().next().unwrap().failures, 1);
+}
