@@ -563,7 +563,7 @@ mod explain_tests {
                 "worker_3_nat64_sessions",
                 "dns64_upstream_0_up",
                 "dns64_upstream_1_srtt_ms",
-                "dns64_upstream_12_failures",
+                "dns64_upstream_12_failures_in_a_row",
             ]
             .map(String::from),
         );

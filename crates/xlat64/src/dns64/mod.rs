@@ -232,7 +232,7 @@ counters! {
 pub const UPSTREAM_GAUGES: &[(&str, &str)] = &[
     ("up", "1 while this upstream (N: its place in dns64.upstream) is up, 0 once it failed twice in a row (asked last and probed with backoff until it answers); the log says when it changes."),
     ("srtt_ms", "Smoothed round trip of this upstream in ms (RFC 6298 SRTT; 0 before its first answer); healthy upstreams are asked fastest first."),
-    ("failures", "Failures (timeouts, errors) of this upstream in a row; 0 when its last try was answered."),
+    ("failures_in_a_row", "Failures (timeouts, errors) of this upstream in a row; 0 when its last try was answered."),
 ];
 
 impl Dns64Counters {
@@ -262,7 +262,7 @@ impl Dns64Counters {
             for (name, value) in [
                 ("up", u64::from(u.up)),
                 ("srtt_ms", srtt),
-                ("failures", u64::from(u.failures)),
+                ("failures_in_a_row", u64::from(u.failures)),
             ] {
                 out.insert(format!("dns64_upstream_{i}_{name}"), value);
             }
