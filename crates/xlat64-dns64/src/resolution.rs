@@ -225,7 +225,7 @@ impl Resolution {
         } else {
             1
         };
-        let tries = u32::try_from(upstreams.order().len().max(1) * questions).unwrap_or(u32::MAX);
+        let tries = u32::try_from(upstreams.len().max(1) * questions).unwrap_or(u32::MAX);
         let mut r = Resolution {
             query,
             policy,

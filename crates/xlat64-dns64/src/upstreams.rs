@@ -18,6 +18,12 @@
 //!   the one to the best server ([`Upstreams::take_probe`]), so that the
 //!   server comes back without a client waiting on it. Any answer brings a
 //!   server back at once.
+//! - The wait for one try stays `upstream-timeout-ms`; it is not cut to an
+//!   RTO from SRTT as RFC 6298 §2 would for TCP: an upstream of a DNS64 is
+//!   a recursive resolver, which answers from its cache in a millisecond
+//!   and after a cold recursion in a second, so a timeout from its SRTT
+//!   would fail over on every cold name and demote healthy servers.
+//!   Ordering by health is what spares clients the dead server's timeout.
 //!
 //! Pure: every call takes `now`.
 
@@ -146,6 +152,16 @@ impl Upstreams {
                 None => Upstream::new(addr),
             })
             .collect();
+    }
+
+    /// How many servers there are.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
     }
 
     /// The order in which a question tries the servers: those without

@@ -416,3 +416,21 @@ fn silent_server_aaaa_and_a_time_out_together_then_servfail() {
     // Both were sent together: one failure counted for the server.
     assert_eq!(b.ups.status().next().unwrap().failures, 1);
 }
+
+proptest::proptest! {
+    /// Any bytes on any try's socket: no panic, and nothing but a valid
+    /// answer ends the question.
+    #[test]
+    fn random_replies_never_panic(
+        replies in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), 0..8),
+    ) {
+        let mut b = Bench::new(&[up(1), up(2)]);
+        let mut r = b.start(ms(0), "a.example.", RecordType::AAAA, true);
+        let tx = b.transmits(&mut r, ms(0));
+        for (i, bytes) in replies.into_iter().enumerate() {
+            b.reply(&mut r, ms(1), &tx[i % tx.len()], bytes);
+        }
+        b.timeout(&mut r, MAX_RESOLUTION);
+        proptest::prop_assert!(r.poll_outcome().is_some());
+    }
+}
