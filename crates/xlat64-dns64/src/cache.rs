@@ -27,6 +27,8 @@ pub const MAX_NEGATIVE_TTL: u32 = 10_800;
 const HEADER_LEN: usize = 12;
 const TYPE_SOA: u16 = 6;
 const TYPE_OPT: u16 = 41;
+/// The EDNS Client Subnet option's code (RFC 7871 §6).
+const EDNS_CLIENT_SUBNET: u16 = 8;
 
 /// What a reply is cached under: the question (name in lowercase wire
 /// form, type, class) and every query bit that changes the answer (DO, CD,
@@ -424,7 +426,9 @@ fn cacheable(bytes: &[u8]) -> Option<Cacheable> {
         let rdata = bytes.get(at + 10..at + 10 + rdlen)?;
         if rtype == TYPE_OPT {
             // Extended rcode bits (RFC 6891 §6.1.3): an error, not cached.
-            if fixed[4] != 0 {
+            // An answer for the client's subnet only (RFC 7871 §7.3.1: a
+            // SCOPE PREFIX-LENGTH above 0) would be served to others.
+            if fixed[4] != 0 || scoped_to_a_subnet(rdata) {
                 return None;
             }
         } else {
@@ -448,6 +452,25 @@ fn cacheable(bytes: &[u8]) -> Option<Cacheable> {
         min_ttl.min(MAX_POSITIVE_TTL)
     };
     (ttl > 0).then_some(Cacheable { ttl, ttl_offsets })
+}
+
+/// Whether OPT record data `options` holds an EDNS Client Subnet option
+/// (code 8) with a SCOPE PREFIX-LENGTH above 0: the answer holds for the
+/// client's network only (RFC 7871 §6, §7.3.1). Malformed options count as
+/// scoped: not cached.
+fn scoped_to_a_subnet(mut options: &[u8]) -> bool {
+    while options.len() >= 4 {
+        let code = u16::from_be_bytes([options[0], options[1]]);
+        let len = usize::from(u16::from_be_bytes([options[2], options[3]]));
+        let Some(data) = options.get(4..4 + len) else {
+            return true;
+        };
+        if code == EDNS_CLIENT_SUBNET && data.get(3).is_none_or(|&scope| scope > 0) {
+            return true;
+        }
+        options = &options[4 + len..];
+    }
+    !options.is_empty()
 }
 
 /// The offset after the (possibly compressed) name at `at`.
@@ -611,6 +634,34 @@ mod tests {
         long.push(0);
         assert!(!c.insert(key("a.example."), long, t0));
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn rfc7871_7_3_1_only_answers_for_everyone_are_cached() {
+        use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+        let t0 = Instant::now();
+        let mut c = Dns64Cache::new(10);
+        let with_scope = |scope: u8| {
+            let mut m = Message::from_vec(&positive("a.example.", &[300])).unwrap();
+            let mut e = Edns::new();
+            e.options_mut().insert(EdnsOption::Unknown(65001, vec![1]));
+            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                "2001:db8:a::".parse().unwrap(),
+                56,
+                scope,
+            )));
+            m.set_edns(e);
+            m.to_vec().unwrap()
+        };
+        // Scope 56: for the client's /56 only, never served to others.
+        assert!(!c.insert(key("a.example."), with_scope(56), t0));
+        // Scope 0: the same for every client.
+        assert!(c.insert(key("a.example."), with_scope(0), t0));
+        assert_eq!(c.len(), 1);
+        // Option data cut short: treated as scoped.
+        assert!(scoped_to_a_subnet(&[0, 8, 0, 2, 0, 2]));
+        assert!(scoped_to_a_subnet(&[0, 8, 0, 9, 0]));
+        assert!(!scoped_to_a_subnet(&[0, 10, 0, 1, 5]));
     }
 
     #[test]

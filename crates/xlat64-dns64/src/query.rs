@@ -150,6 +150,32 @@ impl ClientQuery {
             .is_some_and(|e| e.flags().dnssec_ok)
     }
 
+    /// Whether the client's OPT record carries an EDNS Client Subnet
+    /// option (RFC 7871 §6).
+    pub fn has_client_subnet(&self) -> bool {
+        self.message
+            .extensions()
+            .as_ref()
+            .is_some_and(|e| e.options().get(EdnsCode::Subnet).is_some())
+    }
+
+    /// This query without its EDNS Client Subnet option, and its wire form,
+    /// when it had one (`client-subnet = "strip"`): upstream servers then
+    /// never learn the client's network (RFC 7871 §11.1), and their answers
+    /// are the same for every client, so one cache entry serves all
+    /// (RFC 7871 §7.3). `None`: nothing to strip.
+    pub fn without_client_subnet(&self) -> Option<(ClientQuery, Vec<u8>)> {
+        if !self.has_client_subnet() {
+            return None;
+        }
+        let mut message = self.message.clone();
+        if let Some(edns) = message.extensions_mut() {
+            edns.options_mut().remove(EdnsCode::Subnet);
+        }
+        let bytes = message.to_vec().ok()?;
+        Some((ClientQuery { message }, bytes))
+    }
+
     /// CD bit (RFC 4035 §3.2.2).
     pub fn checking_disabled(&self) -> bool {
         self.message.checking_disabled()
@@ -476,6 +502,35 @@ mod tests {
         let opts = back.extensions().as_ref().unwrap().options();
         assert!(opts.get(EdnsCode::Subnet).is_some());
         assert!(opts.get(EdnsCode::Cookie).is_none());
+    }
+
+    #[test]
+    fn rfc7871_11_1_client_subnet_stripped_other_options_kept() {
+        use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+        let mut m = query("a.example.", RecordType::AAAA);
+        let mut e = Edns::new();
+        e.set_max_payload(1232).set_dnssec_ok(true);
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            "2001:db8:a::".parse().unwrap(),
+            56,
+            0,
+        )));
+        e.options_mut()
+            .insert(EdnsOption::Unknown(65001, vec![7, 7]));
+        m.set_edns(e);
+        let q = parse_query(&m.to_vec().unwrap()).unwrap();
+        assert!(q.has_client_subnet());
+        let (stripped, bytes) = q.without_client_subnet().unwrap();
+        assert!(!stripped.has_client_subnet());
+        let back = parse_query(&bytes).unwrap();
+        assert_eq!(back, stripped);
+        let e = back.message().extensions().as_ref().unwrap();
+        assert!(e.options().get(EdnsCode::Subnet).is_none());
+        assert!(e.options().get(EdnsCode::Unknown(65001)).is_some());
+        assert_eq!((e.max_payload(), back.dnssec_ok()), (1232, true));
+        assert_eq!((back.id(), back.question()), (q.id(), q.question()));
+        // Nothing to strip: None.
+        assert!(stripped.without_client_subnet().is_none());
     }
 
     proptest! {

@@ -586,6 +586,16 @@ impl Resolution {
                 let outcome = self.pass_aaaa(raw);
                 self.decide(outcome);
             }
+            AaaaVerdict::RealWithoutExcluded(m) => {
+                // RFC 6147 §5.1.4: the excluded records never reach the
+                // client; the real ones win (§5.1.1).
+                if self.settings.parallel_a {
+                    self.tally.parallel_a_unused += 1;
+                }
+                self.tally.real_aaaa += 1;
+                self.tally.excluded_aaaa_removed += 1;
+                self.decide(encoded(&m));
+            }
             AaaaVerdict::QueryA => {
                 self.kind = Kind::Aaaa {
                     aaaa: Some((aaaa, raw)),

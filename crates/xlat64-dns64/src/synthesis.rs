@@ -30,10 +30,14 @@ const DNAME: u16 = 39;
 const MAX_CHAIN: usize = 16;
 
 /// What the upstream AAAA response means for synthesis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AaaaVerdict {
     /// Send the AAAA response to the client unchanged.
     PassThrough(PassReason),
+    /// Real AAAA records came with excluded ones: send this, the response
+    /// without the excluded records (RFC 6147 §5.1.4: they "MUST NOT be
+    /// included in the response", and the real ones win, §5.1.1).
+    RealWithoutExcluded(Message),
     /// No usable AAAA: query A and call [`synthesize`].
     QueryA,
 }
@@ -82,10 +86,12 @@ pub fn classify_aaaa(
         ResponseCode::NoError => {
             let chain = chain_names(aaaa_response.answers(), query.question().name());
             let real = aaaa_records(aaaa_response, &chain).any(|a| !policy.is_excluded(&a.0));
-            if real {
-                AaaaVerdict::PassThrough(PassReason::RealAaaa)
-            } else {
-                AaaaVerdict::QueryA
+            match (real, has_excluded(aaaa_response, policy)) {
+                (true, true) => {
+                    AaaaVerdict::RealWithoutExcluded(without_excluded(query, aaaa_response, policy))
+                }
+                (true, false) => AaaaVerdict::PassThrough(PassReason::RealAaaa),
+                (false, _) => AaaaVerdict::QueryA,
             }
         }
         ResponseCode::NXDomain => AaaaVerdict::PassThrough(PassReason::NxDomain),
@@ -165,20 +171,32 @@ pub fn synthesize(
 /// The reply when nothing is synthesized: the AAAA response, without the
 /// excluded AAAA records if it had any (RFC 6147 §5.1.4).
 fn no_synthesis(query: &ClientQuery, aaaa_response: &Message, policy: &Dns64Policy) -> Synthesis {
-    let has_excluded = aaaa_response.answers().iter().any(|r| match r.data() {
-        RData::AAAA(AAAA(v6)) => policy.is_excluded(v6),
-        _ => false,
-    });
-    if !has_excluded {
+    if !has_excluded(aaaa_response, policy) {
         return Synthesis::AaaaResponse;
     }
+    Synthesis::NoData(without_excluded(query, aaaa_response, policy))
+}
+
+/// Whether the answer section holds AAAA records inside `exclude`.
+fn has_excluded(aaaa_response: &Message, policy: &Dns64Policy) -> bool {
+    aaaa_response.answers().iter().any(|r| match r.data() {
+        RData::AAAA(AAAA(v6)) => policy.is_excluded(v6),
+        _ => false,
+    })
+}
+
+/// The AAAA response for the client without its excluded AAAA records
+/// (RFC 6147 §5.1.4). RRSIGs go with them (they signed the RRset as it
+/// was), and AD is cleared: the answer is no longer the validated one.
+fn without_excluded(query: &ClientQuery, aaaa_response: &Message, policy: &Dns64Policy) -> Message {
     let mut reply = aaaa_response.clone();
     reply.set_id(query.id()).set_authentic_data(false);
-    reply
-        .answers_mut()
-        .retain(|r| !matches!(r.data(), RData::AAAA(AAAA(v6)) if policy.is_excluded(v6)));
+    reply.answers_mut().retain(|r| match r.data() {
+        RData::AAAA(AAAA(v6)) => !policy.is_excluded(v6),
+        _ => r.record_type() != RecordType::RRSIG,
+    });
     reply.take_signature();
-    Synthesis::NoData(reply)
+    reply
 }
 
 /// The queried name and every name reached from it through CNAME records of
@@ -351,10 +369,23 @@ mod tests {
                 300
             )]
         );
-        // One excluded and one real AAAA: the real one wins.
+        // One excluded and one real AAAA: the real one wins, alone.
         r.add_answer(aaaa_rr("a.example.", "2001:db8::1", 300));
+        match classify_aaaa(&q, &r, &policy_wkp()) {
+            AaaaVerdict::RealWithoutExcluded(m) => {
+                assert_eq!(
+                    aaaa_addrs(&m),
+                    vec![("a.example.".into(), "2001:db8::1".parse().unwrap(), 300)]
+                );
+                assert_eq!((m.id(), m.authentic_data()), (q.id(), false));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Only real ones: passed through unchanged.
+        let mut real = response(&q, ResponseCode::NoError);
+        real.add_answer(aaaa_rr("a.example.", "2001:db8::1", 300));
         assert_eq!(
-            classify_aaaa(&q, &r, &policy_wkp()),
+            classify_aaaa(&q, &real, &policy_wkp()),
             AaaaVerdict::PassThrough(PassReason::RealAaaa)
         );
     }

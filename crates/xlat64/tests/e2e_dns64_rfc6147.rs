@@ -72,6 +72,17 @@ fn rfc6147_5_1_synthesis_rules_over_udp_and_tcp() {
         assert_eq!(d.status, "NOERROR");
         assert_eq!(d.rdata("AAAA"), vec![synth(12)], "{transport}:\n{}", d.text);
 
+        // §5.1.4: beside a real AAAA, an excluded one never reaches the
+        // client; the real one comes alone, no synthesis.
+        let d = w.ask(x, &[transport, "AAAA", "mixedaaaa.xlat64.test"]);
+        assert_eq!(d.status, "NOERROR");
+        assert_eq!(
+            d.rdata("AAAA"),
+            vec!["2001:db8:2::16".to_string()],
+            "{transport}:\n{}",
+            d.text
+        );
+
         // NODATA for AAAA and for A: the negative answer passes, SOA included.
         let d = w.ask(x, &[transport, "AAAA", "txtonly.xlat64.test"]);
         assert_eq!(d.status, "NOERROR");
@@ -97,16 +108,25 @@ fn rfc6147_5_1_synthesis_rules_over_udp_and_tcp() {
     let inst = &w.instances[x];
     let stats = inst.stats();
     let n = |k: &str| stats[k].as_u64().unwrap_or_else(|| panic!("{k}: {stats}"));
-    // Per transport: 7 AAAA/A/TXT queries... 8 in all.
-    assert_eq!(n("dns64_queries"), 16, "{stats}");
-    assert_eq!(n("dns64_queries_udp"), 8, "{stats}");
-    assert_eq!(n("dns64_queries_tcp"), 8, "{stats}");
+    // Per transport: 8 AAAA/A/TXT queries... 9 in all.
+    assert_eq!(n("dns64_queries"), 18, "{stats}");
+    assert_eq!(n("dns64_queries_udp"), 9, "{stats}");
+    assert_eq!(n("dns64_queries_tcp"), 9, "{stats}");
     assert_eq!(
         n("dns64_synthesized"),
         6,
         "v4only, cname1, mapped twice: {stats}"
     );
-    assert_eq!(n("dns64_real_aaaa"), 2, "{stats}");
+    assert_eq!(
+        n("dns64_real_aaaa"),
+        4,
+        "dual and mixedaaaa, twice: {stats}"
+    );
+    assert_eq!(
+        n("dns64_excluded_aaaa_removed"),
+        2,
+        "mixedaaaa twice: {stats}"
+    );
     assert_eq!(n("dns64_nxdomain"), 2, "{stats}");
     assert_eq!(n("dns64_cache_hits"), 0, "cache-size = 0: {stats}");
     assert_eq!(n("dns64_servfail_sent"), 0, "{stats}");

@@ -52,6 +52,10 @@ const SAME: Option<&str> = None;
 /// (`dns64-ignore-aaaa` goes by name) and returns the ::ffff:198.51.100.12
 /// record.
 const MAPPED: &str = "::ffff:0:0/96 AAAA excluded by xlat64 (§5.1.4), returned by Unbound";
+/// RFC 6147 §5.1.4: excluded AAAA records beside real ones never reach the
+/// client from xlat64; Unbound 1.17 returns the whole AAAA answer.
+const MIXED_AAAA: &str =
+    "::ffff:0:0/96 AAAA removed by xlat64 beside a real one (§5.1.4), kept by Unbound";
 /// RFC 6147 §5.3.1 allows both: xlat64 answers with a CNAME to the
 /// in-addr.arpa name followed by the upstream's PTR (or its NXDOMAIN, the
 /// CNAME kept); Unbound answers the PTR records under the ip6.arpa name
@@ -79,6 +83,12 @@ fn cases() -> Vec<Case> {
         c(&["AAAA"], name!("dual.xlat64.test"), Nsd, SAME),
         c(&["AAAA"], name!("cname1.xlat64.test"), Nsd, SAME),
         c(&["AAAA"], name!("mapped.xlat64.test"), Nsd, Some(MAPPED)),
+        c(
+            &["AAAA"],
+            name!("mixedaaaa.xlat64.test"),
+            Nsd,
+            Some(MIXED_AAAA),
+        ),
         c(&["AAAA"], name!("txtonly.xlat64.test"), Nsd, SAME),
         c(&["AAAA"], name!("nosuch.xlat64.test"), Nsd, SAME),
         c(&["AAAA"], name!("short.xlat64.test"), Nsd, SAME),

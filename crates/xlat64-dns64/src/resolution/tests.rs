@@ -434,3 +434,23 @@ proptest::proptest! {
         proptest::prop_assert!(r.poll_outcome().is_some());
     }
 }
+
+#[test]
+fn rfc6147_5_1_4_excluded_records_beside_real_ones_are_removed() {
+    let mut b = Bench::new(&[up(1)]);
+    let mut r = b.start(ms(0), "a.example.", RecordType::AAAA, true);
+    let tx = b.transmits(&mut r, ms(0));
+    b.reply(
+        &mut r,
+        ms(1),
+        &tx[0],
+        answer(&tx[0], |m| {
+            m.add_answer(aaaa_rr("a.example.", "2001:db8::1", 300));
+            m.add_answer(aaaa_rr("a.example.", "::ffff:192.0.2.1", 300));
+        }),
+    );
+    let m = answered(&mut r);
+    assert_eq!(m.answers().len(), 1);
+    let tally = r.take_tally();
+    assert_eq!((tally.real_aaaa, tally.excluded_aaaa_removed), (1, 1));
+}

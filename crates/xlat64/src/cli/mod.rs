@@ -34,7 +34,7 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
   [nat64.fragments] max-datagrams, max-per-source, max-fragments, timeout
   [nat64.log]       bindings (stderr or a file path: JSON lines; SIGHUP reopens it)
   [dns64]           listen, upstream, prefix, upstream-timeout-ms, exclude, mapped, exclude-mapped,
-                    allow, synthesize-for, servfail, cache-size, parallel-a
+                    allow, synthesize-for, servfail, cache-size, parallel-a, client-subnet
   [[dns64.prefixes]] prefix, ipv4
   [control]         socket
   [runtime]         workers (packet workers; default: one per core), io-threads,

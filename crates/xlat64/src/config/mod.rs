@@ -659,6 +659,25 @@ pub struct Dns64Section {
     /// second round trip.
     #[serde(default = "default_true")]
     pub parallel_a: bool,
+    /// What becomes of a client's EDNS Client Subnet option (RFC 7871).
+    #[serde(default)]
+    pub client_subnet: ClientSubnetPolicy,
+}
+
+/// `dns64.client-subnet`: an EDNS Client Subnet option from a client is
+/// removed before the query goes upstream (the default), or passed on;
+/// either way the cache keeps only answers that hold for every client
+/// (RFC 7871 §7.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientSubnetPolicy {
+    /// Remove it: upstreams never learn the client's network (RFC 7871
+    /// §11.1), and their answers suit every client.
+    #[default]
+    Strip,
+    /// Pass it on; the answers to such queries are relayed (or
+    /// synthesized) but not cached: they may be tailored to the subnet.
+    Pass,
 }
 
 /// One `[[dns64.prefixes]]` entry.
@@ -1380,6 +1399,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "dns64.exclude",
     "dns64.mapped",
     "dns64.exclude-mapped",
+    "dns64.client-subnet",
 ];
 
 /// The dotted keys (under `path`) whose values differ between `a` and

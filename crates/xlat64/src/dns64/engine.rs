@@ -3,20 +3,20 @@
 //! plan: a local answer (RFC 8880), forwarding, AAAA with synthesis
 //! (RFC 6147 §5.1) or reverse mapping (RFC 6147 §5.3.1).
 
+use super::cache_shards::ShardedCache;
 use super::upstream::Resolver;
 use super::{Dns64Counters, ReloadNote};
-use crate::config::Dns64Section;
+use crate::config::{ClientSubnetPolicy, Dns64Section};
 use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::debug;
 use xlat64_dns64::wire;
 use xlat64_dns64::{
-    parse_query, CacheKey, ClientQuery, ClientSet, Dns64Cache, Dns64Policy, Outcome, PassReason,
-    Plan, QueryError, Resolution, ResolverSettings,
+    parse_query, CacheKey, ClientQuery, ClientSet, Dns64Policy, Outcome, PassReason, Plan,
+    QueryError, Resolution, ResolverSettings,
 };
 
 /// A reply for the client, before UDP truncation.
@@ -38,6 +38,8 @@ pub(super) struct Settings {
     pub(super) timeout: Duration,
     /// `cache-size`; 0: no cache lookups at all.
     pub(super) cache_size: usize,
+    /// What becomes of a client's EDNS Client Subnet option.
+    pub(super) client_subnet: ClientSubnetPolicy,
     /// The [`Cache::epoch`] these settings' replies belong to: a reply
     /// finished under older settings than the cache's is not stored.
     cache_epoch: u64,
@@ -58,6 +60,7 @@ impl Settings {
             upstreams: section.upstream.clone(),
             timeout: Duration::from_millis(section.upstream_timeout_ms.max(1)),
             cache_size: section.cache_size,
+            client_subnet: section.client_subnet,
             cache_epoch: 0,
         })
     }
@@ -73,14 +76,6 @@ impl Settings {
     }
 }
 
-/// The reply cache, with the epoch of the settings its replies were made
-/// under: a reload that changes what a reply would hold empties the cache
-/// and starts a new epoch.
-struct Cache {
-    replies: Dns64Cache,
-    epoch: u64,
-}
-
 /// Everything a query task needs.
 pub(super) struct Engine {
     /// Swapped whole by a reload ([`Engine::reconfigure`]); loading it is
@@ -88,7 +83,7 @@ pub(super) struct Engine {
     settings: ArcSwap<Settings>,
     /// Exists even at `cache-size = 0` (holding nothing), so that a reload
     /// can turn the cache on and off.
-    cache: Mutex<Cache>,
+    cache: ShardedCache,
     pub(super) counters: Arc<Dns64Counters>,
     /// Runs the resolutions of cache misses over the servers' shared
     /// health.
@@ -124,10 +119,7 @@ impl Engine {
         let resolver = Resolver::new(counters.clone());
         resolver.upstreams().set_servers(&settings.upstreams);
         Engine {
-            cache: Mutex::new(Cache {
-                replies: Dns64Cache::new(settings.cache_size),
-                epoch: 0,
-            }),
+            cache: ShardedCache::new(settings.cache_size),
             settings: ArcSwap::from_pointee(settings),
             counters,
             resolver: Arc::new(resolver),
@@ -140,27 +132,26 @@ impl Engine {
     /// ([`reply_changing_keys`]): then it is emptied, and replies still
     /// being made under the old settings are not stored.
     pub(super) fn reconfigure(&self, mut new: Settings) -> ReloadNote {
-        // Held throughout: reloads run one at a time, and no reply made
-        // under the old settings is stored after the cache is emptied.
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        // Reloads run one at a time. A new epoch begins before the cache
+        // is emptied, so a reply made under the old settings is not stored
+        // after (`ShardedCache::insert` checks under the shard's lock).
+        let c = &self.counters;
         let emptied_by = reply_changing_keys(&self.settings.load().policy, &new.policy);
         let mut note = ReloadNote {
             emptied_by,
             ..ReloadNote::default()
         };
         if !note.emptied_by.is_empty() {
-            cache.epoch += 1;
-            note.dropped = cache.replies.clear();
+            note.dropped = self.cache.clear(true, c);
         }
-        note.evicted = cache.replies.set_capacity(new.cache_size);
-        note.held = cache.replies.len();
+        note.evicted = self.cache.set_capacity(new.cache_size, c);
+        note.held = self.cache.len();
         note.capacity = new.cache_size;
-        new.cache_epoch = cache.epoch;
+        new.cache_epoch = self.cache.epoch();
         // Servers kept keep their health; queries in flight finish on the
         // servers they started with.
         self.resolver.upstreams().set_servers(&new.upstreams);
         self.settings.store(Arc::new(new));
-        self.publish_cache_stats(&cache.replies);
         note
     }
 
@@ -201,6 +192,21 @@ impl Engine {
                 });
             }
         };
+        // client-subnet = "strip": the client's network never goes upstream
+        // (RFC 7871 §11.1), and every answer is everyone's to cache.
+        let stripped;
+        let without = match s.client_subnet {
+            ClientSubnetPolicy::Strip => query.without_client_subnet(),
+            ClientSubnetPolicy::Pass => None,
+        };
+        let (query, bytes) = match without {
+            Some((q, b)) => {
+                Dns64Counters::inc(&c.client_subnet_stripped);
+                stripped = b;
+                (q, stripped.as_slice())
+            }
+            None => (query, bytes),
+        };
         let q = query.question();
         debug!(
             "dns64: query id {} {} {} {} from {peer}",
@@ -239,6 +245,13 @@ impl Engine {
         let (outcome, driven) = self.resolver.resolve(resolution).await;
         let query = driven.resolution.query();
         let bytes = match outcome {
+            // client-subnet = "pass": the answer may be tailored to the
+            // client's subnet (a synthesized one no longer shows its
+            // scope), so it is not kept for others (RFC 7871 §7.3.1).
+            Outcome::Answer(b) if query.has_client_subnet() => {
+                Dns64Counters::inc(&c.client_subnet_not_cached);
+                Some(b)
+            }
             Outcome::Answer(b) => {
                 self.cache_insert(s, key, &b);
                 Some(b)
@@ -275,15 +288,10 @@ impl Engine {
         let Some(udp_limit) = key.set_from_wire(query, s.synthesize_for.contains(peer)) else {
             return false;
         };
-        let Ok(mut cache) = self.cache.lock() else {
-            return false;
-        };
-        if !cache.replies.get_hit_into(key, query, now, out) {
+        let c = &self.counters;
+        if !self.cache.get_hit_into(key, query, now, out, c) {
             return false;
         }
-        self.publish_cache_stats(&cache.replies);
-        drop(cache);
-        let c = &self.counters;
         Dns64Counters::inc(&c.queries);
         if out.len() >= 4 && out[3] & 0x0f == 3 {
             Dns64Counters::inc(&c.nxdomain);
@@ -311,52 +319,22 @@ impl Engine {
         if s.cache_size == 0 {
             return None;
         }
-        let mut cache = self.cache.lock().ok()?;
-        let hit = cache
-            .replies
-            .get(key, query_bytes, std::time::Instant::now());
-        self.publish_cache_stats(&cache.replies);
-        hit
+        let now = std::time::Instant::now();
+        self.cache.get(key, query_bytes, now, &self.counters)
     }
 
     /// Stores a reply made under `s`, unless a reload emptied the cache
     /// since `s` was loaded (the reply may hold what the new settings
     /// would not).
     fn cache_insert(&self, s: &Settings, key: CacheKey, reply: &[u8]) {
-        let Ok(mut cache) = self.cache.lock() else {
-            return;
-        };
-        if cache.epoch != s.cache_epoch {
-            return;
-        }
-        cache
-            .replies
-            .insert(key, reply.to_vec(), std::time::Instant::now());
-        self.publish_cache_stats(&cache.replies);
+        let now = std::time::Instant::now();
+        self.cache
+            .insert(s.cache_epoch, key, reply, now, &self.counters);
     }
 
     /// Empties the cache (`xlat64 flush-cache`); returns how many replies
     /// it held.
     pub(super) fn flush_cache(&self) -> usize {
-        let Ok(mut cache) = self.cache.lock() else {
-            return 0;
-        };
-        let flushed = cache.replies.clear();
-        self.publish_cache_stats(&cache.replies);
-        flushed
-    }
-
-    fn publish_cache_stats(&self, cache: &Dns64Cache) {
-        let c = &self.counters;
-        let s = cache.stats();
-        for (counter, value) in [
-            (&c.cache_hits, s.hits),
-            (&c.cache_misses, s.misses),
-            (&c.cache_inserts, s.inserts),
-            (&c.cache_evictions, s.evictions),
-            (&c.cache_entries, cache.len() as u64),
-        ] {
-            counter.store(value, Ordering::Relaxed);
-        }
+        self.cache.clear(false, &self.counters)
     }
 }

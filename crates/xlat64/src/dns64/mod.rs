@@ -43,6 +43,7 @@
 //! what a reply holds changed (`prefix`, `prefixes`, `exclude`, `mapped`,
 //! `exclude-mapped`, `servfail`): then it is emptied.
 
+mod cache_shards;
 mod engine;
 mod tcp;
 /// Empties a running server's cache (`xlat64 flush-cache`).
@@ -200,8 +201,10 @@ counters! {
     client_not_in_synthesize_for: "AAAA queries passed through: client outside synthesize-for.",
     error_passed: "AAAA errors (other than NXDOMAIN) sent to the client: servfail = \"pass\".",
     nothing_to_synthesize: "AAAA answers empty and no A record to synthesize from: the AAAA answer is sent.",
-    excluded_aaaa_removed: "Answers whose AAAA records were all in `exclude` and were removed (RFC 6147 §5.1.4).",
+    excluded_aaaa_removed: "AAAA answers whose records inside `exclude` were removed before they reached the client (RFC 6147 §5.1.4).",
     refused: "Queries answered REFUSED: client not in `allow`.",
+    client_subnet_stripped: "Queries whose EDNS Client Subnet option was removed before going upstream (client-subnet = \"strip\", RFC 7871 §11.1).",
+    client_subnet_not_cached: "Answers to queries with an EDNS Client Subnet option not cached: they may hold for that subnet only (client-subnet = \"pass\", RFC 7871 §7.3.1).",
     reverse_mapped: "PTR queries answered through the ip6.arpa -> in-addr.arpa CNAME (RFC 6147 §5.3.1).",
     local_answers: "Queries answered locally (ipv4only.arpa, RFC 8880).",
     formerr: "Malformed queries answered FORMERR.",

@@ -882,17 +882,24 @@ async fn reload_of_cache_size_resizes_turns_off_and_on() {
     let (h, up) = start_fake_with(Duration::ZERO, |_| {}).await;
     ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
     ask_udp(h.addr, &query("dual.test.", RecordType::AAAA)).await;
+    // A sharded cache keeps at most 1 in all (which one depends on the
+    // shards the two keys hash to).
     let note = h.reload(|s| s.cache_size = 1);
-    assert_eq!((note.evicted, note.held), (1, 1), "{note:?}");
+    assert_eq!(note.evicted + note.held, 2, "{note:?}");
+    assert!(note.held <= 1, "{note:?}");
     assert_eq!(
         note.to_string(),
-        "DNS64 cache kept: 1 replies, 1 evicted to fit cache-size 1"
+        format!(
+            "DNS64 cache kept: {} replies, {} evicted to fit cache-size 1",
+            note.held, note.evicted
+        )
     );
+    let held = note.held;
     let note = h.reload(|s| s.cache_size = 0);
-    assert_eq!((note.evicted, note.held), (1, 0), "{note:?}");
+    assert_eq!((note.evicted, note.held), (held, 0), "{note:?}");
     assert_eq!(
         note.to_string(),
-        "DNS64 cache off (cache-size 0): 1 replies dropped"
+        format!("DNS64 cache off (cache-size 0): {held} replies dropped")
     );
     // A queries: one upstream query each.
     let sent = up.count();

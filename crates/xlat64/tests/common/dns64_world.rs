@@ -13,7 +13,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use serde_json::Value;
@@ -22,7 +23,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -100,6 +101,9 @@ fn zone_xlat64_test() -> String {
          short {SHORT_TTL} IN A 198.51.100.14\n\
          mapped IN AAAA ::ffff:198.51.100.12\n\
          mapped IN A 198.51.100.12\n\
+         mixedaaaa IN AAAA ::ffff:198.51.100.16\n\
+         mixedaaaa IN AAAA 2001:db8:2::16\n\
+         mixedaaaa IN A 198.51.100.16\n\
          multi IN A 198.51.100.11\n\
          multi IN A 203.0.113.5\n\
          private IN A 10.1.2.3\n\
@@ -204,10 +208,24 @@ pub fn start_nsd(
 /// 60) but AAAA queries for names starting `servfail` get SERVFAIL and for
 /// names starting `drop` get no answer at all. Other types: NODATA. UDP only.
 /// Its answers carry AD=1, as from a validating resolver, so that tests can
-/// see AD cleared on synthesized data (RFC 6147 §5.5). Stops when dropped.
+/// see AD cleared on synthesized data (RFC 6147 §5.5). A queries for names
+/// starting `ecs` are answered by EDNS Client Subnet (RFC 7871): from
+/// [`ecs_a`] of the query's subnet, the option echoed with its scope set to
+/// the source prefix; without the option, [`BROKEN_A`]. Stops when dropped.
 pub struct BrokenAuthoritative {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<io::Result<()>>>,
+    /// Queries that carried an EDNS Client Subnet option.
+    pub ecs_seen: Arc<AtomicU64>,
+}
+
+/// The A record [`BrokenAuthoritative`] gives a client subnet: 198.51.100.x
+/// with x = 30 + the subnet's third 16-bit group (2001:db8:a::/56 gets .40).
+pub fn ecs_a(subnet: std::net::IpAddr) -> Ipv4Addr {
+    match subnet {
+        std::net::IpAddr::V6(a) => v4(30 + (a.segments()[2] & 0x3f) as u8),
+        std::net::IpAddr::V4(_) => v4(29),
+    }
 }
 
 impl BrokenAuthoritative {
@@ -216,6 +234,8 @@ impl BrokenAuthoritative {
         socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let ecs_seen = Arc::new(AtomicU64::new(0));
+        let seen = ecs_seen.clone();
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while !flag.load(Ordering::Relaxed) {
@@ -238,7 +258,30 @@ impl BrokenAuthoritative {
                     .set_authoritative(true)
                     .set_authentic_data(true)
                     .add_query(q.clone());
+                let subnet = query.extensions().as_ref().and_then(|e| {
+                    match e.options().get(EdnsCode::Subnet) {
+                        Some(EdnsOption::Subnet(s)) => Some(*s),
+                        _ => None,
+                    }
+                });
+                if subnet.is_some() {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
                 match q.query_type() {
+                    RecordType::A if first_label.starts_with(b"ecs") => {
+                        let addr = subnet.as_ref().map_or(BROKEN_A, |s| ecs_a(s.addr()));
+                        reply.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::A(A(addr)),
+                        ));
+                        if let Some(mut s) = subnet {
+                            s.set_scope_prefix(s.source_prefix());
+                            let mut edns = Edns::new();
+                            edns.options_mut().insert(EdnsOption::Subnet(s));
+                            reply.set_edns(edns);
+                        }
+                    }
                     RecordType::A => {
                         reply.add_answer(Record::from_rdata(
                             q.name().clone(),
@@ -263,6 +306,7 @@ impl BrokenAuthoritative {
         Ok(BrokenAuthoritative {
             stop,
             thread: Some(thread),
+            ecs_seen,
         })
     }
 }
