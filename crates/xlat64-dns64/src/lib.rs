@@ -13,6 +13,9 @@
 //! 3. For [`Plan::ForwardAaaa`], [`classify_aaaa`] looks at the upstream AAAA
 //!    response: pass it through, or ask for the A records
 //!    ([`ClientQuery::upstream_query`]) and call [`synthesize`].
+//!    [`Resolution`] does step 3 and the upstream work around it as a
+//!    sans-IO state machine (failover, TCP on truncation, parallel A,
+//!    deadline), over the servers' health in [`Upstreams`].
 //! 4. The [`wire`] helpers match upstream replies to queries, rewrite ids and
 //!    truncate answers for UDP.
 //!
@@ -29,8 +32,10 @@ pub mod fuzzing;
 mod policy;
 mod query;
 mod rate_limit;
+mod resolution;
 mod reverse;
 mod synthesis;
+mod upstreams;
 pub mod wire;
 
 #[cfg(test)]
@@ -41,10 +46,16 @@ pub use clients::{ClientId, ClientSet, DEFAULT_ALLOW, DEFAULT_CLIENT_PREFIX_V6, 
 pub use policy::{Dns64Policy, PrefixRule, ALL_IPV4, DEFAULT_EXCLUDE};
 pub use query::{parse_query, ClientQuery, Plan, QueryError, UDP_PAYLOAD_LIMIT};
 pub use rate_limit::{ClientRateLimiter, RateLimit, RateVerdict, DEFAULT_BUCKETS};
+pub use resolution::{
+    Outcome, Resolution, ResolverSettings, Tally, Transmit, Transport, TryHandle, MAX_RESOLUTION,
+};
 pub use reverse::{reverse_answer, reverse_target, REVERSE_CNAME_TTL};
 pub use synthesis::{
     classify_aaaa, ipv4only_answer, synthesize, AaaaVerdict, PassReason, Synthesis, IPV4ONLY_ADDRS,
     IPV4ONLY_TTL, TTL_WITHOUT_SOA,
+};
+pub use upstreams::{
+    UpstreamEvent, UpstreamStatus, Upstreams, DOWN_AFTER, FIRST_BACKOFF, MAX_BACKOFF, UNKNOWN_RTT,
 };
 
 /// Re-export of the DNS library whose message types the API uses.

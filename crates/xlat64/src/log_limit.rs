@@ -1,8 +1,7 @@
-//! Repeated warnings, rate-limited: a failure that repeats (an upstream
-//! down under load, an accept loop out of file descriptors) logs at most
-//! one line per key and interval, and the next line that passes says how
-//! many similar ones were held back. Pure: every call takes `now`, so the
-//! limits are tested without sleeping.
+//! Repeated warnings, rate-limited: a failure that repeats (an accept loop
+//! out of file descriptors) logs at most one line per key and interval,
+//! and the next line that passes says how many similar ones were held back.
+//! Pure: every call takes `now`, so the limits are tested without sleeping.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -142,6 +142,18 @@ fn metrics_match_stats_and_parse() {
                 true => format!("xlat64_worker_{what}{{worker=\"{worker}\"}}"),
                 false => format!("xlat64_worker_{what}_total{{worker=\"{worker}\"}}"),
             }
+        } else if let Some((n, what)) = name
+            .strip_prefix("dns64_upstream_")
+            .and_then(|r| r.split_once('_'))
+            .filter(|(n, _)| n.parse::<usize>().is_ok())
+        {
+            // A gauge per upstream, labelled with its place and address.
+            let start = format!("xlat64_dns64_upstream_{what}{{upstream=\"{n}\",address=\"");
+            samples
+                .keys()
+                .find(|k| k.starts_with(&start))
+                .cloned()
+                .unwrap_or(start)
         } else if samples.contains_key(&format!("xlat64_{name}")) {
             format!("xlat64_{name}")
         } else {

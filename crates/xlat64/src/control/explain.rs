@@ -12,6 +12,16 @@ pub fn explain(name: &str) -> Option<&'static str> {
             _ => None,
         };
     }
+    if let Some((_, what)) = name
+        .strip_prefix("dns64_upstream_")
+        .and_then(|rest| rest.split_once('_'))
+        .filter(|(n, _)| n.parse::<usize>().is_ok())
+    {
+        return crate::dns64::UPSTREAM_GAUGES
+            .iter()
+            .find(|(g, _)| *g == what)
+            .map(|(_, h)| *h);
+    }
     if let Some(rest) = name.strip_prefix("dns64_") {
         return crate::dns64::COUNTER_HELP
             .iter()

@@ -3,7 +3,8 @@
 //!
 //! Families: every drop reason is one counter family,
 //! `xlat64_drops_total{reason="..."}`; per-worker figures carry a `worker`
-//! label; gauges (sessions, bindings, port blocks, fragments in progress,
+//! label, per-upstream DNS64 gauges (`dns64_upstream_<N>_<name>`) an
+//! `upstream` (N) and an `address` label; gauges (sessions, bindings, port blocks, fragments in progress,
 //! the DNS64 cache size, workers) are gauges; everything else is a counter
 //! named `xlat64_<stats name>_total`. Each family's HELP is the line
 //! `stats --explain` prints.
@@ -45,15 +46,26 @@ const GAUGES: &[&str] = &[
 struct Snapshot(
     BTreeMap<String, u64>,
     BTreeMap<std::net::Ipv4Addr, [u64; 3]>,
+    /// The DNS64 upstreams, in order (the `N` of their gauges).
+    Vec<SocketAddr>,
 );
+
+/// `dns64_upstream_<N>_<what>`, split into N and what.
+fn upstream_gauge(name: &str) -> Option<(usize, &str)> {
+    let (n, what) = name.strip_prefix("dns64_upstream_")?.split_once('_')?;
+    Some((n.parse().ok()?, what))
+}
 
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut drops = Vec::new();
         let mut per_worker: BTreeMap<&str, Vec<(String, u64)>> = BTreeMap::new();
+        let mut per_upstream: BTreeMap<&str, Vec<(usize, u64)>> = BTreeMap::new();
         for (name, &value) in &self.0 {
             if let Some(reason) = name.strip_prefix("drop_") {
                 drops.push((reason.to_string(), value));
+            } else if let Some((n, what)) = upstream_gauge(name) {
+                per_upstream.entry(what).or_default().push((n, value));
             } else if let Some((worker, what)) = name
                 .strip_prefix("worker_")
                 .and_then(|rest| rest.split_once('_'))
@@ -99,6 +111,20 @@ impl Collector for Snapshot {
                 ConstGauge::new(*value).encode(pool.encode_family(&labels)?)?;
             }
         }
+        for (what, values) in &per_upstream {
+            let help = explain(&format!("dns64_upstream_0_{what}")).unwrap_or("");
+            let name = format!("xlat64_dns64_upstream_{what}");
+            let mut family = encoder.encode_descriptor(&name, help, None, MetricType::Gauge)?;
+            for (n, value) in values {
+                let upstream = n.to_string();
+                let address = self.2.get(*n).map(ToString::to_string);
+                let mut labels = vec![("upstream", upstream.as_str())];
+                if let Some(address) = &address {
+                    labels.push(("address", address.as_str()));
+                }
+                ConstGauge::new(*value).encode(family.encode_family(&labels)?)?;
+            }
+        }
         for (what, values) in &per_worker {
             let gauge = what.ends_with("sessions");
             let help = explain(&format!("worker_0_{what}")).unwrap_or("");
@@ -123,14 +149,15 @@ impl Collector for Snapshot {
     }
 }
 
-/// The metrics text of `stats` (a map of counter names to values) and of
-/// the pool4 addresses' use.
+/// The metrics text of `stats` (a map of counter names to values), of
+/// the pool4 addresses' use and of the DNS64 upstreams' addresses.
 pub fn encode(
     stats: BTreeMap<String, u64>,
     pool4_use: BTreeMap<std::net::Ipv4Addr, [u64; 3]>,
+    upstreams: Vec<SocketAddr>,
 ) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot(stats, pool4_use)));
+    registry.register_collector(Box::new(Snapshot(stats, pool4_use, upstreams)));
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -183,6 +210,11 @@ pub async fn serve(listener: TcpListener, state: ControlState, stop: Cancellatio
                     let body = encode(
                         super::stats_map(&state).await,
                         super::pool4_use(&state).await,
+                        state
+                            .dns
+                            .as_ref()
+                            .map(|d| d.upstream_addrs())
+                            .unwrap_or_default(),
                     );
                     format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -223,6 +255,9 @@ mod tests {
             ("worker_0_tun_rx_packets", 5),
             ("worker_1_tun_rx_packets", 6),
             ("worker_0_nat64_sessions", 4),
+            ("dns64_upstream_0_up", 1),
+            ("dns64_upstream_1_srtt_ms", 12),
+            ("dns64_upstream_queries", 9),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -230,7 +265,11 @@ mod tests {
         let pool = [("192.0.2.1".parse().unwrap(), [0, 2, 1])]
             .into_iter()
             .collect();
-        let text = encode(stats, pool);
+        let upstreams = vec![
+            "192.0.2.53:53".parse().unwrap(),
+            "[2001:db8::53]:53".parse().unwrap(),
+        ];
+        let text = encode(stats, pool, upstreams);
         for want in [
             "# TYPE xlat64_drops counter",
             "xlat64_drops_total{reason=\"no_binding\"} 3",
@@ -240,6 +279,10 @@ mod tests {
             "xlat64_translated_v6_to_v4_packets_total 42",
             "xlat64_worker_tun_rx_packets_total{worker=\"1\"} 6",
             "xlat64_worker_nat64_sessions{worker=\"0\"} 4",
+            "# TYPE xlat64_dns64_upstream_up gauge",
+            "xlat64_dns64_upstream_up{upstream=\"0\",address=\"192.0.2.53:53\"} 1",
+            "xlat64_dns64_upstream_srtt_ms{upstream=\"1\",address=\"[2001:db8::53]:53\"} 12",
+            "xlat64_dns64_upstream_queries_total 9",
             "# HELP xlat64_nat64_sessions Sessions held now",
             "xlat64_pool4_bindings{address=\"192.0.2.1\",protocol=\"udp\"} 2",
             "# EOF",

@@ -561,6 +561,9 @@ mod explain_tests {
                 "tun_offload",
                 "worker_0_tun_rx_packets",
                 "worker_3_nat64_sessions",
+                "dns64_upstream_0_up",
+                "dns64_upstream_1_srtt_ms",
+                "dns64_upstream_12_failures_in_a_row",
             ]
             .map(String::from),
         );

@@ -5,22 +5,19 @@
 
 use super::access::AccessSettings;
 use super::cache_shards::ShardedCache;
-use super::upstream::{IdSource, UpstreamWarnings};
+use super::upstream::Resolver;
 use super::{Dns64Counters, ReloadNote};
 use crate::config::{ClientSubnetPolicy, Dns64Section};
 use arc_swap::ArcSwap;
-use futures::future::{select, Either};
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::RecordType;
+use hickory_proto::op::ResponseCode;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::debug;
 use xlat64_dns64::wire;
 use xlat64_dns64::{
-    classify_aaaa, parse_query, reverse_answer, synthesize, AaaaVerdict, CacheKey, ClientQuery,
-    ClientSet, Dns64Policy, PassReason, Plan, QueryError, Synthesis,
+    parse_query, CacheKey, ClientQuery, ClientSet, Dns64Policy, Outcome, PassReason, Plan,
+    QueryError, Resolution, ResolverSettings,
 };
 
 /// A reply for the client, before UDP truncation.
@@ -33,7 +30,8 @@ pub(super) struct Reply {
 /// A query loads them once, at its start, and uses that snapshot to its
 /// end: it never mixes old and new settings.
 pub(super) struct Settings {
-    pub(super) policy: Dns64Policy,
+    /// Shared with the resolutions started under these settings.
+    pub(super) policy: Arc<Dns64Policy>,
     pub(super) allow: ClientSet,
     pub(super) synthesize_for: ClientSet,
     pub(super) parallel_a: bool,
@@ -58,7 +56,7 @@ impl Settings {
             return Err("dns64.upstream: no upstream server to forward to".to_string());
         }
         Ok(Settings {
-            policy,
+            policy: Arc::new(policy),
             allow: ClientSet::new(section.allow.iter().copied()),
             synthesize_for: ClientSet::new(section.synthesize_for.iter().copied()),
             parallel_a: section.parallel_a,
@@ -72,6 +70,16 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// What a [`Resolution`] needs of them.
+    fn resolver_settings(&self) -> ResolverSettings {
+        ResolverSettings {
+            timeout: self.timeout,
+            parallel_a: self.parallel_a,
+        }
+    }
+}
+
 /// Everything a query task needs.
 pub(super) struct Engine {
     /// Swapped whole by a reload ([`Engine::reconfigure`]); loading it is
@@ -81,8 +89,9 @@ pub(super) struct Engine {
     /// can turn the cache on and off.
     cache: ShardedCache,
     pub(super) counters: Arc<Dns64Counters>,
-    pub(super) ids: IdSource,
-    pub(super) upstream_warnings: UpstreamWarnings,
+    /// Runs the resolutions of cache misses over the servers' shared
+    /// health.
+    resolver: Arc<Resolver>,
 }
 
 /// The keys whose change alters what a cached reply would hold (the
@@ -111,12 +120,13 @@ fn reply_changing_keys(old: &Dns64Policy, new: &Dns64Policy) -> Vec<&'static str
 impl Engine {
     /// An engine with `settings` and an empty cache of their size.
     pub(super) fn new(settings: Settings, counters: Arc<Dns64Counters>) -> Self {
+        let resolver = Resolver::new(counters.clone());
+        resolver.upstreams().set_servers(&settings.upstreams);
         Engine {
             cache: ShardedCache::new(settings.cache_size),
             settings: ArcSwap::from_pointee(settings),
             counters,
-            ids: IdSource::new(),
-            upstream_warnings: UpstreamWarnings::new(),
+            resolver: Arc::new(resolver),
         }
     }
 
@@ -142,6 +152,9 @@ impl Engine {
         note.held = self.cache.len();
         note.capacity = new.cache_size;
         new.cache_epoch = self.cache.epoch();
+        // Servers kept keep their health; queries in flight finish on the
+        // servers they started with.
+        self.resolver.upstreams().set_servers(&new.upstreams);
         self.settings.store(Arc::new(new));
         note
     }
@@ -217,40 +230,50 @@ impl Engine {
         if let Some(bytes) = self.cache_get(s, &key, bytes) {
             return Some(self.finish(&query, bytes));
         }
-        let result = match query.plan_for(&s.policy, synthesize_for) {
+        let plan = query.plan_for(&s.policy, synthesize_for);
+        match &plan {
             Plan::Answer(m) => {
                 Dns64Counters::inc(&c.local_answers);
                 return Some(self.finish(&query, m.to_vec().ok()?));
             }
-            Plan::Forward(reason) => {
-                Dns64Counters::inc(match reason {
-                    PassReason::DnssecCd => &c.dnssec_cd,
-                    PassReason::NotInSynthesizeFor => &c.client_not_in_synthesize_for,
-                    _ => &c.not_aaaa,
-                });
-                self.forward(s, &query, bytes).await
-            }
-            Plan::ForwardAaaa => self.forward_aaaa(s, &query, bytes).await,
-            Plan::Reverse { target } => self.reverse(s, &query, target).await,
-        };
-        let bytes = match result {
+            Plan::Forward(reason) => Dns64Counters::inc(match reason {
+                PassReason::DnssecCd => &c.dnssec_cd,
+                PassReason::NotInSynthesizeFor => &c.client_not_in_synthesize_for,
+                _ => &c.not_aaaa,
+            }),
+            Plan::ForwardAaaa | Plan::Reverse { .. } => {}
+        }
+        let resolution = Resolution::new(
+            Instant::now(),
+            query,
+            bytes,
+            plan,
+            s.policy.clone(),
+            s.resolver_settings(),
+            &mut self.resolver.upstreams(),
+        )?;
+        let (outcome, driven) = self.resolver.resolve(resolution).await;
+        let query = driven.resolution.query();
+        let bytes = match outcome {
             // client-subnet = "pass": the answer may be tailored to the
             // client's subnet (a synthesized one no longer shows its
             // scope), so it is not kept for others (RFC 7871 §7.3.1).
-            Some(b) if query.has_client_subnet() => {
+            Outcome::Answer(b) if query.has_client_subnet() => {
                 Dns64Counters::inc(&c.client_subnet_not_cached);
-                b
+                Some(b)
             }
-            Some(b) => {
+            Outcome::Answer(b) => {
                 self.cache_insert(s, key, &b);
-                b
+                Some(b)
             }
-            None => {
+            Outcome::ServFail => {
                 Dns64Counters::inc(&c.servfail_sent);
-                query.error_reply(ResponseCode::ServFail).to_vec().ok()?
+                query.error_reply(ResponseCode::ServFail).to_vec().ok()
             }
         };
-        Some(self.finish(&query, bytes))
+        let reply = bytes.map(|b| self.finish(query, b));
+        driven.let_go();
+        reply
     }
 
     /// The cache-hit path for a UDP query, no decoding and no allocation:
@@ -323,136 +346,5 @@ impl Engine {
     /// it held.
     pub(super) fn flush_cache(&self) -> usize {
         self.cache.clear(false, &self.counters)
-    }
-
-    /// Relays the client's query and the upstream answer unchanged.
-    async fn forward(&self, s: &Settings, query: &ClientQuery, bytes: &[u8]) -> Option<Vec<u8>> {
-        let mut reply = self.exchange(s, bytes, query.question()).await?;
-        Dns64Counters::inc(&self.counters.passed_through);
-        wire::set_id(&mut reply, query.id());
-        Some(reply)
-    }
-
-    /// RFC 6147 §5.1: AAAA; A and synthesis when it comes back empty (or
-    /// failed, with `servfail = "synthesize"`). With `parallel_a` both go
-    /// out at once and the A answer is dropped when the AAAA one is used.
-    /// `None`: send SERVFAIL.
-    async fn forward_aaaa(
-        &self,
-        s: &Settings,
-        query: &ClientQuery,
-        bytes: &[u8],
-    ) -> Option<Vec<u8>> {
-        let c = &self.counters;
-        let a_query = query.upstream_query(query.question().name().clone(), RecordType::A);
-        let a_bytes = a_query.to_vec().ok()?;
-        // Futures are lazy: without parallel_a this starts only when awaited.
-        let mut a_pending = pin!(self.exchange(s, &a_bytes, &a_query.queries()[0]));
-        let mut a_done = None;
-        let aaaa_exchange = self.exchange(s, bytes, query.question());
-        let aaaa_result = if s.parallel_a {
-            match select(pin!(aaaa_exchange), a_pending.as_mut()).await {
-                Either::Left((aaaa, _)) => aaaa,
-                Either::Right((a, aaaa_rest)) => {
-                    a_done = Some(a);
-                    aaaa_rest.await
-                }
-            }
-        } else {
-            aaaa_exchange.await
-        };
-        let pass = |raw: Vec<u8>| {
-            Dns64Counters::inc(&c.passed_through);
-            Some(raw)
-        };
-        // Every upstream failed: the same as a SERVFAIL answer for the
-        // synthesis rules (RFC 6147 §5.1.2), but never sent as such.
-        let (aaaa, aaaa_raw) = match aaaa_result {
-            Some(mut raw) => {
-                wire::set_id(&mut raw, query.id());
-                match Message::from_vec(&raw) {
-                    Ok(m) => (m, Some(raw)),
-                    Err(_) => {
-                        debug!(
-                            "dns64: AAAA answer for {} undecodable, relayed",
-                            query.question().name()
-                        );
-                        return pass(raw);
-                    }
-                }
-            }
-            None => (query.error_reply(ResponseCode::ServFail), None),
-        };
-        let unused_a = |a_started: bool| {
-            if a_started {
-                Dns64Counters::inc(&c.parallel_a_unused);
-            }
-        };
-        match classify_aaaa(query, &aaaa, &s.policy) {
-            AaaaVerdict::PassThrough(reason) => {
-                unused_a(s.parallel_a);
-                match reason {
-                    PassReason::RealAaaa => Dns64Counters::inc(&c.real_aaaa),
-                    PassReason::Error(_) => Dns64Counters::inc(&c.error_passed),
-                    _ => {}
-                }
-                return aaaa_raw.and_then(pass);
-            }
-            AaaaVerdict::RealWithoutExcluded(m) => {
-                unused_a(s.parallel_a);
-                Dns64Counters::inc(&c.real_aaaa);
-                Dns64Counters::inc(&c.excluded_aaaa_removed);
-                return m.to_vec().ok();
-            }
-            AaaaVerdict::QueryA => {}
-        }
-        let a_raw = match a_done {
-            Some(a) => a,
-            None => a_pending.await,
-        };
-        let Some(a_raw) = a_raw else {
-            return aaaa_raw.and_then(pass);
-        };
-        let Ok(a) = Message::from_vec(&a_raw) else {
-            Dns64Counters::inc(&c.upstream_errors);
-            return aaaa_raw.and_then(pass);
-        };
-        match synthesize(query, &aaaa, &a, &s.policy) {
-            Synthesis::Synthesized(m) => {
-                Dns64Counters::inc(&c.synthesized);
-                if aaaa.response_code() != ResponseCode::NoError {
-                    Dns64Counters::inc(&c.synthesized_on_error);
-                }
-                debug!("dns64: synthesized {} AAAA", query.question().name());
-                m.to_vec().ok()
-            }
-            Synthesis::NoData(m) => {
-                Dns64Counters::inc(&c.excluded_aaaa_removed);
-                m.to_vec().ok()
-            }
-            Synthesis::AaaaResponse => {
-                Dns64Counters::inc(&c.nothing_to_synthesize);
-                aaaa_raw.and_then(pass)
-            }
-        }
-    }
-
-    /// RFC 6147 §5.3.1: PTR for the in-addr.arpa name behind a CNAME.
-    async fn reverse(
-        &self,
-        s: &Settings,
-        query: &ClientQuery,
-        target: hickory_proto::rr::Name,
-    ) -> Option<Vec<u8>> {
-        let ptr_query = query.upstream_query(target.clone(), RecordType::PTR);
-        let ptr_raw = self
-            .exchange(s, &ptr_query.to_vec().ok()?, &ptr_query.queries()[0])
-            .await?;
-        let Ok(ptr) = Message::from_vec(&ptr_raw) else {
-            Dns64Counters::inc(&self.counters.upstream_errors);
-            return None;
-        };
-        Dns64Counters::inc(&self.counters.reverse_mapped);
-        reverse_answer(query, &target, &ptr).to_vec().ok()
     }
 }

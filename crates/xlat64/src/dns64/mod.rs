@@ -10,7 +10,9 @@
 //!   checked before a message is read or decoded;
 //! - `engine`: the driver of the pure logic: `allow`, `synthesize-for`,
 //!   the cache, and forwarding, synthesis or reverse mapping per query;
-//! - `upstream`: the upstream client (UDP, TCP on truncation).
+//! - `upstream`: the I/O of the upstream work, driving a
+//!   [`Resolution`](xlat64_dns64::Resolution) per cache miss over the
+//!   servers' shared health ([`Upstreams`]).
 //!
 //! UDP datagrams are read and answered in batches (`recvmmsg`/`sendmmsg`,
 //! `sys::udp_batch`); a query the cache answers is served right in the
@@ -20,8 +22,12 @@
 //! task. Upstream queries go out over UDP from
 //! a fresh socket (random source port from the kernel) with a random id; a
 //! reply is accepted only when its id and question match (RFC 5452 §9.1).
-//! A truncated (TC=1) upstream reply is retried over TCP. Each upstream gets
-//! `upstream_timeout_ms`; when all fail the client gets SERVFAIL.
+//! A truncated (TC=1) upstream reply is retried over TCP. Each try gets
+//! `upstream_timeout_ms`, then the next server; when all fail, or the
+//! query's deadline passes, the client gets SERVFAIL. Servers are asked
+//! healthy ones first, fastest first (RFC 6298 round-trip estimates); one
+//! that failed is asked last and probed with a copy of a query after a
+//! backoff, and its state changes are logged once each.
 //!
 //! Answers from upstream are relayed as bytes (only the id is rewritten),
 //! so record types the DNS library does not know pass unchanged.
@@ -155,17 +161,21 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use xlat64_dns64::Upstreams;
 
 macro_rules! counters {
     ($($name:ident: $doc:literal,)*) => {
-        /// Counters of the DNS64 server.
+        /// Counters of the DNS64 server, and the upstream servers' health
+        /// (shown as gauges, see [`UPSTREAM_GAUGES`]).
         #[derive(Debug, Default)]
         pub struct Dns64Counters {
             $(#[doc = $doc] pub $name: AtomicU64,)*
+            /// The upstream servers' health, shared with the resolutions.
+            upstreams: Arc<Mutex<Upstreams>>,
         }
 
         /// What each counter means (`xlat64 stats --explain`), by name
@@ -179,6 +189,7 @@ macro_rules! counters {
                     concat!("dns64_", stringify!($name)).to_string(),
                     self.$name.load(Ordering::Relaxed),
                 );)*
+                self.snapshot_upstreams(out);
             }
         }
     };
@@ -227,6 +238,7 @@ counters! {
     upstream_mismatched: "Upstream datagrams ignored: id or question did not match.",
     upstream_failures: "Upstream questions for which every upstream failed.",
     upstream_no_descriptors: "Upstream questions given up at once: no file descriptor for a socket (EMFILE, ENFILE); the client gets SERVFAIL.",
+    resolutions_expired: "Queries answered SERVFAIL because their upstream work ran past its deadline (the tries' timeouts summed, at most 30 s).",
     parallel_a_unused: "A queries sent along with AAAA whose answer was not needed.",
     servfail_sent: "SERVFAIL answers sent because every upstream failed.",
     truncated_udp: "UDP answers truncated to the client's size, TC=1.",
@@ -237,9 +249,46 @@ counters! {
     cache_entries: "Replies in the cache now.",
 }
 
+/// The per-upstream gauges, `dns64_upstream_<N>_<name>` with N the
+/// server's place in `upstream`, and what each means.
+pub const UPSTREAM_GAUGES: &[(&str, &str)] = &[
+    ("up", "1 while this upstream (N: its place in dns64.upstream) is up, 0 once it failed twice in a row (asked last and probed with backoff until it answers); the log says when it changes."),
+    ("srtt_ms", "Smoothed round trip of this upstream in ms (RFC 6298 SRTT; 0 before its first answer); healthy upstreams are asked fastest first."),
+    ("failures_in_a_row", "Failures (timeouts, errors) of this upstream in a row; 0 when its last try was answered."),
+];
+
 impl Dns64Counters {
     fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The upstream servers in their configured order (the `N` of the
+    /// [`UPSTREAM_GAUGES`]).
+    pub fn upstream_addrs(&self) -> Vec<SocketAddr> {
+        let upstreams = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        upstreams.status().map(|u| u.addr).collect()
+    }
+
+    fn snapshot_upstreams(&self, out: &mut BTreeMap<String, u64>) {
+        let upstreams = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (i, u) in upstreams.status().enumerate() {
+            let srtt = u
+                .srtt
+                .map_or(0, |d| d.as_millis().try_into().unwrap_or(u64::MAX));
+            for (name, value) in [
+                ("up", u64::from(u.up)),
+                ("srtt_ms", srtt),
+                ("failures_in_a_row", u64::from(u.failures)),
+            ] {
+                out.insert(format!("dns64_upstream_{i}_{name}"), value);
+            }
+        }
     }
 }
 

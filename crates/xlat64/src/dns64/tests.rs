@@ -410,17 +410,15 @@ async fn malformed_gets_formerr_or_is_dropped() {
     assert_eq!(counter(&h, "dns64_dropped_malformed"), 1);
 }
 
+/// A silent upstream: SERVFAIL once AAAA and A (asked together) timed
+/// out; the exact times are tested on a virtual clock in
+/// `xlat64_dns64::resolution`.
 #[tokio::test]
 async fn upstream_silent_gives_servfail_after_timeout() {
     // A socket that never answers.
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let h = start(vec![silent.local_addr().unwrap()], 200).await;
-    let started = std::time::Instant::now();
     let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
-    let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(200));
-    // AAAA and A time out together (parallel-a), not one after the other.
-    assert!(elapsed < Duration::from_millis(400), "{elapsed:?}");
     assert_eq!(m.response_code(), ResponseCode::ServFail);
     assert_eq!(m.id(), 0xabcd);
     assert_eq!(counter(&h, "dns64_upstream_timeouts"), 2);
@@ -501,6 +499,8 @@ async fn snapshot_lists_every_counter_with_prefix() {
     h.counters.snapshot(&mut out);
     assert!(out.len() >= 20);
     assert!(out.keys().all(|k| k.starts_with("dns64_")));
+    // Nothing counted yet; the one upstream is up, not measured.
+    assert_eq!(out.remove("dns64_upstream_0_up"), Some(1));
     assert!(out.values().all(|v| *v == 0));
     for k in [
         "dns64_queries_udp",
@@ -737,29 +737,25 @@ async fn rfc6147_5_5_do_and_cd_pass_through_unsynthesized() {
     assert_eq!(*up.queries.lock().unwrap(), vec![RecordType::AAAA]);
 }
 
-/// Synthesis with an upstream 100 ms away: one round trip with
-/// `parallel-a`, two without.
+/// `parallel-a` asks A with AAAA, or only after an empty AAAA answer;
+/// the one round trip it saves is tested on a virtual clock in
+/// `xlat64_dns64::resolution`.
 #[tokio::test]
-async fn parallel_a_saves_a_round_trip() {
-    let delay = Duration::from_millis(100);
-    let mut elapsed = Vec::new();
+async fn parallel_a_setting_is_followed() {
     for parallel in [true, false] {
-        let (h, _up) = start_fake_with(delay, |s| {
+        let (h, up) = start_fake_with(Duration::ZERO, |s| {
             s.parallel_a = parallel;
             s.cache_size = 0;
         })
         .await;
-        let started = std::time::Instant::now();
         let m = ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
-        elapsed.push(started.elapsed());
         assert_eq!(aaaa_of(&m).len(), 1);
-        // A real AAAA: the A answer was not needed.
+        // A real AAAA: the A answer was not needed, and not asked without
+        // parallel-a.
         ask_udp(h.addr, &query("dual.test.", RecordType::AAAA)).await;
         assert_eq!(counter(&h, "dns64_parallel_a_unused"), u64::from(parallel));
+        assert_eq!(up.count(), if parallel { 4 } else { 3 });
     }
-    eprintln!("synthesis with a 100 ms upstream: parallel {elapsed:?} serial");
-    assert!(elapsed[0] < Duration::from_millis(190), "{elapsed:?}");
-    assert!(elapsed[1] >= Duration::from_millis(200), "{elapsed:?}");
 }
 
 /// The same on loopback with no delay, 200 queries each, cache off:
