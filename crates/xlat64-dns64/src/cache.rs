@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 pub const MAX_POSITIVE_TTL: u32 = 86_400;
 /// Longest time a negative answer is kept (RFC 2308 §5 suggests 1 to 3 h).
 pub const MAX_NEGATIVE_TTL: u32 = 10_800;
+/// The TTL of every record of a reply served stale (RFC 8767 §4: 30 s).
+pub const STALE_TTL: u32 = 30;
 
 const HEADER_LEN: usize = 12;
 const TYPE_SOA: u16 = 6;
@@ -197,6 +199,8 @@ pub struct CacheStats {
     pub inserts: u64,
     /// Entries removed to make room, expired or not.
     pub evictions: u64,
+    /// Expired replies served because every upstream failed (RFC 8767).
+    pub stale_served: u64,
 }
 
 struct Entry {
@@ -210,6 +214,9 @@ struct Entry {
 /// The reply cache.
 pub struct Dns64Cache {
     capacity: usize,
+    /// How long past its TTL a reply is kept to be served stale (RFC 8767
+    /// "max stale timer"); zero: not at all.
+    stale_for: Duration,
     /// Keyed with a random seed per cache: names come from clients.
     entries: HashMap<CacheKey, Entry, RandomState>,
     by_expiry: BinaryHeap<Reverse<(Instant, u64, CacheKey)>>,
@@ -222,6 +229,7 @@ impl Dns64Cache {
     pub fn new(capacity: usize) -> Self {
         Dns64Cache {
             capacity,
+            stale_for: Duration::ZERO,
             entries: HashMap::with_capacity_and_hasher(
                 capacity.min(1 << 16),
                 RandomState::default(),
@@ -285,10 +293,48 @@ impl Dns64Cache {
             return Some(out);
         }
         self.stats.misses += 1;
-        if self.entries.get(key).is_some_and(|e| now >= e.expires) {
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|e| now >= e.expires + self.stale_for)
+        {
             self.entries.remove(key);
         }
         None
+    }
+
+    /// Keeps replies up to `stale_for` past their TTL, to be served by
+    /// [`Dns64Cache::get_stale`] when every upstream fails (RFC 8767 §5,
+    /// the "max stale timer"; the RFC suggests 1 to 3 days). Zero: off.
+    pub fn set_stale_for(&mut self, stale_for: Duration) {
+        self.stale_for = stale_for;
+    }
+
+    /// An expired reply for `key`, no older than the stale window, ready
+    /// for the client whose query is `query_bytes`, every TTL set to
+    /// [`STALE_TTL`] (RFC 8767 §4): for when every upstream failed.
+    pub fn get_stale(
+        &mut self,
+        key: &CacheKey,
+        query_bytes: &[u8],
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        let entry = self.entries.get(key)?;
+        if now < entry.expires || now >= entry.expires + self.stale_for {
+            return None;
+        }
+        let mut out = entry.bytes.clone();
+        for &at in &entry.ttl_offsets {
+            if let Some(field) = out.get_mut(at..at + 4) {
+                field.copy_from_slice(&STALE_TTL.to_be_bytes());
+            }
+        }
+        copy_question_name(&mut out, query_bytes);
+        if let (Some(dst), Some(src)) = (out.get_mut(..2), query_bytes.get(..2)) {
+            dst.copy_from_slice(src);
+        }
+        self.stats.stale_served += 1;
+        Some(out)
     }
 
     /// As [`Dns64Cache::get`], but the reply is written into `out` (cleared
@@ -583,7 +629,8 @@ mod tests {
                 hits: 1,
                 misses: 1,
                 inserts: 1,
-                evictions: 0
+                evictions: 0,
+                stale_served: 0
             }
         );
         assert!(c.is_empty());
@@ -662,6 +709,33 @@ mod tests {
         assert!(scoped_to_a_subnet(&[0, 8, 0, 2, 0, 2]));
         assert!(scoped_to_a_subnet(&[0, 8, 0, 9, 0]));
         assert!(!scoped_to_a_subnet(&[0, 10, 0, 1, 5]));
+    }
+
+    #[test]
+    fn rfc8767_stale_replies_served_with_ttl_30_within_the_window_only() {
+        let t0 = Instant::now();
+        let mut c = Dns64Cache::new(10);
+        assert!(c.insert(key("a.example."), positive("a.example.", &[300, 100]), t0));
+        let q = query_bytes("A.example.", 0x4242);
+        let expired = t0 + Duration::from_secs(100);
+        // Off by default: nothing stale, and a miss removes the entry.
+        assert!(c.get_stale(&key("a.example."), &q, expired).is_none());
+        c.set_stale_for(Duration::from_secs(3600));
+        // Fresh: not served stale.
+        assert!(c.get_stale(&key("a.example."), &q, t0).is_none());
+        // Expired: a miss for the normal path, kept for the stale one.
+        assert!(c.get(&key("a.example."), &q, expired).is_none());
+        let stale = c.get_stale(&key("a.example."), &q, expired).expect("stale");
+        let m = Message::from_vec(&stale).unwrap();
+        assert_eq!(m.id(), 0x4242);
+        assert_eq!(m.queries()[0].name().to_string(), "A.example.");
+        assert_eq!(ttls(&stale), vec![STALE_TTL, STALE_TTL]);
+        assert_eq!(c.stats().stale_served, 1);
+        // Past the window: gone.
+        let late = t0 + Duration::from_secs(100 + 3600);
+        assert!(c.get_stale(&key("a.example."), &q, late).is_none());
+        assert!(c.get(&key("a.example."), &q, late).is_none());
+        assert!(c.is_empty());
     }
 
     #[test]

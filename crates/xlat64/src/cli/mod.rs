@@ -34,7 +34,8 @@ Configuration (TOML; unknown keys are errors; `xlat64 check` prints every effect
   [nat64.fragments] max-datagrams, max-per-source, max-fragments, timeout
   [nat64.log]       bindings (stderr or a file path: JSON lines; SIGHUP reopens it)
   [dns64]           listen, upstream, prefix, upstream-timeout-ms, exclude, mapped, exclude-mapped,
-                    allow, synthesize-for, servfail, cache-size, parallel-a, client-subnet, client-prefix,
+                    allow, synthesize-for, servfail, cache-size, parallel-a, client-subnet, serve-stale,
+                    client-prefix,
                     tcp-connections-per-client, tcp-idle-timeout-ms, queries-per-second-per-client,
                     queries-burst-per-client, rate-limit-slip (0: no TC=1 replies)
   [[dns64.prefixes]] prefix, ipv4

@@ -100,6 +100,9 @@ impl Default for RuntimeSection {
     }
 }
 
+/// The longest `dns64.serve-stale` accepted: 7 days.
+pub const MAX_SERVE_STALE: u64 = 7 * 86_400;
+
 /// The longest wait for an upstream DNS server accepted (30 s).
 pub const MAX_UPSTREAM_TIMEOUT_MS: u64 = 30_000;
 
@@ -683,6 +686,10 @@ pub struct Dns64Section {
     /// What becomes of a client's EDNS Client Subnet option (RFC 7871).
     #[serde(default)]
     pub client_subnet: ClientSubnetPolicy,
+    /// Seconds past its TTL a cached reply may still be served when every
+    /// upstream fails (RFC 8767 serve-stale, TTL 30 s); 0: never.
+    #[serde(default)]
+    pub serve_stale: u64,
 }
 
 /// `dns64.client-subnet`: an EDNS Client Subnet option from a client is
@@ -1284,6 +1291,15 @@ impl Config {
                     ));
                 }
             }
+            if dns.serve_stale > MAX_SERVE_STALE {
+                return Err(ConfigError::new(
+                    "dns64.serve-stale",
+                    format!(
+                        "{} s is too long; use 0 (off) to {MAX_SERVE_STALE} (7 days; RFC 8767 suggests 1 to 3 days, e.g. serve-stale = 86400)",
+                        dns.serve_stale
+                    ),
+                ));
+            }
             if !(1..=MAX_UPSTREAM_TIMEOUT_MS).contains(&dns.upstream_timeout_ms) {
                 return Err(ConfigError::new(
                     "dns64.upstream-timeout-ms",
@@ -1451,6 +1467,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "dns64.queries-burst-per-client",
     "dns64.rate-limit-slip",
     "dns64.client-subnet",
+    "dns64.serve-stale",
 ];
 
 /// The dotted keys (under `path`) whose values differ between `a` and

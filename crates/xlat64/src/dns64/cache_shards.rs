@@ -112,6 +112,29 @@ impl ShardedCache {
         hit
     }
 
+    /// An expired reply for `key` within the stale window, every TTL 30 s
+    /// ([`Dns64Cache::get_stale`], RFC 8767): when every upstream failed.
+    pub(super) fn get_stale(
+        &self,
+        key: &CacheKey,
+        query: &[u8],
+        now: Instant,
+        counters: &Dns64Counters,
+    ) -> Option<Vec<u8>> {
+        let mut shard = self.shard(key);
+        let stale = shard.replies.get_stale(key, query, now);
+        publish(&mut shard, counters);
+        stale
+    }
+
+    /// Keeps replies `stale_for` past their TTL (serve-stale; zero: off).
+    pub(super) fn set_stale_for(&self, stale_for: std::time::Duration, counters: &Dns64Counters) {
+        self.each(counters, |_, replies| {
+            replies.set_stale_for(stale_for);
+            0
+        });
+    }
+
     /// Stores `reply` for `key` if it was made in the current `epoch`.
     pub(super) fn insert(
         &self,
@@ -206,6 +229,7 @@ fn publish(shard: &mut ShardState, c: &Dns64Counters) {
         (&c.cache_misses, stats.misses, was.misses),
         (&c.cache_inserts, stats.inserts, was.inserts),
         (&c.cache_evictions, stats.evictions, was.evictions),
+        (&c.cache_stale_served, stats.stale_served, was.stale_served),
     ] {
         if now != before {
             counter.fetch_add(now.wrapping_sub(before), Ordering::Relaxed);

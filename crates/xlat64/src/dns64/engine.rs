@@ -43,6 +43,9 @@ pub(super) struct Settings {
     pub(super) access: AccessSettings,
     /// What becomes of a client's EDNS Client Subnet option.
     pub(super) client_subnet: ClientSubnetPolicy,
+    /// How long past their TTL replies are served when every upstream
+    /// fails (RFC 8767); zero: never.
+    pub(super) serve_stale: Duration,
     /// The [`Cache::epoch`] these settings' replies belong to: a reply
     /// finished under older settings than the cache's is not stored.
     cache_epoch: u64,
@@ -65,6 +68,7 @@ impl Settings {
             cache_size: section.cache_size,
             access: AccessSettings::from_section(section),
             client_subnet: section.client_subnet,
+            serve_stale: Duration::from_secs(section.serve_stale),
             cache_epoch: 0,
         })
     }
@@ -122,8 +126,10 @@ impl Engine {
     pub(super) fn new(settings: Settings, counters: Arc<Dns64Counters>) -> Self {
         let resolver = Resolver::new(counters.clone());
         resolver.upstreams().set_servers(&settings.upstreams);
+        let cache = ShardedCache::new(settings.cache_size);
+        cache.set_stale_for(settings.serve_stale, &counters);
         Engine {
-            cache: ShardedCache::new(settings.cache_size),
+            cache,
             settings: ArcSwap::from_pointee(settings),
             counters,
             resolver: Arc::new(resolver),
@@ -149,6 +155,7 @@ impl Engine {
             note.dropped = self.cache.clear(true, c);
         }
         note.evicted = self.cache.set_capacity(new.cache_size, c);
+        self.cache.set_stale_for(new.serve_stale, c);
         note.held = self.cache.len();
         note.capacity = new.cache_size;
         new.cache_epoch = self.cache.epoch();
@@ -266,10 +273,15 @@ impl Engine {
                 self.cache_insert(s, key, &b);
                 Some(b)
             }
-            Outcome::ServFail => {
-                Dns64Counters::inc(&c.servfail_sent);
-                query.error_reply(ResponseCode::ServFail).to_vec().ok()
-            }
+            // RFC 8767 §5: every upstream failed; an expired answer is
+            // better than none, if serve-stale allows it.
+            Outcome::ServFail => match self.stale(s, &key, bytes) {
+                Some(stale) => Some(stale),
+                None => {
+                    Dns64Counters::inc(&c.servfail_sent);
+                    query.error_reply(ResponseCode::ServFail).to_vec().ok()
+                }
+            },
         };
         let reply = bytes.map(|b| self.finish(query, b));
         driven.let_go();
@@ -340,6 +352,16 @@ impl Engine {
         let now = std::time::Instant::now();
         self.cache
             .insert(s.cache_epoch, key, reply, now, &self.counters);
+    }
+
+    /// An expired reply for `key` within `serve-stale`, for when every
+    /// upstream failed (RFC 8767).
+    fn stale(&self, s: &Settings, key: &CacheKey, query_bytes: &[u8]) -> Option<Vec<u8>> {
+        if s.serve_stale.is_zero() || s.cache_size == 0 {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        self.cache.get_stale(key, query_bytes, now, &self.counters)
     }
 
     /// Empties the cache (`xlat64 flush-cache`); returns how many replies

@@ -246,6 +246,7 @@ counters! {
     cache_misses: "Cache lookups that found nothing fresh.",
     cache_inserts: "Replies stored in the cache.",
     cache_evictions: "Cache entries removed to make room.",
+    cache_stale_served: "Expired replies served, TTL 30 s, because every upstream failed (serve-stale, RFC 8767).",
     cache_entries: "Replies in the cache now.",
 }
 

@@ -71,6 +71,13 @@ fn canned(query: &Message) -> Option<Message> {
                 ));
             }
         }
+        ("brief.test.", RecordType::A) => {
+            m.add_answer(Record::from_rdata(
+                owner,
+                1,
+                RData::A(A(Ipv4Addr::new(93, 184, 216, 36))),
+            ));
+        }
         ("silent.test.", _) => return None,
         ("fail.test.", RecordType::AAAA) => {
             m.set_response_code(ResponseCode::ServFail);
@@ -962,4 +969,36 @@ async fn reload_refuses_an_invalid_section_and_changes_nothing() {
     let sent = up.count();
     ask_udp(h.addr, &query("v4only.test.", RecordType::AAAA)).await;
     assert_eq!(up.count(), sent, "still cached");
+}
+
+/// RFC 8767 serve-stale: when every upstream fails, a reply expired less
+/// than `serve-stale` ago is served with TTL 30; without serve-stale, the
+/// client gets SERVFAIL.
+#[tokio::test]
+async fn rfc8767_stale_answer_when_every_upstream_fails() {
+    for serve_stale in [3600, 0] {
+        let (h, _up) = start_fake_with(Duration::ZERO, |s| {
+            s.serve_stale = serve_stale;
+            s.upstream_timeout_ms = 200;
+        })
+        .await;
+        let q = query("brief.test.", RecordType::A);
+        let m = ask_udp(h.addr, &q).await;
+        assert_eq!(m.answers()[0].ttl(), 1);
+        // The upstream goes away (a port where nothing listens), the
+        // answer expires.
+        h.reload(|s| s.upstream = vec!["127.0.0.1:9".parse().unwrap()]);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let m = ask_udp(h.addr, &q).await;
+        if serve_stale > 0 {
+            assert_eq!(m.response_code(), ResponseCode::NoError);
+            assert_eq!(m.answers().len(), 1, "{m:?}");
+            assert_eq!(m.answers()[0].ttl(), xlat64_dns64::STALE_TTL);
+            assert_eq!(counter(&h, "dns64_cache_stale_served"), 1);
+            assert_eq!(counter(&h, "dns64_servfail_sent"), 0);
+        } else {
+            assert_eq!(m.response_code(), ResponseCode::ServFail);
+            assert_eq!(counter(&h, "dns64_cache_stale_served"), 0);
+        }
+    }
 }
