@@ -14,6 +14,11 @@
 #         from their caches); median qps of --runs runs each, alternating.
 #   miss: every query a new name (a wildcard in NSD; a fresh list per run),
 #         so neither cache helps: each query costs an AAAA + A upstream.
+#   ceiling: NSD itself answering A for the warm names from its zone: the
+#         most this dnsperf drives on this machine, whatever the server.
+# Each run also reports the server's CPU use (cores busy): when neither
+# server keeps a core busy, dnsperf (and the kernel's UDP path, most of
+# either server's time) sets the pace, and the per-core ratio says more.
 #
 # Usage: bench/dns64-perf.sh [--duration S] [--runs N] [--threads "1 2"] [--exe PATH]
 #   --duration  seconds per dnsperf run (default 15)
@@ -35,7 +40,7 @@ while [ $# -gt 0 ]; do
         --runs) runs="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --exe) exe="$2"; shift 2 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "error: unknown argument $1 (see --help)" >&2; exit 1 ;;
     esac
 done
@@ -68,6 +73,8 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
+# Killed or interrupted: still clean up (bash runs no EXIT trap on a signal it does not trap).
+trap "exit 1" INT TERM
 in_ns() { ip netns exec "$ns" "$@"; }
 
 NSD=198.51.100.2
@@ -116,7 +123,7 @@ zone:
 	name: "bench.test"
 	zonefile: "$dir/nsd/bench.test.zone"
 EOF
-in_ns nsd -d -c "$dir/nsd/nsd.conf" > "$dir/nsd.out" 2>&1 &
+ip netns exec "$ns" nsd -d -c "$dir/nsd/nsd.conf" > "$dir/nsd.out" 2>&1 &
 pids+=($!)
 
 # --- xlat64 (DNS64 only) and Unbound (dns64 iterator, stubs to NSD,
@@ -138,7 +145,9 @@ socket = "$dir/xlat64.sock"
 [runtime]
 io-threads = $1
 EOF
-    in_ns "$exe" run --config "$dir/xlat64.toml" > "$dir/xlat64.log" 2>&1 &
+    # Not through the in_ns function: $! must be the server itself (ip
+    # execs it), not a subshell whose death would leave it running.
+    ip netns exec "$ns" "$exe" run --config "$dir/xlat64.toml" > "$dir/xlat64.log" 2>&1 &
     server_pids+=($!); pids+=($!)
     mkdir -p "$dir/unbound"
     cat > "$dir/unbound/unbound.conf" <<EOF
@@ -170,11 +179,23 @@ stub-zone:
 	name: "."
 	stub-addr: $NSD
 EOF
-    in_ns unbound -d -c "$dir/unbound/unbound.conf" > "$dir/unbound.log" 2>&1 &
+    ip netns exec "$ns" unbound -d -c "$dir/unbound/unbound.conf" > "$dir/unbound.log" 2>&1 &
     server_pids+=($!); pids+=($!)
     wait_udp "[$XLAT]" xlat64 "$dir/xlat64.log"
     wait_udp "[$UNB]" unbound "$dir/unbound.log"
+    xlat_pid="$(listener_pids "[$XLAT]")"
+    unb_pid="$(listener_pids "[$UNB]")"
 }
+# The processes listening on UDP port 53 of an address (Unbound may fork
+# one per thread), as a comma-separated list.
+listener_pids() { in_ns ss -Hlnup "src $1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u | paste -sd,; }
+# CPU time (user + system, all threads) processes have used, in clock ticks.
+cpu_ticks() { # comma-separated pids
+    local p total=0
+    for p in ${1//,/ }; do total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo "$total"
+}
+hz="$(getconf CLK_TCK)"
 stop_servers() {
     for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -185,6 +206,8 @@ stop_servers() {
         fi
         sleep 0.05
     done
+    echo "error: a server still listens after being stopped: the next figures would mix two servers" >&2
+    exit 1
 }
 
 wait_udp() { # addr label log
@@ -200,11 +223,13 @@ wait_udp "$NSD" nsd "$dir/nsd.out"
 
 for i in $(seq 1 $WARM_NAMES); do echo "w$i.bench.test AAAA"; done > "$dir/warm.txt"
 
-# dnsperf <server> <file> <seconds or 0 for one pass>; prints qps, or fails.
+# dnsperf <server> <file> <seconds or 0 for one pass> <server pid>; prints
+# qps and the server's CPU use over the run (cores busy), or fails.
 perf() {
-    local server="$1" file="$2" secs="$3" out
+    local server="$1" file="$2" secs="$3" pid="$4" out before after
     local args=(-s "$server" -d "$file" -c 4 -q 64 -t 2)
     if [ "$secs" = 0 ]; then args+=(-n 1); else args+=(-l "$secs"); fi
+    before="$(cpu_ticks "$pid")"
     out="$(in_ns dnsperf "${args[@]}" 2>&1)" || { echo "error: dnsperf against $server failed:" >&2; echo "$out" >&2; return 1; }
     echo "$out" > "$dir/last-dnsperf.txt"
     local completed qps noerror
@@ -216,7 +241,10 @@ perf() {
         echo "$out" >&2
         return 1
     fi
-    echo "$qps"
+    after="$(cpu_ticks "$pid")"
+    awk -v q="$qps" -v t="$((after - before))" -v hz="$hz" \
+        -v run="$(awk '/Run time \(s\):/ {print $4}' <<<"$out")" \
+        'BEGIN {printf "%s %.3f\n", q, t / hz / run}'
 }
 
 # The answers must be synthesized ones, or the comparison means nothing.
@@ -238,8 +266,33 @@ miss_lines=$((duration * 80000))
 miss_file() { # tag -> file of AAAA queries for names never asked before
     awk -v n="$miss_lines" -v t="$1" 'BEGIN {for (i = 1; i <= n; i++) printf "m%s-%d.miss.bench.test AAAA\n", t, i}' > "$dir/miss.txt"
 }
+# The load generator's ceiling: NSD answering A queries for the same names
+# from its zone (no recursion, no DNS64, one server process). Neither DNS64
+# server can be measured above what dnsperf drives on this machine.
+for i in $(seq 1 $WARM_NAMES); do echo "w$i.bench.test A"; done > "$dir/ceiling.txt"
+nsd_pids="$(listener_pids "$NSD")"
+ceil=()
+for r in $(seq 1 "$runs"); do
+    got="$(perf "$NSD" "$dir/ceiling.txt" "$duration" "$nsd_pids")"
+    ceil+=("${got% *}")
+    echo "run $r ceiling: nsd ${got% *} qps (${got#* } cores busy)"
+done
+ceiling="$(printf '%s\n' "${ceil[@]}" | median)"
 table=()
 first_t=""; first_x=""; first_u=""; last_t=""; last_x=""; last_u=""
+# run <label array prefix> <server> <file> <pid>: appends qps and cores
+# busy to the arrays <prefix>q and <prefix>c.
+run() {
+    local got
+    got="$(perf "$2" "$3" "$duration" "$4")"
+    eval "$1q+=(${got% *}); $1c+=(${got#* })"
+}
+# ratio a b -> a / b
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {print a / b}'; }
+row() { # threads mode xlat-qps unbound-qps xlat-cores unbound-cores
+    printf '%-8s %-6s %12.0f %12.0f %7.2fx %8.2f %8.2f %7.2fx' "$1" "$2" "$3" "$4" "$(ratio "$3" "$4")" \
+        "$5" "$6" "$(awk -v a="$3" -v b="$4" -v c="$5" -v d="$6" 'BEGIN {print (a / c) / (b / d)}')"
+}
 for t in $threads; do
     start_servers "$t"
     if command -v dig >/dev/null; then
@@ -247,45 +300,46 @@ for t in $threads; do
         check_answer "$UNB" unbound
     fi
     echo "== $t thread(s) each; warm-up: one pass over $WARM_NAMES names per server"
-    perf "$XLAT" "$dir/warm.txt" 0 >/dev/null
-    perf "$UNB" "$dir/warm.txt" 0 >/dev/null
-    xw=(); uw=(); xm=(); um=()
+    perf "$XLAT" "$dir/warm.txt" 0 "$xlat_pid" >/dev/null
+    perf "$UNB" "$dir/warm.txt" 0 "$unb_pid" >/dev/null
+    xwq=(); uwq=(); xmq=(); umq=(); xwc=(); uwc=(); xmc=(); umc=()
     for r in $(seq 1 "$runs"); do
-        xw+=("$(perf "$XLAT" "$dir/warm.txt" "$duration")")
-        uw+=("$(perf "$UNB" "$dir/warm.txt" "$duration")")
-        echo "run $r warm: xlat64 ${xw[-1]} qps, unbound ${uw[-1]} qps"
+        run xw "$XLAT" "$dir/warm.txt" "$xlat_pid"
+        run uw "$UNB" "$dir/warm.txt" "$unb_pid"
+        echo "run $r warm: xlat64 ${xwq[-1]} qps (${xwc[-1]} cores busy), unbound ${uwq[-1]} qps (${uwc[-1]} cores busy)"
     done
     for r in $(seq 1 "$runs"); do
         miss_file "x$t-$r"
-        xm+=("$(perf "$XLAT" "$dir/miss.txt" "$duration")")
+        run xm "$XLAT" "$dir/miss.txt" "$xlat_pid"
         sent="$(awk '/Queries sent:/ {print $3}' "$dir/last-dnsperf.txt")"
         [ "$sent" -le "$miss_lines" ] || echo "warning: xlat64 miss run $r reused names ($sent > $miss_lines)"
         miss_file "u$t-$r"
-        um+=("$(perf "$UNB" "$dir/miss.txt" "$duration")")
+        run um "$UNB" "$dir/miss.txt" "$unb_pid"
         sent="$(awk '/Queries sent:/ {print $3}' "$dir/last-dnsperf.txt")"
         [ "$sent" -le "$miss_lines" ] || echo "warning: unbound miss run $r reused names ($sent > $miss_lines)"
-        echo "run $r miss: xlat64 ${xm[-1]} qps, unbound ${um[-1]} qps"
+        echo "run $r miss: xlat64 ${xmq[-1]} qps (${xmc[-1]} cores busy), unbound ${umq[-1]} qps (${umc[-1]} cores busy)"
     done
-    xwm="$(printf '%s\n' "${xw[@]}" | median)"
-    uwm="$(printf '%s\n' "${uw[@]}" | median)"
-    xmm="$(printf '%s\n' "${xm[@]}" | median)"
-    umm="$(printf '%s\n' "${um[@]}" | median)"
+    med() { printf '%s\n' "$@" | median; }
+    xwm="$(med "${xwq[@]}")"; uwm="$(med "${uwq[@]}")"; xmm="$(med "${xmq[@]}")"; umm="$(med "${umq[@]}")"
     stats="$("$exe" stats --json --config "$dir/xlat64.toml" 2>/dev/null || true)"
     hits="$(grep -o '"dns64_cache_hits": *[0-9]*' <<<"$stats" | grep -o '[0-9]*$' || echo '?')"
     misses="$(grep -o '"dns64_cache_misses": *[0-9]*' <<<"$stats" | grep -o '[0-9]*$' || echo '?')"
     echo "(xlat64 cache with $t thread(s): $hits hits, $misses misses)"
-    table+=("$(printf '%-8s %-6s %14.0f %14.0f %7.2fx' "$t" warm "$xwm" "$uwm" "$(awk -v a="$xwm" -v b="$uwm" 'BEGIN {print a / b}')")")
-    table+=("$(printf '%-8s %-6s %14.0f %14.0f %7.2fx' "$t" miss "$xmm" "$umm" "$(awk -v a="$xmm" -v b="$umm" 'BEGIN {print a / b}')")")
+    table+=("$(row "$t" warm "$xwm" "$uwm" "$(med "${xwc[@]}")" "$(med "${uwc[@]}")")")
+    table+=("$(row "$t" miss "$xmm" "$umm" "$(med "${xmc[@]}")" "$(med "${umc[@]}")")")
     if [ -z "$first_t" ]; then first_t="$t"; first_x="$xwm"; first_u="$uwm"; fi
     last_t="$t"; last_x="$xwm"; last_u="$uwm"
     stop_servers
 done
 echo
-printf '%-8s %-6s %14s %14s %8s\n' threads mode "xlat64 qps" "unbound qps" ratio
+printf '%-8s %-6s %12s %12s %8s %8s %8s %8s\n' threads mode "xlat64 qps" "unbound qps" ratio \
+    "x cores" "u cores" "per core"
 printf '%s\n' "${table[@]}"
+printf 'ceiling: NSD answering A from its zone, %.0f qps (IPv4; xlat64 warm 1 thread at %.2f of it)\n' \
+    "$ceiling" "$(ratio "$first_x" "$ceiling")"
 if [ "$first_t" != "$last_t" ]; then
     printf 'warm scaling %s -> %s threads: xlat64 %.2fx, unbound %.2fx\n' "$first_t" "$last_t" \
-        "$(awk -v a="$last_x" -v b="$first_x" 'BEGIN {print a / b}')" \
-        "$(awk -v a="$last_u" -v b="$first_u" 'BEGIN {print a / b}')"
+        "$(ratio "$last_x" "$first_x")" "$(ratio "$last_u" "$first_u")"
 fi
-echo "(medians of $runs run(s) of ${duration}s each)"
+echo "(qps: medians of $runs run(s) of ${duration}s each; cores: median CPU time of the"
+echo " server process per second of run, all threads; per core: ratio of qps per busy core)"

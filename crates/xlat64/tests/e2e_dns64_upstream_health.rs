@@ -174,3 +174,50 @@ fn first_upstream_silent_while_queries_flow_latency_stays_low_and_one_line_per_c
     assert_eq!(s["dns64_upstream_0_up"], 1, "{s}");
     assert_eq!(s["dns64_upstream_0_failures_in_a_row"], 0, "{s}");
 }
+
+/// RFC 8767 serve-stale: with `serve-stale` on, an answer whose TTL has
+/// run out is still given (TTL 30) when its only upstream falls silent; a
+/// name never cached gets SERVFAIL; and without `serve-stale` the same
+/// expired answer is not given.
+#[test]
+fn rfc8767_expired_answer_served_stale_when_the_upstream_is_silent() {
+    let Some(mut w) = Dns64World::new("stale", &[]) else {
+        return;
+    };
+    let out = w
+        .lab
+        .run_in(
+            w.lab.server(),
+            &["ip", "addr", "add", &format!("{RELAY_V4}/24"), "dev", "s0"],
+        )
+        .expect("ip addr add");
+    assert!(out.status.success(), "{out:?}");
+    let relay = Relay::start(&w.lab);
+    let keys = format!("upstream = [\"{RELAY_V4}:53\"]\nupstream-timeout-ms = 500\n");
+    let stale = w.start_xlat64(&format!("{keys}serve-stale = 3600\n"));
+    let plain = w.start_xlat64(&keys);
+    let expected = vec![embed(PREFIX, v4(14))];
+    for x in [stale, plain] {
+        let d = w.ask(x, &["AAAA", "short.xlat64.test"]);
+        assert_eq!(d.rdata("AAAA"), expected, "{}", d.text);
+        assert!(d.ttls("AAAA").iter().all(|&t| t <= SHORT_TTL), "{}", d.text);
+    }
+    relay.set_silent(true);
+    // Past the answer's TTL.
+    std::thread::sleep(Duration::from_secs(u64::from(SHORT_TTL) + 1));
+    let d = w.ask(stale, &["AAAA", "short.xlat64.test"]);
+    assert_eq!(d.status, "NOERROR", "{}", d.text);
+    assert_eq!(d.rdata("AAAA"), expected, "{}", d.text);
+    assert_eq!(
+        d.ttls("AAAA"),
+        [30].into(),
+        "RFC 8767 §4: TTL 30\n{}",
+        d.text
+    );
+    assert_eq!(w.instances[stale].counter("dns64_cache_stale_served"), 1);
+    let d = w.ask(stale, &["AAAA", "v4only.xlat64.test"]);
+    assert_eq!(d.status, "SERVFAIL", "never cached: {}", d.text);
+    let d = w.ask(plain, &["AAAA", "short.xlat64.test"]);
+    assert_eq!(d.status, "SERVFAIL", "serve-stale off: {}", d.text);
+    assert_eq!(w.instances[plain].counter("dns64_cache_stale_served"), 0);
+}
