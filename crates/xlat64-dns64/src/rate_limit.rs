@@ -15,6 +15,11 @@
 //! when that time is no further ahead than the burst allows. No clock is
 //! read and nothing is allocated per query: `now` comes from the caller.
 //!
+//! One table serves every socket and thread of the server, so that a
+//! client's rate is the configured one however the kernel spreads its
+//! datagrams: each bucket is an atomic updated by compare-and-swap, with
+//! no lock (contended only when two threads see the same client at once).
+//!
 //! Over the limit, a query is dropped, except that every `slip`-th one gets
 //! a truncated reply (TC=1) instead, as BIND's response rate limiting does
 //! (its `slip`), so that a real client behind a busy address is told to
@@ -23,6 +28,7 @@
 use crate::clients::ClientId;
 use foldhash::fast::FixedState;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The table size the server uses: 16384 buckets of 8 bytes.
@@ -53,54 +59,63 @@ pub enum RateVerdict {
     Slip,
 }
 
-/// The buckets of every client, a fixed table.
+/// The buckets of every client, a fixed table shared by every thread.
 #[derive(Debug)]
 pub struct ClientRateLimiter {
     /// Per bucket, the theoretical arrival time of its next query, in
     /// nanoseconds after `origin`; 0: unused (or long idle, the same).
-    tat: Box<[u64]>,
+    tat: Box<[AtomicU64]>,
     /// `tat.len() - 1`: the length is a power of two.
     mask: usize,
     hasher: FixedState,
-    /// The first `now` seen: times are kept as offsets from it.
-    origin: Option<Instant>,
+    /// Times are kept as offsets from this one (the caller's `now` at
+    /// creation).
+    origin: Instant,
     /// Queries over the limit so far, for `slip`.
-    over: u32,
+    over: AtomicU32,
 }
 
 impl ClientRateLimiter {
     /// A table of `buckets` buckets (rounded up to a power of two, at least
-    /// 1), indexed by a hash keyed with `seed`.
-    pub fn new(buckets: usize, seed: u64) -> Self {
+    /// 1), indexed by a hash keyed with `seed`, counting time from `now`.
+    pub fn new(buckets: usize, seed: u64, now: Instant) -> Self {
         let n = buckets.max(1).next_power_of_two();
         ClientRateLimiter {
-            tat: vec![0; n].into_boxed_slice(),
+            tat: (0..n).map(|_| AtomicU64::new(0)).collect(),
             mask: n - 1,
             hasher: FixedState::with_seed(seed),
-            origin: None,
-            over: 0,
+            origin: now,
+            over: AtomicU32::new(0),
         }
     }
 
     /// Counts one query of `client` at `now` against `limit`.
-    pub fn check(&mut self, client: ClientId, limit: RateLimit, now: Instant) -> RateVerdict {
+    pub fn check(&self, client: ClientId, limit: RateLimit, now: Instant) -> RateVerdict {
         if limit.per_second == 0 {
             return RateVerdict::Pass;
         }
-        let origin = *self.origin.get_or_insert(now);
         // Offset by one interval so that 0 stays "unused"; saturating,
         // as the caller's clock may step back.
         let interval = 1_000_000_000 / u64::from(limit.per_second);
-        let now_ns = duration_ns(now.saturating_duration_since(origin)).saturating_add(interval);
+        let now_ns =
+            duration_ns(now.saturating_duration_since(self.origin)).saturating_add(interval);
         let tolerance = interval.saturating_mul(u64::from(limit.burst.max(1)));
-        let slot = &mut self.tat[(self.hasher.hash_one(client) as usize) & self.mask];
-        let next = (*slot).max(now_ns).saturating_add(interval);
-        if next - now_ns <= tolerance {
-            *slot = next;
-            return RateVerdict::Pass;
+        let slot = &self.tat[(self.hasher.hash_one(client) as usize) & self.mask];
+        let mut tat = slot.load(Ordering::Relaxed);
+        loop {
+            let next = tat.max(now_ns).saturating_add(interval);
+            if next - now_ns > tolerance {
+                break;
+            }
+            // Relaxed: the bucket is the only data; nothing else is
+            // published through it.
+            match slot.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return RateVerdict::Pass,
+                Err(seen) => tat = seen,
+            }
         }
-        self.over = self.over.wrapping_add(1);
-        if limit.slip != 0 && self.over % limit.slip == 0 {
+        let over = self.over.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if limit.slip != 0 && over % limit.slip == 0 {
             RateVerdict::Slip
         } else {
             RateVerdict::Drop
@@ -129,13 +144,7 @@ mod tests {
     };
 
     /// How many of `n` queries sent `every` apart pass.
-    fn passed(
-        l: &mut ClientRateLimiter,
-        c: ClientId,
-        start: Instant,
-        n: u32,
-        every: Duration,
-    ) -> u32 {
+    fn passed(l: &ClientRateLimiter, c: ClientId, start: Instant, n: u32, every: Duration) -> u32 {
         (0..n)
             .filter(|&i| l.check(c, LIMIT, start + every * i) == RateVerdict::Pass)
             .count() as u32
@@ -143,26 +152,26 @@ mod tests {
 
     #[test]
     fn a_burst_then_the_rate() {
-        let mut l = ClientRateLimiter::new(1024, 7);
         let t0 = Instant::now();
+        let l = ClientRateLimiter::new(1024, 7, t0);
         let c = client("2001:db8:1::1");
-        assert_eq!(passed(&mut l, c, t0, 50, Duration::ZERO), 10, "burst");
+        assert_eq!(passed(&l, c, t0, 50, Duration::ZERO), 10, "burst");
         // Quiet for 1 s, the bucket is full again: over the next 999 ms,
         // the burst and 99 at the rate.
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!(
-            passed(&mut l, c, t1, 1000, Duration::from_micros(1000)),
+            passed(&l, c, t1, 1000, Duration::from_micros(1000)),
             10 + 99
         );
         // Queries at the rate all pass.
         let t2 = t1 + Duration::from_secs(5);
-        assert_eq!(passed(&mut l, c, t2, 500, Duration::from_millis(10)), 500);
+        assert_eq!(passed(&l, c, t2, 500, Duration::from_millis(10)), 500);
     }
 
     #[test]
     fn one_flooding_client_does_not_limit_another() {
-        let mut l = ClientRateLimiter::new(DEFAULT_BUCKETS, 0x5eed);
         let t0 = Instant::now();
+        let l = ClientRateLimiter::new(DEFAULT_BUCKETS, 0x5eed, t0);
         let flood = client("2001:db8:1::1");
         let other = client("2001:db8:2::1");
         let mut others = 0;
@@ -176,21 +185,30 @@ mod tests {
         assert_eq!(others, 100, "100 queries at 100/s all pass");
         // The same /64 is the same client: its bucket is spent.
         let same = client("2001:db8:1::2");
-        assert!(
-            passed(
-                &mut l,
-                same,
-                t0 + Duration::from_secs(1),
-                20,
-                Duration::ZERO
-            ) <= 1
-        );
+        assert!(passed(&l, same, t0 + Duration::from_secs(1), 20, Duration::ZERO) <= 1);
+    }
+
+    /// Threads sharing the table share each client's bucket: four threads
+    /// sending one client's queries at one instant pass its burst once,
+    /// not four times.
+    #[test]
+    fn shared_by_threads_a_burst_is_not_multiplied() {
+        let t0 = Instant::now();
+        let l = ClientRateLimiter::new(DEFAULT_BUCKETS, 9, t0);
+        let c = client("2001:db8:1::1");
+        let passes: u32 = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| passed(&l, c, t0, 1000, Duration::ZERO)))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).sum()
+        });
+        assert_eq!(passes, LIMIT.burst);
     }
 
     #[test]
     fn slip_answers_every_nth_query_over_the_limit() {
-        let mut l = ClientRateLimiter::new(16, 1);
         let t0 = Instant::now();
+        let l = ClientRateLimiter::new(16, 1, t0);
         let c = client("192.0.2.1");
         let limit = RateLimit { slip: 3, ..LIMIT };
         let verdicts: Vec<_> = (0..19).map(|_| l.check(c, limit, t0)).collect();
@@ -204,15 +222,15 @@ mod tests {
 
     #[test]
     fn off_passes_everything_and_a_step_back_in_time_is_harmless() {
-        let mut l = ClientRateLimiter::new(0, 1);
         let t0 = Instant::now() + Duration::from_secs(10);
+        let l = ClientRateLimiter::new(0, 1, t0);
         let c = client("192.0.2.1");
         let off = RateLimit {
             per_second: 0,
             ..LIMIT
         };
         assert!((0..1000).all(|_| l.check(c, off, t0) == RateVerdict::Pass));
-        assert_eq!(passed(&mut l, c, t0, 20, Duration::ZERO), 10);
+        assert_eq!(passed(&l, c, t0, 20, Duration::ZERO), 10);
         assert_eq!(
             l.check(c, LIMIT, t0 - Duration::from_secs(5)),
             RateVerdict::Drop
@@ -235,8 +253,8 @@ mod tests {
             burst in 1u32..50,
         ) {
             let limit = RateLimit { per_second, burst, slip: 0 };
-            let mut l = ClientRateLimiter::new(64, 3);
             let t0 = Instant::now();
+            let l = ClientRateLimiter::new(64, 3, t0);
             let mut now = t0;
             let mut passes = [0u64; 8];
             for (gap, &c) in gaps.iter().zip(clients.iter().cycle()) {

@@ -74,10 +74,10 @@ pub(super) enum Admission {
 }
 
 /// The checks every datagram passes before the cache: `allow`, then the
-/// client's rate. One per UDP socket (its receive loop owns it: no lock),
-/// so with several sockets per address (`io-threads`) a client whose
-/// datagrams the kernel spreads over them may get up to that many times
-/// its rate.
+/// client's rate. One for the whole server, shared by every UDP socket and
+/// thread (the buckets are atomics), so that a client gets its configured
+/// rate however the kernel spreads its datagrams over the sockets of an
+/// address (`io-threads`) or over several addresses.
 pub(super) struct UdpGate {
     limiter: ClientRateLimiter,
 }
@@ -88,6 +88,7 @@ impl UdpGate {
             limiter: ClientRateLimiter::new(
                 DEFAULT_BUCKETS,
                 RandomState::new().hash_one(0x7766_u32),
+                Instant::now(),
             ),
         }
     }
@@ -95,7 +96,7 @@ impl UdpGate {
     /// Checks `query` from `peer` at `now`; for [`Admission::Reply`] the
     /// reply is in `out`.
     pub(super) fn admit(
-        &mut self,
+        &self,
         engine: &Engine,
         query: &[u8],
         peer: IpAddr,

@@ -96,7 +96,7 @@ async fn refusal_costs_less_than_a_cache_hit() {
     }
     let refusal = start.elapsed() / n;
 
-    let mut gate = UdpGate::new();
+    let gate = UdpGate::new();
     let start = Instant::now();
     for _ in 0..n {
         let admitted = gate.admit(&engine, &query, refused, Instant::now(), &mut out);

@@ -150,6 +150,7 @@ mod tests;
 mod udp;
 mod upstream;
 
+use self::access::UdpGate;
 use self::engine::{Engine, Settings};
 use self::tcp::serve_tcp;
 pub(crate) use self::tcp::MAX_TCP_CONNECTIONS;
@@ -369,9 +370,16 @@ impl Dns64Server {
     /// Serves until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut listeners = JoinSet::new();
+        // One rate limiter for every socket (see UdpGate).
+        let gate = Arc::new(UdpGate::new());
         for socket in self.udp.into_iter().flatten() {
             let engine = self.engine.clone();
-            listeners.spawn(serve_udp(engine, Arc::new(socket), shutdown.clone()));
+            listeners.spawn(serve_udp(
+                engine,
+                gate.clone(),
+                Arc::new(socket),
+                shutdown.clone(),
+            ));
         }
         for listener in self.tcp {
             let engine = self.engine.clone();

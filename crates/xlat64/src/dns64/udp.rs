@@ -30,6 +30,7 @@ const UDP_ROUNDS_PER_WAKEUP: usize = 8;
 /// replies leave in batches ([`SendBatch`]); everything else gets a task.
 pub(super) async fn serve_udp(
     engine: Arc<Engine>,
+    gate: Arc<UdpGate>,
     socket: Arc<UdpSocket>,
     shutdown: CancellationToken,
 ) {
@@ -37,7 +38,6 @@ pub(super) async fn serve_udp(
     let mut recv = RecvBatch::new();
     let mut send = SendBatch::new();
     let mut key = CacheKey::with_capacity();
-    let mut gate = UdpGate::new();
     let fd = socket.as_raw_fd();
     loop {
         tokio::select! {

@@ -368,7 +368,8 @@ pub struct Dns64World {
 
 /// An instance's configuration: `[dns64]` with `listen`, then the shared
 /// defaults for `prefix`, `upstream` and `allow` unless `keys` sets them,
-/// then `keys` (which may end with `[[dns64.prefixes]]` tables).
+/// then `keys` (which may end with `[[dns64.prefixes]]` tables, or a
+/// `[runtime]` table; without one, `io-threads = 1`).
 pub fn dns64_config(listen: Ipv6Addr, socket: &std::path::Path, keys: &str) -> String {
     let mut c = format!("[dns64]\nlisten = [\"[{listen}]:53\"]\n");
     let top = keys.split("[[").next().unwrap_or("");
@@ -383,11 +384,10 @@ pub fn dns64_config(listen: Ipv6Addr, socket: &std::path::Path, keys: &str) -> S
         c.push_str("allow = [\"2001:db8::/32\"]\n");
     }
     c.push_str(keys);
-    let _ = write!(
-        c,
-        "\n[control]\nsocket = \"{}\"\n\n[runtime]\nio-threads = 1\n",
-        socket.display()
-    );
+    let _ = write!(c, "\n[control]\nsocket = \"{}\"\n", socket.display());
+    if !keys.contains("[runtime]") {
+        c.push_str("\n[runtime]\nio-threads = 1\n");
+    }
     c
 }
 
