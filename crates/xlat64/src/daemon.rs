@@ -19,18 +19,15 @@ use xlat64_nat::Nat64Config;
 
 /// Runs the daemon; returns the process exit code (0 after a clean stop).
 pub fn run(config: Config, file: Option<PathBuf>) -> i32 {
-    // One io thread: a current-thread runtime, on this thread. Its tasks
-    // never move between threads, with no work-stealing queues and no
-    // cross-thread wakeups, which a multi-thread runtime of one worker
-    // still pays for (and it would add a second thread, this one, blocked).
-    let mut builder = if config.runtime.io_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(config.runtime.io_threads);
-        b
-    };
-    let runtime = match builder.thread_name("xlat64-io").enable_all().build() {
+    // The lifecycle (signals, reload, routes) and DNS64 over TCP: a
+    // current-thread runtime, on this thread, so that the thread that
+    // drops privileges and keeps CAP_NET_ADMIN for the exit is the one that
+    // removes the routes. DNS64 over UDP has threads of its own
+    // (`runtime.io-threads`, dns64/udp_threads.rs), the packet path too.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -524,7 +521,7 @@ impl Running {
             );
         }
         if let Some(dns_section) = &config.dns64 {
-            let server = Dns64Server::bind(dns_section).await?;
+            let server = Dns64Server::bind(dns_section, config.runtime.io_threads).await?;
             state.dns = Some(server.counters());
             state.dns_cache = Some(server.cache_flusher());
             self.dns64 = Some(server.reloader());

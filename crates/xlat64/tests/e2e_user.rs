@@ -35,6 +35,40 @@ fn an_unprivileged_daemon_translates_answers_and_cleans_up() {
         uid.split_whitespace().skip(1).all(|id| id == "65534"),
         "{uid}"
     );
+    // Every thread runs as nobody, and only the main thread (which removes
+    // the routes at exit) keeps a capability: the packet workers, the DNS64
+    // threads and the control socket's have none.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", gateway.pid())).unwrap();
+    let mut names = Vec::new();
+    for task in tasks {
+        let path = task.unwrap().path();
+        let status = std::fs::read_to_string(path.join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let (tid, comm) = (field("Pid:"), field("Name:"));
+        assert!(
+            field("Uid:").split_whitespace().all(|id| id == "65534"),
+            "thread {tid} ({comm}): {status}"
+        );
+        if tid != gateway.pid().to_string() {
+            assert_eq!(
+                u64::from_str_radix(&field("CapPrm:"), 16).unwrap(),
+                0,
+                "thread {tid} ({comm}) keeps capabilities"
+            );
+        }
+        names.push(comm);
+    }
+    assert!(
+        names.iter().any(|n| n.starts_with("xlat64-dns64-")),
+        "no DNS64 thread among {names:?}"
+    );
     assert!(
         gateway.log().contains("running as nobody"),
         "{}",

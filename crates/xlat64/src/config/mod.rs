@@ -62,7 +62,9 @@ pub struct MetricsSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RuntimeSection {
-    /// Worker threads for DNS64 and the control socket (the packet path has its own threads).
+    /// DNS64 UDP threads, each with one socket of every `listen` address
+    /// (the packet path, the control socket and the lifecycle have threads
+    /// of their own).
     #[serde(default = "default_io_threads")]
     pub io_threads: usize,
     /// Packet workers, each with its own TUN queue and its own share of the
@@ -1029,12 +1031,6 @@ impl Config {
                 format!("{e}; use error, warn, info, debug or trace, or directives like \"info,xlat64::dns64=debug\""),
             )
         })?;
-        if self.runtime.user.is_some() {
-            // Only the thread that drops privileges keeps CAP_NET_ADMIN,
-            // which removing the routes at exit needs: one I/O thread, the
-            // one that runs the lifecycle.
-            self.runtime.io_threads = 1;
-        }
         let nat_prefix = match &self.nat64 {
             Some(nat) => {
                 let prefix = Prefix6052::new(nat.prefix).map_err(|e| {

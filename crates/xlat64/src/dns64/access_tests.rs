@@ -71,7 +71,7 @@ async fn refusal_costs_less_than_a_cache_hit() {
     // The rate limiter at work on every query, never over the limit.
     s.queries_per_second_per_client = 1_000_000_000;
     s.queries_burst_per_client = 1_000_000_000;
-    let server = Dns64Server::bind(&s).await.unwrap();
+    let server = Dns64Server::bind(&s, 1).await.unwrap();
     let engine = server.engine.clone();
     let allowed = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
     let refused = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
@@ -146,12 +146,12 @@ async fn run(configure: impl FnOnce(&mut Dns64Section)) -> Running {
     let mut s = section(upstream, "127.0.0.0/8");
     configure(&mut s);
     // TCP on the port the kernel gave UDP may be taken: try again.
-    let mut server = Dns64Server::bind(&s).await;
+    let mut server = Dns64Server::bind(&s, 1).await;
     for _ in 0..50 {
         if server.is_ok() {
             break;
         }
-        server = Dns64Server::bind(&s).await;
+        server = Dns64Server::bind(&s, 1).await;
     }
     let server = server.unwrap();
     let running = Running {

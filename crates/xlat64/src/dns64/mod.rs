@@ -148,13 +148,14 @@ impl std::fmt::Display for ReloadNote {
 #[cfg(test)]
 mod tests;
 mod udp;
+mod udp_threads;
 mod upstream;
 
 use self::access::UdpGate;
 use self::engine::{Engine, Settings};
 use self::tcp::serve_tcp;
 pub(crate) use self::tcp::MAX_TCP_CONNECTIONS;
-use self::udp::serve_udp;
+use self::udp_threads::UdpShared;
 use crate::config::Dns64Section;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::BTreeMap;
@@ -163,7 +164,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use xlat64_dns64::Upstreams;
@@ -297,25 +298,24 @@ impl Dns64Counters {
 /// A bound DNS64 server, ready to run.
 pub struct Dns64Server {
     counters: Arc<Dns64Counters>,
-    /// Per `listen` entry, one socket per runtime worker (`SO_REUSEPORT`).
-    udp: Vec<Vec<UdpSocket>>,
+    /// Per `listen` entry, one socket per UDP thread (`SO_REUSEPORT`).
+    udp: Vec<Vec<std::net::UdpSocket>>,
     tcp: Vec<TcpListener>,
     engine: Arc<Engine>,
 }
 
 impl Dns64Server {
-    /// Binds every listen address (UDP and TCP). The error names the address and cause.
+    /// Binds every listen address (UDP and TCP) for `threads` UDP threads
+    /// (`runtime.io-threads`, at least 1). The error names the address and
+    /// cause.
     ///
-    /// On a runtime with several worker threads each address gets one UDP
-    /// socket per worker, sharing the port through `SO_REUSEPORT`: the
-    /// kernel spreads clients over them (by address and port hash), and
-    /// each socket's receive loop can run on its own thread.
-    pub async fn bind(section: &Dns64Section) -> Result<Self, String> {
+    /// Each address gets one UDP socket per thread, sharing the port
+    /// through `SO_REUSEPORT` when there are several: the kernel spreads
+    /// clients over them (by address and port hash), and each thread
+    /// serves its own ([`udp_threads`]).
+    pub async fn bind(section: &Dns64Section, threads: usize) -> Result<Self, String> {
         let settings = Settings::from_section(section)?;
-        let per_address = tokio::runtime::Handle::try_current()
-            .map(|h| h.metrics().num_workers())
-            .unwrap_or(1)
-            .clamp(1, 64);
+        let per_address = threads.clamp(1, 256);
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for addr in &section.listen {
@@ -367,27 +367,57 @@ impl Dns64Server {
             .collect()
     }
 
-    /// Serves until `shutdown` is cancelled.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut listeners = JoinSet::new();
-        // One rate limiter for every socket (see UdpGate).
-        let gate = Arc::new(UdpGate::new());
-        for socket in self.udp.into_iter().flatten() {
-            let engine = self.engine.clone();
-            listeners.spawn(serve_udp(
-                engine,
-                gate.clone(),
-                Arc::new(socket),
-                shutdown.clone(),
-            ));
+    /// Starts the UDP threads at once (before the caller's next step, so
+    /// that they exist before a privilege drop) and returns what serves
+    /// TCP on the current runtime until `shutdown` is cancelled and then
+    /// waits for the threads to stop.
+    pub fn run(self, shutdown: CancellationToken) -> impl std::future::Future<Output = ()> {
+        let shared = UdpShared {
+            engine: self.engine.clone(),
+            // One rate limiter for every socket (see UdpGate).
+            gate: Arc::new(UdpGate::new()),
+            shutdown: shutdown.clone(),
+        };
+        // Thread i serves the i-th socket of every address.
+        let mut per_thread: Vec<Vec<std::net::UdpSocket>> = Vec::new();
+        for group in self.udp {
+            for (i, socket) in group.into_iter().enumerate() {
+                if per_thread.len() <= i {
+                    per_thread.push(Vec::new());
+                }
+                per_thread[i].push(socket);
+            }
         }
-        for listener in self.tcp {
-            let engine = self.engine.clone();
-            listeners.spawn(serve_tcp(engine, listener, shutdown.clone()));
+        let mut threads = Vec::new();
+        let mut on_this_runtime = Vec::new();
+        for (i, sockets) in per_thread.into_iter().enumerate() {
+            match udp_threads::start(i, sockets, shared.clone()) {
+                Ok(stopped) => threads.push(stopped),
+                Err((e, sockets)) => {
+                    tracing::warn!(
+                        "dns64: no UDP thread {i} ({e}); its sockets are served by the main thread"
+                    );
+                    on_this_runtime.extend(sockets);
+                }
+            }
         }
-        shutdown.cancelled().await;
-        // Each listener stops on the token and aborts its own query tasks.
-        while listeners.join_next().await.is_some() {}
+        let engine = self.engine;
+        let tcp = self.tcp;
+        async move {
+            let mut listeners = JoinSet::new();
+            if !on_this_runtime.is_empty() {
+                listeners.spawn(udp_threads::serve_sockets(on_this_runtime, shared));
+            }
+            for listener in tcp {
+                listeners.spawn(serve_tcp(engine.clone(), listener, shutdown.clone()));
+            }
+            shutdown.cancelled().await;
+            // Each listener stops on the token and aborts its own query tasks.
+            while listeners.join_next().await.is_some() {}
+            for stopped in threads {
+                let _ = stopped.await;
+            }
+        }
     }
 }
 
@@ -402,13 +432,15 @@ fn new_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Sock
     Ok(socket)
 }
 
-fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+/// A UDP socket for `addr`, to be registered with the runtime of the
+/// thread that serves it.
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
     if reuse_port {
         crate::sys::udp_batch::set_reuse_port(socket.as_raw_fd())?;
     }
     socket.bind(&SockAddr::from(addr))?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {

@@ -235,14 +235,17 @@ async fn start(upstreams: Vec<SocketAddr>, timeout_ms: u64) -> Harness {
 }
 
 /// Binds on port 0; as in `fake_upstream`, TCP on the port the kernel
-/// gave UDP may be taken by another test, so a few tries are allowed.
+/// gave UDP may be taken by another test, so a few tries are allowed. As
+/// many UDP threads as the test's runtime has workers (one, unless the
+/// test asks for a multi-thread runtime).
 async fn bind_retrying(section: &Dns64Section) -> Dns64Server {
-    let mut bound = Dns64Server::bind(section).await;
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    let mut bound = Dns64Server::bind(section, threads).await;
     for _ in 0..50 {
         if bound.is_ok() {
             break;
         }
-        bound = Dns64Server::bind(section).await;
+        bound = Dns64Server::bind(section, threads).await;
     }
     bound.unwrap()
 }
@@ -525,7 +528,7 @@ async fn bind_error_names_address() {
     let addr = taken.local_addr().unwrap();
     let mut section = section(vec!["127.0.0.1:53".parse().unwrap()], 100);
     section.listen = vec![addr];
-    let err = Dns64Server::bind(&section).await.err().unwrap();
+    let err = Dns64Server::bind(&section, 1).await.err().unwrap();
     assert!(
         err.starts_with(&format!("dns64.listen {addr}: UDP: ")),
         "{err}"
@@ -539,7 +542,7 @@ async fn several_workers_get_one_udp_socket_each_on_one_port() {
     section.listen = vec![h.addr];
     // Another server on the same port fails: UDP would join the group,
     // but the TCP port is taken.
-    assert!(Dns64Server::bind(&section).await.is_err());
+    assert!(Dns64Server::bind(&section, 2).await.is_err());
     // Clients from many source ports, spread over both sockets, share
     // one cache.
     for i in 0..20 {
@@ -571,7 +574,7 @@ async fn bind_makes_a_reuseport_group_per_address() {
 async fn shutdown_stops_run() {
     let mut section = section(vec!["127.0.0.1:53".parse().unwrap()], 100);
     section.listen = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
-    let Ok(server) = Dns64Server::bind(&section).await else {
+    let Ok(server) = Dns64Server::bind(&section, 1).await else {
         return; // no IPv6 loopback in this environment
     };
     let token = CancellationToken::new();
