@@ -192,7 +192,11 @@ listener_pids() { in_ns ss -Hlnup "src $1" | grep -o 'pid=[0-9]*' | cut -d= -f2 
 # CPU time (user + system, all threads) processes have used, in clock ticks.
 cpu_ticks() { # comma-separated pids
     local p total=0
-    for p in ${1//,/ }; do total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    # utime and stime are fields 14 and 15, counted after the name in
+    # parentheses, which may hold spaces ("nsd: server 1").
+    for p in ${1//,/ }; do
+        total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+    done
     echo "$total"
 }
 hz="$(getconf CLK_TCK)"
