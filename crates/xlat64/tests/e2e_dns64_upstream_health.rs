@@ -28,7 +28,15 @@ struct Relay {
 }
 
 impl Relay {
+    /// Adds [`RELAY_V4`] to the server namespace and starts the relay there.
     fn start(lab: &Lab) -> Relay {
+        let out = lab
+            .run_in(
+                lab.server(),
+                &["ip", "addr", "add", &format!("{RELAY_V4}/24"), "dev", "s0"],
+            )
+            .expect("ip addr add");
+        assert!(out.status.success(), "{out:?}");
         let (front, back) = lab
             .in_netns(lab.server(), || {
                 let front = UdpSocket::bind((RELAY_V4, 53))?;
@@ -98,14 +106,6 @@ fn first_upstream_silent_while_queries_flow_latency_stays_low_and_one_line_per_c
     let Some(mut w) = Dns64World::new("uph", &[]) else {
         return;
     };
-    let out = w
-        .lab
-        .run_in(
-            w.lab.server(),
-            &["ip", "addr", "add", &format!("{RELAY_V4}/24"), "dev", "s0"],
-        )
-        .expect("ip addr add");
-    assert!(out.status.success(), "{out:?}");
     let relay = Relay::start(&w.lab);
     let x = w.start_xlat64(&format!(
         "upstream = [\"{RELAY_V4}:53\", \"{SERVER_V4}:53\"]\nupstream-timeout-ms = 2000\ncache-size = 0\n"
@@ -184,14 +184,6 @@ fn rfc8767_expired_answer_served_stale_when_the_upstream_is_silent() {
     let Some(mut w) = Dns64World::new("stale", &[]) else {
         return;
     };
-    let out = w
-        .lab
-        .run_in(
-            w.lab.server(),
-            &["ip", "addr", "add", &format!("{RELAY_V4}/24"), "dev", "s0"],
-        )
-        .expect("ip addr add");
-    assert!(out.status.success(), "{out:?}");
     let relay = Relay::start(&w.lab);
     let keys = format!("upstream = [\"{RELAY_V4}:53\"]\nupstream-timeout-ms = 500\n");
     let stale = w.start_xlat64(&format!("{keys}serve-stale = 3600\n"));
