@@ -157,6 +157,7 @@ use self::tcp::serve_tcp;
 pub(crate) use self::tcp::MAX_TCP_CONNECTIONS;
 use self::udp_threads::UdpShared;
 use crate::config::Dns64Section;
+use futures::stream::{FuturesUnordered, StreamExt};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::BTreeMap;
 use std::io;
@@ -411,12 +412,19 @@ impl Dns64Server {
             for listener in tcp {
                 listeners.spawn(serve_tcp(engine.clone(), listener, shutdown.clone()));
             }
-            shutdown.cancelled().await;
+            let mut threads: FuturesUnordered<_> = threads.into_iter().collect();
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                // Never half alive: a UDP thread ending before shutdown (a
+                // panic) ends the server, and the daemon stops with it.
+                Some(_) = threads.next() => {
+                    tracing::error!("dns64: a UDP thread stopped unexpectedly");
+                    return;
+                }
+            }
             // Each listener stops on the token and aborts its own query tasks.
             while listeners.join_next().await.is_some() {}
-            for stopped in threads {
-                let _ = stopped.await;
-            }
+            while threads.next().await.is_some() {}
         }
     }
 }
