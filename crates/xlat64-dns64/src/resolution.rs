@@ -7,7 +7,11 @@
 //! - [`Resolution::handle_reply`] takes what came back on a try's socket:
 //!   a reply counts only when its id and question match (RFC 5452 §9.1);
 //!   one with TC=1 is asked again over TCP of the same server
-//!   (RFC 1035 §4.2.1, RFC 7766 §5);
+//!   (RFC 1035 §4.2.1, RFC 7766 §5), as a new try; one with SERVFAIL,
+//!   REFUSED, NOTIMP or FORMERR sends the question to the next server, as
+//!   forwarding resolvers do, and is the answer only when no server gives
+//!   a better one (REFUSED, NOTIMP and FORMERR also count against the
+//!   server's health: it will not serve us; SERVFAIL is about the name);
 //! - [`Resolution::handle_error`] and [`Resolution::handle_timeout`] fail a
 //!   try; the question goes to the next server ([`Upstreams::order`]);
 //! - [`Resolution::poll_outcome`] gives the reply for the client once it is
@@ -94,6 +98,7 @@ pub struct Tally {
     pub upstream_errors: u64,
     pub upstream_mismatched: u64,
     pub upstream_failures: u64,
+    pub upstream_error_rcodes: u64,
     pub resolutions_expired: u64,
     pub parallel_a_unused: u64,
     pub passed_through: u64,
@@ -113,7 +118,7 @@ struct Try {
     upstream: SocketAddr,
     transport: Transport,
     /// Its message id; chosen when it is handed out (a TCP retry keeps
-    /// the UDP try's).
+    /// the truncated UDP try's).
     id: Option<u16>,
     /// A copy sent to a failed server to see whether it is back.
     probe: bool,
@@ -142,6 +147,9 @@ struct Exchange {
     next: usize,
     tries: Vec<Try>,
     progress: Progress,
+    /// The latest error reply (SERVFAIL, REFUSED, NOTIMP, FORMERR): the
+    /// answer if no later server gives a better one.
+    fallback: Option<Vec<u8>>,
 }
 
 impl Exchange {
@@ -153,6 +161,7 @@ impl Exchange {
             next: 0,
             tries: Vec::new(),
             progress: Progress::NotStarted,
+            fallback: None,
         }
     }
 }
@@ -178,6 +187,7 @@ pub struct Resolution {
     settings: ResolverSettings,
     kind: Kind,
     exchanges: Vec<Exchange>,
+    started: Instant,
     deadline: Instant,
     outcome: Option<Outcome>,
     /// The outcome was decided (and maybe taken).
@@ -232,6 +242,7 @@ impl Resolution {
             settings,
             kind,
             exchanges,
+            started: now,
             deadline: now + settings.timeout.saturating_mul(tries).min(MAX_RESOLUTION),
             outcome: None,
             decided: false,
@@ -302,16 +313,47 @@ impl Resolution {
             self.tally.upstream_mismatched += 1;
             return;
         }
-        upstreams.handle_answer(t.upstream, now.saturating_duration_since(sent), t.probe);
+        let rtt = now.saturating_duration_since(sent);
+        match wire::rcode(&bytes) {
+            // Not a server to ask: counted against its health.
+            Some(RCODE_FORMERR | RCODE_NOTIMP | RCODE_REFUSED) => {
+                self.tally.upstream_error_rcodes += 1;
+                ex.fallback = Some(bytes);
+                let t = ex.tries.remove(i);
+                upstreams.handle_failure(t.upstream, sent, now, t.probe);
+                self.next_server(e, t.probe);
+                self.step(now, upstreams);
+                return;
+            }
+            // The server works but could not resolve this name: the next
+            // one may; its health and round trip are left as they were.
+            Some(RCODE_SERVFAIL) => {
+                self.tally.upstream_error_rcodes += 1;
+                ex.fallback = Some(bytes);
+                let t = ex.tries.remove(i);
+                if t.probe {
+                    upstreams.handle_answer(t.upstream, rtt, true);
+                }
+                self.next_server(e, t.probe);
+                self.step(now, upstreams);
+                return;
+            }
+            _ => upstreams.handle_answer(t.upstream, rtt, t.probe),
+        }
         if wire::is_truncated(&bytes) && t.transport == Transport::Udp {
-            if t.probe {
-                ex.tries.remove(i);
-            } else {
-                // The same message and id, over TCP to the same server.
+            let t = ex.tries.remove(i);
+            if !t.probe {
+                // The same message and id, over TCP to the same server, as
+                // a new try: nothing more from the UDP socket counts. It
+                // has a timeout of its own, which the deadline makes room
+                // for.
                 self.tally.upstream_tcp_retries += 1;
-                let t = &mut ex.tries[i];
-                t.transport = Transport::Tcp;
-                t.sent = None;
+                let mut retry = self.new_try(t.upstream, false);
+                retry.transport = Transport::Tcp;
+                retry.id = t.id;
+                self.exchanges[e].tries.push(retry);
+                let latest = self.started + MAX_RESOLUTION;
+                self.deadline = self.deadline.max(now + self.settings.timeout).min(latest);
             }
             return;
         }
@@ -401,6 +443,14 @@ impl Resolution {
         }
     }
 
+    /// Ends the resolution at once with SERVFAIL, no try left and nothing
+    /// counted against a server: the caller cannot go on (no descriptor
+    /// for an upstream socket). [`Resolution::is_finished`] holds after it.
+    pub fn give_up(&mut self, upstreams: &mut Upstreams) {
+        self.decide(Outcome::ServFail);
+        self.abandon(upstreams);
+    }
+
     fn find(&self, handle: TryHandle) -> Option<(usize, usize)> {
         self.exchanges.iter().enumerate().find_map(|(e, ex)| {
             ex.tries
@@ -451,8 +501,15 @@ impl Resolution {
         } else if t.probe {
             upstreams.end_probe(t.upstream);
         }
+        self.next_server(e, t.probe);
+    }
+
+    /// A try of exchange `e` ended without an answer (a probe's end
+    /// changes nothing): the next server, or the question is done, with
+    /// the latest error reply if there was one.
+    fn next_server(&mut self, e: usize, probe: bool) {
         let ex = &self.exchanges[e];
-        if t.probe || !matches!(ex.progress, Progress::Running) {
+        if probe || !matches!(ex.progress, Progress::Running) {
             return;
         }
         match ex.order.get(ex.next).copied() {
@@ -463,8 +520,15 @@ impl Resolution {
                 ex.tries.push(retry);
             }
             None => {
-                self.exchanges[e].progress = Progress::Done(None);
-                self.tally.upstream_failures += 1;
+                let ex = &mut self.exchanges[e];
+                if ex.tries.iter().any(|t| !t.probe) {
+                    return;
+                }
+                let fallback = ex.fallback.take();
+                if fallback.is_none() {
+                    self.tally.upstream_failures += 1;
+                }
+                self.exchanges[e].progress = Progress::Done(fallback);
             }
         }
     }
@@ -653,6 +717,11 @@ impl Resolution {
         }
     }
 }
+
+const RCODE_FORMERR: u8 = 1;
+const RCODE_SERVFAIL: u8 = 2;
+const RCODE_NOTIMP: u8 = 4;
+const RCODE_REFUSED: u8 = 5;
 
 /// A reply of ours, encoded; SERVFAIL if it cannot be.
 fn encoded(m: &Message) -> Outcome {

@@ -24,6 +24,12 @@ pub fn is_truncated(bytes: &[u8]) -> bool {
     bytes.len() >= HEADER_LEN && bytes[2] & 0x02 != 0
 }
 
+/// The header's RCODE (RFC 1035 §4.1.1; the 4 bits, without an EDNS
+/// extension), or `None` when shorter than a header.
+pub fn rcode(bytes: &[u8]) -> Option<u8> {
+    (bytes.len() >= HEADER_LEN).then(|| bytes[3] & 0x0f)
+}
+
 /// True when `bytes` is a response to the query with `id` and `question`:
 /// QR=1, same id, and the same question (name case-insensitive, type,
 /// class). An error response without a question section also matches

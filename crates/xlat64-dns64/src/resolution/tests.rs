@@ -454,3 +454,149 @@ fn rfc6147_5_1_4_excluded_records_beside_real_ones_are_removed() {
     let tally = r.take_tally();
     assert_eq!((tally.real_aaaa, tally.excluded_aaaa_removed), (1, 1));
 }
+
+/// The answer to `t` with RCODE `rcode`, nothing in it.
+fn error_answer(t: &Transmit, rcode: ResponseCode) -> Vec<u8> {
+    answer(t, |m| {
+        m.set_response_code(rcode);
+    })
+}
+
+/// A server that refuses us is not one to ask: the next server answers,
+/// the refusing one counts a failure (a fast REFUSED never makes it the
+/// preferred server), and with no server left the REFUSED is the answer.
+#[test]
+fn refused_goes_to_the_next_server_and_counts_against_the_refusing_one() {
+    let mut b = Bench::new(&[up(1), up(2)]);
+    // up(2) measured fast before, up(1) slower: up(2) comes first.
+    b.ups.handle_answer(up(1), ms(20), false);
+    b.ups.handle_answer(up(2), ms(1), false);
+    assert_eq!(b.ups.order(), vec![up(2), up(1)]);
+    let mut r = b.start(ms(0), "a.example.", RecordType::A, true);
+    let tx = b.transmits(&mut r, ms(0));
+    assert_eq!(tx[0].upstream, up(2));
+    b.reply(
+        &mut r,
+        ms(1),
+        &tx[0],
+        error_answer(&tx[0], ResponseCode::Refused),
+    );
+    assert_eq!(r.poll_outcome(), None);
+    let next = b.transmits(&mut r, ms(1));
+    assert_eq!(next[0].upstream, up(1));
+    b.reply(&mut r, ms(21), &next[0], a_answer(&next[0]));
+    assert_eq!(answered(&mut r).answers().len(), 1);
+    let tally = r.take_tally();
+    assert_eq!(
+        (tally.upstream_error_rcodes, tally.upstream_failures),
+        (1, 0)
+    );
+    // The refusal counted as a failure: up(1) is asked first from now on.
+    assert_eq!(b.ups.order(), vec![up(1), up(2)]);
+    assert_eq!(b.ups.status().nth(1).unwrap().failures, 1);
+
+    let mut only = Bench::new(&[up(1)]);
+    let mut r = only.start(ms(0), "a.example.", RecordType::A, true);
+    let tx = only.transmits(&mut r, ms(0));
+    only.reply(
+        &mut r,
+        ms(1),
+        &tx[0],
+        error_answer(&tx[0], ResponseCode::Refused),
+    );
+    assert_eq!(answered(&mut r).response_code(), ResponseCode::Refused);
+    assert!(r.is_finished());
+}
+
+/// SERVFAIL is about the name, not the server: the next server is asked,
+/// the failing one keeps its health; when every server says SERVFAIL,
+/// the last SERVFAIL is the answer (so the RFC 6147 §5.1.2 rules see it).
+#[test]
+fn servfail_asks_the_next_server_and_is_the_answer_when_all_say_it() {
+    let mut b = Bench::new(&[up(1), up(2)]);
+    let mut r = b.start(ms(0), "a.example.", RecordType::A, true);
+    let tx = b.transmits(&mut r, ms(0));
+    b.reply(
+        &mut r,
+        ms(1),
+        &tx[0],
+        error_answer(&tx[0], ResponseCode::ServFail),
+    );
+    let next = b.transmits(&mut r, ms(1));
+    assert_eq!(next[0].upstream, up(2));
+    b.reply(
+        &mut r,
+        ms(2),
+        &next[0],
+        error_answer(&next[0], ResponseCode::ServFail),
+    );
+    let m = answered(&mut r);
+    assert_eq!(
+        (m.id(), m.response_code()),
+        (0x1234, ResponseCode::ServFail)
+    );
+    let tally = r.take_tally();
+    assert_eq!(
+        (tally.upstream_error_rcodes, tally.upstream_failures),
+        (2, 0)
+    );
+    assert!(b.ups.status().all(|s| s.up && s.failures == 0));
+}
+
+/// After TC=1 the TCP retry is a new try: a late copy of the truncated
+/// datagram on the UDP try is not taken for the TCP answer (its handle is
+/// dead, so the caller closes that socket).
+#[test]
+fn rfc7766_5_after_truncation_the_udp_try_is_over() {
+    let mut b = Bench::new(&[up(1)]);
+    let mut r = b.start(ms(0), "a.example.", RecordType::AAAA, false);
+    let tx = b.transmits(&mut r, ms(0));
+    let truncated = answer(&tx[0], |m| {
+        m.set_truncated(true);
+    });
+    b.reply(&mut r, ms(1), &tx[0], truncated.clone());
+    assert!(!r.is_live(tx[0].handle));
+    let tcp = b.transmits(&mut r, ms(1));
+    assert_eq!(tcp[0].transport, Transport::Tcp);
+    assert_ne!(tcp[0].handle, tx[0].handle);
+    b.reply(&mut r, ms(2), &tx[0], truncated);
+    assert_eq!(r.poll_outcome(), None);
+    assert!(r.is_live(tcp[0].handle));
+}
+
+/// The TCP retry gets its full timeout even when the truncated answer
+/// came just before the deadline: the deadline moves to make room.
+#[test]
+fn rfc7766_5_the_tcp_retry_has_its_timeout_within_the_deadline() {
+    let mut b = Bench::new(&[up(1)]);
+    let mut r = b.start(ms(0), "a.example.", RecordType::A, true);
+    let tx = b.transmits(&mut r, ms(0));
+    let truncated = answer(&tx[0], |m| {
+        m.set_truncated(true);
+    });
+    b.reply(&mut r, ms(1900), &tx[0], truncated);
+    let tcp = b.transmits(&mut r, ms(1900));
+    b.timeout(&mut r, ms(2000));
+    assert_eq!(r.poll_outcome(), None, "not cut off at the first deadline");
+    b.reply(&mut r, ms(3000), &tcp[0], a_answer(&tcp[0]));
+    assert_eq!(answered(&mut r).answers().len(), 1);
+    assert_eq!(r.take_tally().resolutions_expired, 0);
+}
+
+/// Giving up (no descriptor for a socket) ends the resolution at once:
+/// SERVFAIL, no try left to wait for, nothing counted as expired.
+#[test]
+fn give_up_finishes_at_once_without_an_expiry() {
+    let mut b = Bench::new(&[up(1), up(2)]);
+    let t1 = b.t0;
+    b.ups.handle_failure(up(1), t1, t1, false);
+    let mut r = b.start(ms(1000), "a.example.", RecordType::AAAA, true);
+    assert!(b.transmits(&mut r, ms(1000)).len() >= 2);
+    r.give_up(&mut b.ups);
+    assert!(r.is_finished());
+    assert_eq!(r.poll_outcome(), Some(Outcome::ServFail));
+    assert_eq!(r.poll_timeout(), None);
+    assert_eq!(r.take_tally().resolutions_expired, 0);
+    // Its probe was given back.
+    assert_eq!(b.ups.take_probe(t1 + ms(1000), up(2)), Some(up(1)));
+}

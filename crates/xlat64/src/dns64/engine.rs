@@ -261,7 +261,18 @@ impl Engine {
         )?;
         let (outcome, driven) = self.resolver.resolve(resolution).await;
         let query = driven.resolution.query();
+        // RFC 8767 §5: every upstream failed, or said SERVFAIL (it could not
+        // resolve the name either): an expired answer is better than none,
+        // if serve-stale allows it.
+        let stale = match &outcome {
+            Outcome::ServFail => self.stale(s, &key, bytes),
+            Outcome::Answer(b) if wire::rcode(b) == Some(ResponseCode::ServFail.low()) => {
+                self.stale(s, &key, bytes)
+            }
+            Outcome::Answer(_) => None,
+        };
         let bytes = match outcome {
+            _ if stale.is_some() => stale,
             // client-subnet = "pass": the answer may be tailored to the
             // client's subnet (a synthesized one no longer shows its
             // scope), so it is not kept for others (RFC 7871 §7.3.1).
@@ -273,15 +284,10 @@ impl Engine {
                 self.cache_insert(s, key, &b);
                 Some(b)
             }
-            // RFC 8767 §5: every upstream failed; an expired answer is
-            // better than none, if serve-stale allows it.
-            Outcome::ServFail => match self.stale(s, &key, bytes) {
-                Some(stale) => Some(stale),
-                None => {
-                    Dns64Counters::inc(&c.servfail_sent);
-                    query.error_reply(ResponseCode::ServFail).to_vec().ok()
-                }
-            },
+            Outcome::ServFail => {
+                Dns64Counters::inc(&c.servfail_sent);
+                query.error_reply(ResponseCode::ServFail).to_vec().ok()
+            }
         };
         let reply = bytes.map(|b| self.finish(query, b));
         driven.let_go();

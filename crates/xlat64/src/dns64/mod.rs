@@ -151,7 +151,7 @@ mod udp;
 mod udp_threads;
 mod upstream;
 
-use self::access::UdpGate;
+use self::access::{TcpClients, UdpGate};
 use self::engine::{Engine, Settings};
 use self::tcp::serve_tcp;
 pub(crate) use self::tcp::MAX_TCP_CONNECTIONS;
@@ -240,6 +240,7 @@ counters! {
     upstream_errors: "Upstream queries that failed (socket error, refused, undecodable reply).",
     upstream_mismatched: "Upstream datagrams ignored: id or question did not match.",
     upstream_failures: "Upstream questions for which every upstream failed.",
+    upstream_error_rcodes: "Upstream replies with SERVFAIL, REFUSED, NOTIMP or FORMERR: the question went on to the next upstream (REFUSED, NOTIMP and FORMERR also count against that upstream's health); the last such reply is the answer when no upstream gives a better one.",
     upstream_no_descriptors: "Upstream questions given up at once: no file descriptor for a socket (EMFILE, ENFILE); the client gets SERVFAIL.",
     resolutions_expired: "Queries answered SERVFAIL because their upstream work ran past its deadline (the tries' timeouts summed, at most 30 s).",
     parallel_a_unused: "A queries sent along with AAAA whose answer was not needed.",
@@ -409,8 +410,14 @@ impl Dns64Server {
             if !on_this_runtime.is_empty() {
                 listeners.spawn(udp_threads::serve_sockets(on_this_runtime, shared));
             }
+            let clients = Arc::new(TcpClients::default());
             for listener in tcp {
-                listeners.spawn(serve_tcp(engine.clone(), listener, shutdown.clone()));
+                listeners.spawn(serve_tcp(
+                    engine.clone(),
+                    listener,
+                    clients.clone(),
+                    shutdown.clone(),
+                ));
             }
             let mut threads: FuturesUnordered<_> = threads.into_iter().collect();
             tokio::select! {

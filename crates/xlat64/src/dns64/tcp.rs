@@ -44,14 +44,16 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const RCODE_FORMERR: u8 = 1;
 
 /// The TCP listener: each connection of an allowed client in its own
-/// task, at most [`MAX_TCP_CONNECTIONS`] at a time.
+/// task, at most [`MAX_TCP_CONNECTIONS`] at a time; `clients` counts each
+/// client's connections over every listener (`tcp-connections-per-client`
+/// is per server, not per address).
 pub(super) async fn serve_tcp(
     engine: Arc<Engine>,
     listener: TcpListener,
+    clients: Arc<TcpClients>,
     shutdown: CancellationToken,
 ) {
     let mut connections = JoinSet::new();
-    let clients = Arc::new(TcpClients::default());
     let (crowded, crowded_rx) = watch::channel(false);
     let accept_errors = RateLimitedWarning::new(WARNING_INTERVAL);
     let c = &engine.counters;

@@ -974,12 +974,42 @@ async fn reload_refuses_an_invalid_section_and_changes_nothing() {
     assert_eq!(up.count(), sent, "still cached");
 }
 
-/// RFC 8767 serve-stale: when every upstream fails, a reply expired less
-/// than `serve-stale` ago is served with TTL 30; without serve-stale, the
-/// client gets SERVFAIL.
+/// An upstream on 127.0.0.1 that answers every query SERVFAIL (a
+/// recursive resolver that cannot reach the name's servers).
+async fn servfail_upstream(stop: CancellationToken) -> SocketAddr {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let (len, peer) = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = udp.recv_from(&mut buf) => r.unwrap(),
+            };
+            let Ok(q) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            let mut m = Message::new();
+            m.set_id(q.id())
+                .set_message_type(MessageType::Response)
+                .set_response_code(ResponseCode::ServFail);
+            m.add_queries(q.queries().to_vec());
+            let _ = udp.send_to(&m.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
+}
+
+/// RFC 8767 serve-stale: when every upstream fails, or answers SERVFAIL,
+/// a reply expired less than `serve-stale` ago is served with TTL 30;
+/// without serve-stale, the client gets SERVFAIL.
 #[tokio::test]
 async fn rfc8767_stale_answer_when_every_upstream_fails() {
-    for serve_stale in [3600, 0] {
+    let stop = CancellationToken::new();
+    let failing = servfail_upstream(stop.clone()).await;
+    // A port where nothing listens, or an upstream saying SERVFAIL.
+    let silent: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for (serve_stale, broken) in [(3600, silent), (0, silent), (3600, failing), (0, failing)] {
         let (h, _up) = start_fake_with(Duration::ZERO, |s| {
             s.serve_stale = serve_stale;
             s.upstream_timeout_ms = 200;
@@ -988,20 +1018,21 @@ async fn rfc8767_stale_answer_when_every_upstream_fails() {
         let q = query("brief.test.", RecordType::A);
         let m = ask_udp(h.addr, &q).await;
         assert_eq!(m.answers()[0].ttl(), 1);
-        // The upstream goes away (a port where nothing listens), the
-        // answer expires.
-        h.reload(|s| s.upstream = vec!["127.0.0.1:9".parse().unwrap()]);
+        // The upstream breaks, the answer expires.
+        h.reload(|s| s.upstream = vec![broken]);
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let m = ask_udp(h.addr, &q).await;
+        let case = format!("serve-stale {serve_stale}, upstream {broken}");
         if serve_stale > 0 {
-            assert_eq!(m.response_code(), ResponseCode::NoError);
-            assert_eq!(m.answers().len(), 1, "{m:?}");
+            assert_eq!(m.response_code(), ResponseCode::NoError, "{case}");
+            assert_eq!(m.answers().len(), 1, "{case}: {m:?}");
             assert_eq!(m.answers()[0].ttl(), xlat64_dns64::STALE_TTL);
-            assert_eq!(counter(&h, "dns64_cache_stale_served"), 1);
-            assert_eq!(counter(&h, "dns64_servfail_sent"), 0);
+            assert_eq!(counter(&h, "dns64_cache_stale_served"), 1, "{case}");
+            assert_eq!(counter(&h, "dns64_servfail_sent"), 0, "{case}");
         } else {
-            assert_eq!(m.response_code(), ResponseCode::ServFail);
-            assert_eq!(counter(&h, "dns64_cache_stale_served"), 0);
+            assert_eq!(m.response_code(), ResponseCode::ServFail, "{case}");
+            assert_eq!(counter(&h, "dns64_cache_stale_served"), 0, "{case}");
         }
     }
+    stop.cancel();
 }

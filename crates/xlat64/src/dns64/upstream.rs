@@ -168,8 +168,9 @@ impl Resolver {
                         // SERVFAIL now (its probes are given back).
                         Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                             self.counters.upstream_no_descriptors.fetch_add(1, Ordering::Relaxed);
-                            r.abandon(&mut ups);
-                            return for_outcome.then_some(Outcome::ServFail);
+                            // Finished: no task lingers with its other sockets.
+                            r.give_up(&mut ups);
+                            return if for_outcome { r.poll_outcome() } else { None };
                         }
                         Err(_) => r.handle_error(now, handle, &mut ups),
                     }
@@ -193,6 +194,7 @@ impl Resolver {
             (&c.upstream_errors, t.upstream_errors),
             (&c.upstream_mismatched, t.upstream_mismatched),
             (&c.upstream_failures, t.upstream_failures),
+            (&c.upstream_error_rcodes, t.upstream_error_rcodes),
             (&c.resolutions_expired, t.resolutions_expired),
             (&c.parallel_a_unused, t.parallel_a_unused),
             (&c.passed_through, t.passed_through),
