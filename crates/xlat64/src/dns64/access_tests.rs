@@ -2,6 +2,7 @@
 //! cache hit; TCP connections checked at accept; per-client limits.
 
 use super::access::{Admission, UdpGate};
+use super::tests::udp_upstream;
 use super::{Dns64Counters, Dns64Server};
 use crate::config::Dns64Section;
 use std::collections::BTreeMap;
@@ -29,24 +30,15 @@ fn a_query(id: u16, qname: &str) -> Vec<u8> {
 /// An upstream on 127.0.0.1 answering every A query with 192.0.2.1, TTL
 /// 300, straight from the query's bytes.
 async fn echo_upstream(stop: CancellationToken) -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 512];
-        loop {
-            let (len, peer) = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = socket.recv_from(&mut buf) => r.unwrap(),
-            };
-            let mut reply = buf[..len].to_vec();
-            reply[2] |= 0x80;
-            reply[3] = 0x80;
-            reply[6..8].copy_from_slice(&1u16.to_be_bytes());
-            reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
-            let _ = socket.send_to(&reply, peer).await;
-        }
-    });
-    addr
+    udp_upstream(stop, |query| {
+        let mut reply = query.to_vec();
+        reply[2] |= 0x80;
+        reply[3] = 0x80;
+        reply[6..8].copy_from_slice(&1u16.to_be_bytes());
+        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+        Some(reply)
+    })
+    .await
 }
 
 /// `[dns64]` with every default, on a free loopback port, allowing `allow`.

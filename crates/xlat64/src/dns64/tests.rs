@@ -974,30 +974,42 @@ async fn reload_refuses_an_invalid_section_and_changes_nothing() {
     assert_eq!(up.count(), sent, "still cached");
 }
 
-/// An upstream on 127.0.0.1 that answers every query SERVFAIL (a
-/// recursive resolver that cannot reach the name's servers).
-async fn servfail_upstream(stop: CancellationToken) -> SocketAddr {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
+/// A UDP upstream on 127.0.0.1 that answers each datagram with what
+/// `reply` makes of its bytes (nothing for `None`), until `stop`.
+pub(super) async fn udp_upstream(
+    stop: CancellationToken,
+    reply: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
+) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65535];
         loop {
             let (len, peer) = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = udp.recv_from(&mut buf) => r.unwrap(),
+                r = socket.recv_from(&mut buf) => r.unwrap(),
             };
-            let Ok(q) = Message::from_vec(&buf[..len]) else {
-                continue;
-            };
-            let mut m = Message::new();
-            m.set_id(q.id())
-                .set_message_type(MessageType::Response)
-                .set_response_code(ResponseCode::ServFail);
-            m.add_queries(q.queries().to_vec());
-            let _ = udp.send_to(&m.to_vec().unwrap(), peer).await;
+            if let Some(bytes) = reply(&buf[..len]) {
+                let _ = socket.send_to(&bytes, peer).await;
+            }
         }
     });
     addr
+}
+
+/// An upstream that answers every query SERVFAIL (a recursive resolver
+/// that cannot reach the name's servers).
+async fn servfail_upstream(stop: CancellationToken) -> SocketAddr {
+    udp_upstream(stop, |bytes| {
+        let q = Message::from_vec(bytes).ok()?;
+        let mut m = Message::new();
+        m.set_id(q.id())
+            .set_message_type(MessageType::Response)
+            .set_response_code(ResponseCode::ServFail);
+        m.add_queries(q.queries().to_vec());
+        m.to_vec().ok()
+    })
+    .await
 }
 
 /// RFC 8767 serve-stale: when every upstream fails, or answers SERVFAIL,
