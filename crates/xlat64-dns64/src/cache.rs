@@ -25,6 +25,10 @@ pub const MAX_POSITIVE_TTL: u32 = 86_400;
 pub const MAX_NEGATIVE_TTL: u32 = 10_800;
 /// The TTL of every record of a reply served stale (RFC 8767 §4: 30 s).
 pub const STALE_TTL: u32 = 30;
+/// How long a client waits for a fresh answer before a stale one is sent
+/// while the resolution goes on (RFC 8767 §5, its client response timer:
+/// 1.8 s, within the usual stub resolver's wait).
+pub const STALE_ANSWER_AFTER: Duration = Duration::from_millis(1800);
 
 const HEADER_LEN: usize = 12;
 const TYPE_SOA: u16 = 6;

@@ -41,7 +41,10 @@ pub mod wire;
 #[cfg(test)]
 mod testutil;
 
-pub use cache::{CacheKey, CacheStats, Dns64Cache, MAX_NEGATIVE_TTL, MAX_POSITIVE_TTL, STALE_TTL};
+pub use cache::{
+    CacheKey, CacheStats, Dns64Cache, MAX_NEGATIVE_TTL, MAX_POSITIVE_TTL, STALE_ANSWER_AFTER,
+    STALE_TTL,
+};
 pub use clients::{ClientId, ClientSet, DEFAULT_ALLOW, DEFAULT_CLIENT_PREFIX_V6, EVERYONE};
 pub use policy::{Dns64Policy, PrefixRule, ALL_IPV4, DEFAULT_EXCLUDE};
 pub use query::{parse_query, ClientQuery, Plan, QueryError, UDP_PAYLOAD_LIMIT};

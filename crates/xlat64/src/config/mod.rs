@@ -689,7 +689,8 @@ pub struct Dns64Section {
     #[serde(default)]
     pub client_subnet: ClientSubnetPolicy,
     /// Seconds past its TTL a cached reply may still be served when every
-    /// upstream fails (RFC 8767 serve-stale, TTL 30 s); 0: never.
+    /// upstream fails, or to a client that waited 1.8 s (RFC 8767
+    /// serve-stale, TTL 30 s); 0: never.
     #[serde(default)]
     pub serve_stale: u64,
 }

@@ -17,7 +17,7 @@ use tracing::debug;
 use xlat64_dns64::wire;
 use xlat64_dns64::{
     parse_query, CacheKey, ClientQuery, ClientSet, Dns64Policy, Outcome, PassReason, Plan,
-    QueryError, Resolution, ResolverSettings,
+    QueryError, Resolution, ResolverSettings, STALE_ANSWER_AFTER,
 };
 
 /// A reply for the client, before UDP truncation.
@@ -173,13 +173,13 @@ impl Engine {
     }
 
     /// The reply to one client message from `peer`, or `None` to drop it.
-    pub(super) async fn answer(&self, bytes: &[u8], peer: IpAddr) -> Option<Reply> {
+    pub(super) async fn answer(self: &Arc<Self>, bytes: &[u8], peer: IpAddr) -> Option<Reply> {
         let c = &self.counters;
         Dns64Counters::inc(&c.queries);
         // One snapshot for the whole query (it may wait on upstreams while
         // a reload happens).
-        let s = self.settings.load_full();
-        let s = &*s;
+        let settings = self.settings.load_full();
+        let s = &*settings;
         let parsed = parse_query(bytes);
         if !s.allow.contains(peer) {
             Dns64Counters::inc(&c.refused);
@@ -250,6 +250,9 @@ impl Engine {
             }),
             Plan::ForwardAaaa | Plan::Reverse { .. } => {}
         }
+        // With serve-stale, what the client gets after the client response
+        // timer if the resolution is still going (RFC 8767 §5).
+        let early = (!s.serve_stale.is_zero() && s.cache_size > 0).then(|| query.clone());
         let resolution = Resolution::new(
             Instant::now(),
             query,
@@ -259,7 +262,32 @@ impl Engine {
             s.resolver_settings(),
             &mut self.resolver.upstreams(),
         )?;
-        let (outcome, driven) = self.resolver.resolve(resolution).await;
+        let resolver = self.resolver.clone();
+        let mut resolving = Box::pin(async move { resolver.resolve(resolution).await });
+        let (outcome, driven) = match early {
+            Some(client) => tokio::select! {
+                done = &mut resolving => done,
+                _ = tokio::time::sleep(STALE_ANSWER_AFTER) => match self.stale(s, &key, bytes) {
+                    // A stale answer now; the resolution goes on in a task
+                    // of its own and refreshes the cache when it ends.
+                    Some(stale) => {
+                        let engine = self.clone();
+                        tokio::spawn(async move {
+                            let (outcome, driven) = resolving.await;
+                            if let Outcome::Answer(b) = outcome {
+                                if !driven.resolution.query().has_client_subnet() {
+                                    engine.cache_insert(&settings, key, &b);
+                                }
+                            }
+                            driven.let_go();
+                        });
+                        return Some(self.finish(&client, stale));
+                    }
+                    None => resolving.await,
+                },
+            },
+            None => resolving.await,
+        };
         let query = driven.resolution.query();
         // RFC 8767 §5: every upstream failed, or said SERVFAIL (it could not
         // resolve the name either): an expired answer is better than none,
@@ -361,7 +389,8 @@ impl Engine {
     }
 
     /// An expired reply for `key` within `serve-stale`, for when every
-    /// upstream failed (RFC 8767).
+    /// upstream failed or the client waited [`STALE_ANSWER_AFTER`]
+    /// (RFC 8767).
     fn stale(&self, s: &Settings, key: &CacheKey, query_bytes: &[u8]) -> Option<Vec<u8>> {
         if s.serve_stale.is_zero() || s.cache_size == 0 {
             return None;

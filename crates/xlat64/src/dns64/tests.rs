@@ -1012,6 +1012,43 @@ async fn servfail_upstream(stop: CancellationToken) -> SocketAddr {
     .await
 }
 
+/// RFC 8767 §5, the client response timer: an upstream slower than
+/// [`xlat64_dns64::STALE_ANSWER_AFTER`] gets the client a stale answer at
+/// that time, and the resolution goes on and refreshes the cache.
+#[tokio::test]
+async fn rfc8767_5_a_slow_upstream_gets_a_stale_answer_after_the_client_response_timer() {
+    let (h, _up) = start_fake_with(Duration::ZERO, |s| {
+        s.serve_stale = 3600;
+        s.upstream_timeout_ms = 5000;
+    })
+    .await;
+    let q = query("brief.test.", RecordType::A);
+    assert_eq!(ask_udp(h.addr, &q).await.answers()[0].ttl(), 1);
+    let stop = CancellationToken::new();
+    let slow = fake_upstream(stop.clone(), Duration::from_secs(3)).await;
+    h.reload(|s| s.upstream = vec![slow.addr]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let inserts = counter(&h, "dns64_cache_inserts");
+    let asked = std::time::Instant::now();
+    let m = ask_udp(h.addr, &q).await;
+    let took = asked.elapsed();
+    assert_eq!(m.answers()[0].ttl(), xlat64_dns64::STALE_TTL, "{m:?}");
+    assert!(
+        took >= Duration::from_millis(1700) && took < Duration::from_millis(2900),
+        "{took:?}"
+    );
+    assert_eq!(counter(&h, "dns64_cache_stale_served"), 1);
+    // The slow answer arrives about a second later and goes to the cache.
+    let waited = std::time::Instant::now();
+    while counter(&h, "dns64_cache_inserts") == inserts && waited.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counter(&h, "dns64_cache_inserts"), inserts + 1);
+    assert_eq!(slow.count(), 1);
+    stop.cancel();
+}
+
 /// RFC 8767 serve-stale: when every upstream fails, or answers SERVFAIL,
 /// a reply expired less than `serve-stale` ago is served with TTL 30;
 /// without serve-stale, the client gets SERVFAIL.
