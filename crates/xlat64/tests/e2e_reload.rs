@@ -10,7 +10,7 @@ use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use serde_json::Value;
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use xlat64_lab::{self as lab, embed_v4, Gateway, Lab, CLIENT_V6, POOL4, SERVER_V4};
@@ -412,8 +412,7 @@ const SECOND_A: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 77);
 /// answered; stops when dropped.
 struct SecondUpstream {
     answered: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    _server: common::UdpResponder,
 }
 
 impl SecondUpstream {
@@ -423,65 +422,36 @@ impl SecondUpstream {
                 UdpSocket::bind((SERVER_V4, SECOND_UPSTREAM_PORT))
             })
             .expect("bind the second upstream");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let (answered, stop) = (
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let (count, flag) = (answered.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !flag.load(Ordering::Relaxed) {
-                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(query) = Message::from_vec(&buf[..len]) else {
-                    continue;
-                };
-                let Some(q) = query.queries().first().cloned() else {
-                    continue;
-                };
-                let mut reply = Message::new();
-                reply
-                    .set_id(query.id())
-                    .set_message_type(MessageType::Response)
-                    .set_recursion_desired(query.recursion_desired())
-                    .set_recursion_available(true)
-                    .add_query(q.clone());
-                if q.query_type() == RecordType::A {
-                    reply.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        300,
-                        RData::A(A(SECOND_A)),
-                    ));
-                }
-                if let Ok(bytes) = reply.to_vec() {
-                    socket.send_to(&bytes, peer)?;
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
+        let answered = Arc::new(AtomicUsize::new(0));
+        let count = answered.clone();
+        let server = common::UdpResponder::start(socket, move |query| {
+            let q = query.queries()[0].clone();
+            let mut reply = Message::new();
+            reply
+                .set_id(query.id())
+                .set_message_type(MessageType::Response)
+                .set_recursion_desired(query.recursion_desired())
+                .set_recursion_available(true)
+                .add_query(q.clone());
+            if q.query_type() == RecordType::A {
+                reply.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    300,
+                    RData::A(A(SECOND_A)),
+                ));
             }
-            Ok(())
-        });
+            count.fetch_add(1, Ordering::Relaxed);
+            Some(reply)
+        })
+        .expect("start the second upstream");
         SecondUpstream {
             answered,
-            stop,
-            thread: Some(thread),
+            _server: server,
         }
     }
 
     fn answered(&self) -> usize {
         self.answered.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for SecondUpstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

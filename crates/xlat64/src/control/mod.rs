@@ -475,21 +475,37 @@ fn bib_json(b: &BibEntry) -> Value {
     })
 }
 
-/// Sends `command` and hands each line of the answer to `line` until the
-/// daemon closes the connection (`trace`). A first line that is a JSON
-/// error is returned as the error.
-pub fn stream(path: &PathBuf, command: &str, mut line: impl FnMut(&str)) -> Result<(), String> {
-    use std::io::BufRead;
-    let fail = |e: std::io::Error| {
-        format!(
-            "cannot reach the xlat64 daemon at {} ({e}); is `xlat64 run` running with this configuration?",
-            path.display()
-        )
-    };
+/// The error for a daemon that cannot be reached at `path`.
+fn unreachable_daemon(path: &Path, e: std::io::Error) -> String {
+    format!(
+        "cannot reach the xlat64 daemon at {} ({e}); is `xlat64 run` running with this configuration?",
+        path.display()
+    )
+}
+
+/// Connects to the daemon at `path` (reads time out after `read_timeout`)
+/// and sends `command`.
+fn send_command(
+    path: &Path,
+    command: &str,
+    read_timeout: Option<Duration>,
+) -> Result<std::os::unix::net::UnixStream, String> {
+    let fail = |e| unreachable_daemon(path, e);
     let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(fail)?;
+    stream.set_read_timeout(read_timeout).map_err(fail)?;
     stream
         .write_all(format!("{command}\n").as_bytes())
         .map_err(fail)?;
+    Ok(stream)
+}
+
+/// Sends `command` and hands each line of the answer to `line` until the
+/// daemon closes the connection (`trace`). A first line that is a JSON
+/// error is returned as the error.
+pub fn stream(path: &Path, command: &str, mut line: impl FnMut(&str)) -> Result<(), String> {
+    use std::io::BufRead;
+    let fail = |e| unreachable_daemon(path, e);
+    let stream = send_command(path, command, None)?;
     for text in std::io::BufReader::new(stream).lines() {
         let text = text.map_err(fail)?;
         if text.starts_with('{') {
@@ -505,22 +521,12 @@ pub fn stream(path: &PathBuf, command: &str, mut line: impl FnMut(&str)) -> Resu
 }
 
 /// Sends `command` to the daemon at `path` and returns its JSON answer.
-pub fn request(path: &PathBuf, command: &str) -> Result<Value, String> {
-    let fail = |e: std::io::Error| {
-        format!(
-            "cannot reach the xlat64 daemon at {} ({e}); is `xlat64 run` running with this configuration?",
-            path.display()
-        )
-    };
-    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(fail)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(fail)?;
-    stream
-        .write_all(format!("{command}\n").as_bytes())
-        .map_err(fail)?;
+pub fn request(path: &Path, command: &str) -> Result<Value, String> {
+    let mut stream = send_command(path, command, Some(Duration::from_secs(10)))?;
     let mut text = String::new();
-    stream.read_to_string(&mut text).map_err(fail)?;
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| unreachable_daemon(path, e))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| {
         format!(
             "the daemon at {} sent an unreadable answer: {e}",

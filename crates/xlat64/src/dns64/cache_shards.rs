@@ -106,10 +106,7 @@ impl ShardedCache {
         now: Instant,
         counters: &Dns64Counters,
     ) -> Option<Vec<u8>> {
-        let mut shard = self.shard(key);
-        let hit = shard.replies.get(key, query, now);
-        publish(&mut shard, counters);
-        hit
+        self.in_shard(key, counters, |replies| replies.get(key, query, now))
     }
 
     /// An expired reply for `key` within the stale window, every TTL 30 s
@@ -121,10 +118,20 @@ impl ShardedCache {
         now: Instant,
         counters: &Dns64Counters,
     ) -> Option<Vec<u8>> {
+        self.in_shard(key, counters, |replies| replies.get_stale(key, query, now))
+    }
+
+    /// `f` on the replies of `key`'s shard, its counter changes published.
+    fn in_shard<T>(
+        &self,
+        key: &CacheKey,
+        counters: &Dns64Counters,
+        f: impl FnOnce(&mut Dns64Cache) -> T,
+    ) -> T {
         let mut shard = self.shard(key);
-        let stale = shard.replies.get_stale(key, query, now);
+        let got = f(&mut shard.replies);
         publish(&mut shard, counters);
-        stale
+        got
     }
 
     /// Keeps replies `stale_for` past their TTL (serve-stale; zero: off).

@@ -23,9 +23,8 @@ use std::fmt::Write as _;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 use xlat64_lab::{self as lab, Lab, LabProcess, SERVER_V4};
 
@@ -213,8 +212,7 @@ pub fn start_nsd(
 /// [`ecs_a`] of the query's subnet, the option echoed with its scope set to
 /// the source prefix; without the option, [`BROKEN_A`]. Stops when dropped.
 pub struct BrokenAuthoritative {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    _server: crate::common::UdpResponder,
     /// Queries that carried an EDNS Client Subnet option.
     pub ecs_seen: Arc<AtomicU64>,
 }
@@ -231,92 +229,63 @@ pub fn ecs_a(subnet: std::net::IpAddr) -> Ipv4Addr {
 impl BrokenAuthoritative {
     pub fn start(lab: &Lab, ns: &str, addr: Ipv4Addr) -> io::Result<Self> {
         let socket = lab.in_netns(ns, || UdpSocket::bind((addr, 53)))?;
-        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
         let ecs_seen = Arc::new(AtomicU64::new(0));
         let seen = ecs_seen.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !flag.load(Ordering::Relaxed) {
-                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(query) = Message::from_vec(&buf[..len]) else {
-                    continue;
-                };
-                let Some(q) = query.queries().first().cloned() else {
-                    continue;
-                };
-                let first_label = q.name().iter().next().unwrap_or_default().to_vec();
-                let mut reply = Message::new();
-                reply
-                    .set_id(query.id())
-                    .set_message_type(MessageType::Response)
-                    .set_op_code(query.op_code())
-                    .set_recursion_desired(query.recursion_desired())
-                    .set_authoritative(true)
-                    .set_authentic_data(true)
-                    .add_query(q.clone());
-                let subnet = query.extensions().as_ref().and_then(|e| {
-                    match e.options().get(EdnsCode::Subnet) {
+        let server = crate::common::UdpResponder::start(socket, move |query| {
+            let q = query.queries()[0].clone();
+            let first_label = q.name().iter().next().unwrap_or_default().to_vec();
+            let mut reply = Message::new();
+            reply
+                .set_id(query.id())
+                .set_message_type(MessageType::Response)
+                .set_op_code(query.op_code())
+                .set_recursion_desired(query.recursion_desired())
+                .set_authoritative(true)
+                .set_authentic_data(true)
+                .add_query(q.clone());
+            let subnet =
+                query
+                    .extensions()
+                    .as_ref()
+                    .and_then(|e| match e.options().get(EdnsCode::Subnet) {
                         Some(EdnsOption::Subnet(s)) => Some(*s),
                         _ => None,
-                    }
-                });
-                if subnet.is_some() {
-                    seen.fetch_add(1, Ordering::Relaxed);
-                }
-                match q.query_type() {
-                    RecordType::A if first_label.starts_with(b"ecs") => {
-                        let addr = subnet.as_ref().map_or(BROKEN_A, |s| ecs_a(s.addr()));
-                        reply.add_answer(Record::from_rdata(
-                            q.name().clone(),
-                            60,
-                            RData::A(A(addr)),
-                        ));
-                        if let Some(mut s) = subnet {
-                            s.set_scope_prefix(s.source_prefix());
-                            let mut edns = Edns::new();
-                            edns.options_mut().insert(EdnsOption::Subnet(s));
-                            reply.set_edns(edns);
-                        }
-                    }
-                    RecordType::A => {
-                        reply.add_answer(Record::from_rdata(
-                            q.name().clone(),
-                            60,
-                            RData::A(A(BROKEN_A)),
-                        ));
-                    }
-                    RecordType::AAAA if first_label.starts_with(b"drop") => continue,
-                    RecordType::AAAA if first_label.starts_with(b"servfail") => {
-                        reply
-                            .set_authoritative(false)
-                            .set_response_code(ResponseCode::ServFail);
-                    }
-                    _ => {}
-                }
-                if let Ok(bytes) = reply.to_vec() {
-                    let _ = socket.send_to(&bytes, peer);
-                }
+                    });
+            if subnet.is_some() {
+                seen.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(())
-        });
+            match q.query_type() {
+                RecordType::A if first_label.starts_with(b"ecs") => {
+                    let addr = subnet.as_ref().map_or(BROKEN_A, |s| ecs_a(s.addr()));
+                    reply.add_answer(Record::from_rdata(q.name().clone(), 60, RData::A(A(addr))));
+                    if let Some(mut s) = subnet {
+                        s.set_scope_prefix(s.source_prefix());
+                        let mut edns = Edns::new();
+                        edns.options_mut().insert(EdnsOption::Subnet(s));
+                        reply.set_edns(edns);
+                    }
+                }
+                RecordType::A => {
+                    reply.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::A(A(BROKEN_A)),
+                    ));
+                }
+                RecordType::AAAA if first_label.starts_with(b"drop") => return None,
+                RecordType::AAAA if first_label.starts_with(b"servfail") => {
+                    reply
+                        .set_authoritative(false)
+                        .set_response_code(ResponseCode::ServFail);
+                }
+                _ => {}
+            }
+            Some(reply)
+        })?;
         Ok(BrokenAuthoritative {
-            stop,
-            thread: Some(thread),
+            _server: server,
             ecs_seen,
         })
-    }
-}
-
-impl Drop for BrokenAuthoritative {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

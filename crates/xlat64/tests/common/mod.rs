@@ -270,3 +270,55 @@ pub fn lines(text: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// A UDP DNS server for tests, on a thread of its own: each datagram that
+/// decodes as a DNS message with a question goes to `answer`, and what it
+/// returns is sent back (`None`: no reply). Stops when dropped.
+pub struct UdpResponder {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpResponder {
+    pub fn start(
+        socket: std::net::UdpSocket,
+        mut answer: impl FnMut(&hickory_proto::op::Message) -> Option<hickory_proto::op::Message>
+            + Send
+            + 'static,
+    ) -> io::Result<UdpResponder> {
+        use std::sync::atomic::Ordering;
+        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(query) = hickory_proto::op::Message::from_vec(&buf[..len]) else {
+                    continue;
+                };
+                if query.queries().is_empty() {
+                    continue;
+                }
+                if let Some(bytes) = answer(&query).and_then(|m| m.to_vec().ok()) {
+                    let _ = socket.send_to(&bytes, peer);
+                }
+            }
+        });
+        Ok(UdpResponder {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for UdpResponder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
